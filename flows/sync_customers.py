@@ -1,0 +1,170 @@
+"""The flow: claim new customers, build payloads, send batches, record outcomes, report."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, runtime
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.tasks import exponential_backoff
+from pydantic import SecretStr
+
+from rootfi_sync import errors
+from rootfi_sync.delivery import BatchIncomplete, Item
+from rootfi_sync.ledger import Candidate, Outcome, Status, utcnow
+from rootfi_sync.report import RunSummary
+from rootfi_sync.run import RunParts, open_run
+from rootfi_sync.settings import Settings, load_settings
+from tasks.extract import claim_batch
+from tasks.load import send_batch
+from tasks.report import publish_report
+from tasks.transform import build_batch
+from tasks.write_back import record_intent, record_outcomes
+
+SECRET_BLOCK = "rootfi-api-key"
+
+
+def resolve_api_key(settings: Settings) -> SecretStr:
+    """Return the key from the `rootfi-api-key` Secret block if saved, else ROOTFI_API_KEY."""
+    from prefect.blocks.system import Secret
+
+    try:
+        return SecretStr(str(Secret.load(SECRET_BLOCK).get()))  # type: ignore[union-attr]
+    except (ValueError, RuntimeError):
+        pass
+    if settings.rootfi_api_key is None:
+        raise errors.SettingsError(
+            f"missing setting: ROOTFI_API_KEY (or a Prefect Secret block named {SECRET_BLOCK!r})"
+        )
+    return settings.rootfi_api_key
+
+
+def run_name() -> str:
+    params = runtime.flow_run.parameters
+    company = params.get("company_id") or "default"
+    return f"company-{company}-{utcnow():%Y%m%d-%H%M%S}" + ("-dry" if params.get("dry_run") else "")
+
+
+@flow(name="sync-customers", flow_run_name=run_name, log_prints=False)
+def sync_customers(
+    company_id: int | None = None,
+    batch_size: int | None = None,
+    write_mode: Literal["single", "batch"] | None = None,
+    dry_run: bool = False,
+    limit: int | None = None,
+    customer_ids: list[int] | None = None,
+) -> dict[str, Any]:
+    """Sync the company's new customers into RootFi; return the run's counts."""
+    overrides = {"rootfi_batch_size": batch_size, "rootfi_write_mode": write_mode}
+    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    company = company_id or settings.rootfi_company_id
+    if company is None:
+        raise errors.SettingsError("missing setting: ROOTFI_COMPANY_ID (or parameter company_id)")
+    api_key = resolve_api_key(settings) if not dry_run else SecretStr("dry-run")
+    summary = RunSummary(company_id=company, dry_run=dry_run)
+    started = time.monotonic()
+    owner = str(runtime.flow_run.id or uuid.uuid4())
+    with open_run(settings, company, api_key, owner) as parts:
+        try:
+            _sync_batches(parts, settings, summary, dry_run=dry_run, limit=limit, only=customer_ids)
+        finally:
+            summary.duration_seconds = time.monotonic() - started
+            publish_report(summary)
+    return summary.counts() | {"failures": summary.failures}
+
+
+def _sync_batches(
+    parts: RunParts, settings: Settings, summary: RunSummary, *, dry_run: bool,
+    limit: int | None, only: list[int] | None,
+) -> None:  # fmt: skip
+    """Run batch after batch until no customer is left (or `limit` is reached)."""
+    progress = create_progress_artifact(0.0, description="Batches of customers processed")
+    after: Any = None
+    while limit is None or summary.picked < limit:
+        size = settings.rootfi_batch_size
+        if limit is not None:
+            size = min(size, limit - summary.picked)
+        summary.batches += 1
+        claimed = claim_batch(
+            parts.ledger, batch_no=summary.batches, after=after, limit=size,
+            lease_seconds=settings.rootfi_lease_seconds, only=only, dry_run=dry_run,
+        )  # fmt: skip
+        if claimed.seen == 0:
+            summary.batches -= 1
+            break
+        after = claimed.last_id
+        summary.skipped += claimed.seen - len(claimed.candidates)
+        summary.picked += len(claimed.candidates)
+        _sync_one_batch(parts, settings, summary, claimed.candidates, dry_run=dry_run)
+        update_progress_artifact(progress, min(99.0, float(summary.batches)))
+        summary.check_breaker(settings.rootfi_max_refused_share)
+    update_progress_artifact(progress, 100.0)
+
+
+def _sync_one_batch(
+    parts: RunParts, settings: Settings, summary: RunSummary, claimed: list[Candidate], *,
+    dry_run: bool,
+) -> None:  # fmt: skip
+    """Build, record intent, send and record outcomes of one batch."""
+    batch_no = summary.batches
+    transformed = build_batch(claimed, batch_no=batch_no)
+    rejects = [
+        Outcome(str(cid), Status.FAILED, error=f"invalid row: {r.message}")
+        for cid, r in transformed.rejected
+    ]
+    for cid, r in transformed.rejected:
+        summary.add_rejection(cid, f"invalid row: {r.message}")
+    items = [Item(str(cid), payload) for cid, payload in transformed.accepted]
+    if dry_run:
+        get_run_logger().info(
+            "dry run, batch %s: would send %s, would refuse %s", batch_no, len(items), len(rejects)
+        )
+        return
+    attempts = {c.customer_id: c.attempts + 1 for c in claimed}
+    doubtful = {c.customer_id: c.attempted_at for c in claimed if c.attempted_at is not None}
+    record_intent(parts.ledger, items, batch_no=batch_no)
+    outcomes = _send(parts, settings, items, batch_no=batch_no, doubtful=doubtful)
+    summary.sent += len(items)
+    summary.add_outcomes(outcomes, attempts)
+    record_outcomes(
+        parts.ledger, rejects + outcomes, batch_no=batch_no,
+        max_attempts=settings.rootfi_max_attempts,
+        requeue_seconds=settings.rootfi_requeue_delay_seconds, attempts=attempts,
+    )  # fmt: skip
+
+
+def _send(
+    parts: RunParts, settings: Settings, items: list[Item], *, batch_no: int,
+    doubtful: dict[str, Any],
+) -> list[Outcome]:  # fmt: skip
+    """Send the batch with retries; when retries run out, keep what is known and park the rest."""
+    if not items:
+        return []
+    sender = send_batch.with_options(
+        retries=settings.rootfi_retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=settings.rootfi_retry_delay_seconds),
+    )
+    state = sender(
+        parts.client, parts.ledger, parts.ledger.company_id, items,
+        mode=settings.rootfi_write_mode, batch_no=batch_no, attempted_at=utcnow(),
+        doubtful=doubtful, return_state=True,
+        options={"concurrency": settings.rootfi_concurrency,
+                 "poll_timeout": settings.rootfi_poll_timeout_seconds,
+                 "skew_seconds": settings.rootfi_reconcile_skew_seconds},
+    )  # fmt: skip
+    result = state.result(raise_on_failure=False)
+    if not state.is_failed():
+        return list(result)
+    if isinstance(result, BatchIncomplete):
+        return result.outcomes + list(result.pending.values())
+    # Not a passing failure (a 401/403, a bug): what was sent may exist, so look before resending.
+    pending = [
+        Outcome(i.customer_id, Status.IN_DOUBT, error=f"send failed: {result}") for i in items
+    ]
+    record_outcomes(
+        parts.ledger, pending, batch_no=batch_no, max_attempts=settings.rootfi_max_attempts,
+        requeue_seconds=0.0,
+    )  # fmt: skip
+    raise result

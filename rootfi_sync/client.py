@@ -1,0 +1,228 @@
+"""A small RootFi v3 client over httpx: create customers, follow syncs, list customers.
+
+Only the `api_key` header carries the key; it is never logged, put in a URL or in an error.
+The client retries nothing itself except a 429 (which RootFi answers before processing
+anything): it waits the `Retry-After` it is given, within a bound, then asks again.
+Everything else is raised as one of `rootfi_sync.errors`, for the caller to decide.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Protocol
+
+import httpx
+from pydantic import SecretStr
+
+from rootfi_sync import errors
+from rootfi_sync.errors import RateLimited
+
+USER_AGENT = "rootfi-sync/0.1"
+
+
+class Governor(Protocol):
+    """Paces requests: `acquire` before each one, `observe` each answer."""
+
+    def acquire(self) -> None: ...
+
+    def observe(self, response: httpx.Response) -> None: ...
+
+
+class NoGovernor:
+    """Sends as fast as asked."""
+
+    def acquire(self) -> None:
+        return None
+
+    def observe(self, response: httpx.Response) -> None:
+        return None
+
+
+def iso_ms(moment: datetime) -> str:
+    """Return `moment` as ISO 8601 UTC with milliseconds and a Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
+    """Return how long a 429 asks us to wait, from Retry-After or X-RateLimit-Reset."""
+    value = response.headers.get("retry-after") or response.headers.get("x-ratelimit-reset")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    if seconds > 1e9:  # an epoch timestamp rather than a delay
+        seconds -= now if now is not None else time.time()
+    return max(0.0, seconds)
+
+
+class RootFiClient:
+    """One client per run; use it as a context manager so its connections are closed."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: SecretStr,
+        *,
+        timeout: float = 30.0,
+        governor: Governor | None = None,
+        transport: httpx.BaseTransport | None = None,
+        max_connections: int = 16,
+        max_rate_limit_wait: float = 120.0,
+    ) -> None:
+        self._governor = governor or NoGovernor()
+        self._max_wait = max_rate_limit_wait
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/") + "/",
+            headers={"api_key": api_key.get_secret_value(), "user-agent": USER_AGENT},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=max_connections),
+            transport=transport,
+        )
+
+    def __enter__(self) -> RootFiClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RootFiClient(base_url={str(self._http.base_url)!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    def create_customer(self, company_id: int, record: dict[str, Any]) -> dict[str, Any]:
+        """Create one customer synchronously; return RootFi's record (with `sync_id` added)."""
+        body = self._request(
+            "POST", "ecommerce/customers", params={"run_async": "false"},
+            json={"company_id": company_id, "data": [record], "run_async": False},
+        )  # fmt: skip
+        created = dict(body["data"][0])
+        created.setdefault("sync_id", body.get("sync_id"))
+        return created
+
+    def create_customers_async(self, company_id: int, records: list[dict[str, Any]]) -> str:
+        """Start an async write of `records`; return its sync id."""
+        body = self._request(
+            "POST", "ecommerce/customers", params={"run_async": "true"},
+            json={"company_id": company_id, "data": records, "run_async": True},
+        )  # fmt: skip
+        data = body.get("data")
+        sync_id = body.get("sync_id") or (data.get("sync_id") if isinstance(data, dict) else None)
+        if not sync_id:
+            raise errors.TransportError("RootFi accepted an async write but sent no sync_id")
+        return str(sync_id)
+
+    def get_sync(self, sync_id: str) -> dict[str, Any]:
+        """Return the sync's status object."""
+        data: dict[str, Any] = self._request("GET", f"core/syncs/{sync_id}")["data"]
+        return data
+
+    def iter_sync_jobs(self, sync_id: str) -> Iterator[dict[str, Any]]:
+        """Yield the sync's jobs, following `next` cursors."""
+        yield from self._paginate(f"core/syncs/{sync_id}/jobs", {"limit": 1000})
+
+    def iter_customers(
+        self, company_id: int, updated_since: datetime | None = None, page_size: int = 1000
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the company's customers updated since a moment, oldest first."""
+        params: dict[str, Any] = {
+            "limit": page_size,
+            "rootfi_company_id[eq]": company_id,
+            "sort[rootfi_updated_at]": "ASC",
+        }
+        if updated_since is not None:
+            params["rootfi_updated_at[gte]"] = iso_ms(updated_since)
+        yield from self._paginate("ecommerce/customers", params)
+
+    def list_companies(self) -> list[dict[str, Any]]:
+        """Return the companies this key can reach."""
+        data: list[dict[str, Any]] = self._request("GET", "core/companies")["data"]
+        return data
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _paginate(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        cursor: str | None = None
+        while True:
+            body = self._request(
+                "GET", path, params={**params, **({"next": cursor} if cursor else {})}
+            )
+            yield from body.get("data") or []
+            cursor = body.get("next")
+            if not cursor:
+                return
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        waited = 0.0
+        while True:
+            response = self._send(method, path, **kwargs)
+            if response.status_code != 429:
+                return self._parse(method, path, response)
+            error = _status_error(method, path, response)
+            delay = retry_after_seconds(response) or 1.0
+            if waited + delay > self._max_wait:
+                raise error
+            time.sleep(delay)
+            waited += delay
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        self._governor.acquire()
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise errors.TransportError(
+                f"{method} /{path}: could not connect ({exc})", sent=False
+            ) from None
+        except httpx.TransportError as exc:
+            kind = type(exc).__name__
+            raise errors.TransportError(f"{method} /{path}: no answer ({kind}: {exc})") from None
+        self._governor.observe(response)
+        return response
+
+    def _parse(self, method: str, path: str, response: httpx.Response) -> dict[str, Any]:
+        if response.is_success:
+            try:
+                body: dict[str, Any] = response.json()
+            except ValueError:
+                raise errors.TransportError(f"{method} /{path}: answer is not JSON") from None
+            return body
+        raise _status_error(method, path, response)
+
+
+def _status_error(method: str, path: str, response: httpx.Response) -> errors.HTTPStatusError:
+    """Map an error answer to the exception tree, keeping RootFi's error body."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text[:500]
+    detail = body.get("error") if isinstance(body, dict) else None
+    detail = detail if isinstance(detail, dict) else {}
+    message = str(detail.get("message") or body or response.reason_phrase)
+    args = dict(
+        method=method,
+        path="/" + path,
+        code=detail.get("code"),
+        field=detail.get("field"),
+        body=body,
+    )
+    status = response.status_code
+    if status in (401, 403):
+        return errors.AuthError(status, message + " (check ROOTFI_API_KEY)", **args)
+    if status == 429:
+        return RateLimited(status, message, retry_after=retry_after_seconds(response), **args)
+    if status >= 500:
+        return errors.ServerError(status, message, **args)
+    return errors.Refused(status, message, **args)

@@ -1,0 +1,88 @@
+"""Every error rootfi-sync raises, in one tree.
+
+    RootFiSyncError
+    ├── SettingsError (ValueError)         a setting is missing or wrong; nothing was sent
+    ├── CircuitOpen                        too many customers refused: the run stopped early
+    └── RootFiError                        talking to RootFi went wrong
+        ├── TransportError (OSError)       the answer never came: the request may or may not
+        │                                  have been processed (in doubt) unless `sent` is False
+        └── HTTPStatusError                RootFi answered with an error status
+            ├── AuthError (PermissionError)     401/403: stop the run, fix the key
+            ├── RateLimited                     429: nothing was processed; wait `retry_after`
+            ├── ServerError                     5xx: the request may have been processed
+            └── Refused (ValueError)            any other 4xx: RootFi or the platform said no
+
+Messages say what failed and where, with RootFi's error body when there is one; none of
+them carries the API key (the client never puts it anywhere but the request header).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RootFiSyncError(Exception):
+    """Base of every error raised by rootfi-sync."""
+
+
+class SettingsError(RootFiSyncError, ValueError):
+    """A setting is missing or invalid; the message names it."""
+
+
+class CircuitOpen(RootFiSyncError):
+    """The share of refused customers passed the configured threshold."""
+
+
+class RootFiError(RootFiSyncError):
+    """Talking to RootFi failed."""
+
+
+class TransportError(RootFiError, OSError):
+    """No answer came back; `sent` is False only when the request surely never left."""
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class HTTPStatusError(RootFiError):
+    """RootFi answered with an error status; `code`, `field` come from its error body."""
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        code: str | None = None,
+        field: str | None = None,
+        body: Any = None,
+    ) -> None:
+        where = f" ({method} {path})" if method else ""
+        super().__init__(f"RootFi answered {status_code}{where}: {message}")
+        self.status_code = status_code
+        self.reason = message
+        self.code = code
+        self.field = field
+        self.body = body
+
+
+class AuthError(HTTPStatusError, PermissionError):
+    """401/403: the API key is missing, wrong or not allowed for this company."""
+
+
+class RateLimited(HTTPStatusError):
+    """429: throttled; nothing was processed."""
+
+    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(HTTPStatusError):
+    """5xx: RootFi failed; the request may or may not have been processed."""
+
+
+class Refused(HTTPStatusError, ValueError):
+    """A 4xx other than 401/403/429: the request (or one of its records) was refused."""

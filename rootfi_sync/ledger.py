@@ -1,0 +1,288 @@
+"""The sync ledger: who may send which customer, what was sent, and what came of it.
+
+A customer moves through these states for a company (one ledger row each):
+
+    (no row) ─claim─► CLAIMED ─intent─► SENDING ─answer─► SYNCED | FAILED
+                                           │
+                                           └─no answer─► IN_DOUBT  (looked up before any resend)
+    RETRY: failed for a passing reason and never processed; comes back at `next_attempt_at`.
+
+Claims are conditional upserts guarded by a lease, so two runs never hold the same customer.
+A customer that was ever sent (`attempted_at` set) is claimed back as IN_DOUBT: it is looked
+up in RootFi before it is sent again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from rootfi_sync.tables import ledger
+
+MAX_ERROR_HISTORY = 4000
+
+
+class Status(StrEnum):
+    CLAIMED = "CLAIMED"
+    SENDING = "SENDING"
+    IN_DOUBT = "IN_DOUBT"
+    RETRY = "RETRY"
+    SYNCED = "SYNCED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A source row that may be synced, with what the ledger knows of it."""
+
+    row: dict[str, Any]
+    source_hash: str
+    status: str | None
+    attempts: int
+    attempted_at: datetime | None
+
+    @property
+    def customer_id(self) -> str:
+        return str(self.row["id"])
+
+    @property
+    def in_doubt(self) -> bool:
+        return self.attempted_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one customer in one attempt."""
+
+    customer_id: str
+    status: Status
+    rootfi_id: str | None = None
+    platform_id: str | None = None
+    sync_id: str | None = None
+    error: str | None = None
+    payload_hash: str | None = None
+
+
+@dataclass(slots=True)
+class Page:
+    candidates: list[Candidate] = field(default_factory=list)
+    last_id: Any = None
+
+
+def source_hash(row: Mapping[str, Any]) -> str:
+    """Return a fingerprint of a source row, to notice when it changes."""
+    text = json.dumps({k: row[k] for k in sorted(row)}, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _eligible(now: datetime) -> sa.ColumnElement[bool]:
+    """The ledger rows that a run may (re)claim now, FAILED ones aside."""
+    c = ledger.c
+    lease_free = sa.or_(c.lease_expires_at.is_(None), c.lease_expires_at < now)
+    due = sa.or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now)
+    return sa.or_(
+        sa.and_(c.status.in_([Status.CLAIMED, Status.SENDING]), lease_free),
+        sa.and_(c.status.in_([Status.IN_DOUBT, Status.RETRY]), lease_free, due),
+    )
+
+
+class Ledger:
+    """The ledger of one company, in the source database, for one run (`owner`)."""
+
+    def __init__(self, engine: sa.Engine, source: sa.Table, company_id: int, owner: str) -> None:
+        self.engine, self.source, self.company_id, self.owner = engine, source, company_id, owner
+
+    def __repr__(self) -> str:
+        return f"Ledger(company_id={self.company_id}, owner={self.owner!r})"
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def candidates(
+        self, now: datetime, *, after: Any = None, limit: int = 100, only: Sequence[Any] = ()
+    ) -> Page:
+        """Return the next page of rows to sync, in primary-key order after `after`."""
+        src, c = self.source, ledger.c
+        joined = src.outerjoin(
+            ledger,
+            sa.and_(c.customer_id == sa.cast(src.c.id, sa.String), c.company_id == self.company_id),
+        )
+        query = (
+            sa.select(src, c.status.label("_status"), c.attempts.label("_attempts"),
+                      c.attempted_at.label("_attempted_at"), c.source_hash.label("_source_hash"))
+            .select_from(joined)
+            .where(sa.or_(c.status.is_(None), c.status == Status.FAILED, _eligible(now)))
+            .order_by(src.c.id)
+            .limit(limit)
+        )  # fmt: skip
+        if after is not None:
+            query = query.where(src.c.id > after)
+        if only:
+            query = query.where(src.c.id.in_(list(only)))
+        page = Page()
+        with self.engine.connect() as conn:
+            for mapping in conn.execute(query).mappings():
+                row = {k: mapping[k] for k in src.c.keys()}  # noqa: SIM118
+                page.last_id = row["id"]
+                digest = source_hash(row)
+                if mapping["_status"] == Status.FAILED and mapping["_source_hash"] == digest:
+                    continue  # refused before and unchanged since: leave it parked
+                page.candidates.append(
+                    Candidate(row, digest, mapping["_status"], mapping["_attempts"] or 0,
+                              mapping["_attempted_at"])
+                )  # fmt: skip
+        return page
+
+    def known_rootfi_ids(self, rootfi_ids: Iterable[str]) -> set[str]:
+        """Return which of these RootFi ids the ledger already gives to a customer."""
+        ids, known = list(rootfi_ids), set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                query = sa.select(ledger.c.rootfi_id).where(
+                    ledger.c.company_id == self.company_id,
+                    ledger.c.rootfi_id.in_(ids[start : start + 500]),
+                )
+                known.update(conn.execute(query).scalars())
+        return known
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def claim(
+        self, candidates: Sequence[Candidate], now: datetime, lease: timedelta
+    ) -> list[Candidate]:
+        """Lease these customers to this run; return the ones won, IN_DOUBT if ever sent."""
+        if not candidates:
+            return []
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        stmt = insert(ledger).values([
+            {"customer_id": cand.customer_id, "company_id": self.company_id,
+             "status": Status.CLAIMED, "source_hash": cand.source_hash, "attempts": 0,
+             "lease_owner": self.owner, "lease_expires_at": now + lease, "updated_at": now}
+            for cand in candidates
+        ])  # fmt: skip
+        c, new = ledger.c, stmt.excluded
+        changed = sa.or_(c.source_hash.is_(None), c.source_hash != new.source_hash)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[c.customer_id, c.company_id],
+            set_={
+                "status": sa.case(
+                    (c.attempted_at.is_not(None), Status.IN_DOUBT), else_=Status.CLAIMED
+                ),
+                "attempts": sa.case((c.status == Status.FAILED, 0), else_=c.attempts),
+                "source_hash": new.source_hash, "lease_owner": new.lease_owner,
+                "lease_expires_at": new.lease_expires_at, "updated_at": new.updated_at,
+            },
+            where=sa.or_(_eligible(now), sa.and_(c.status == Status.FAILED, changed)),
+        ).returning(c.customer_id, c.status, c.attempts, c.attempted_at)  # fmt: skip
+        with self.engine.begin() as conn:
+            won = {r.customer_id: r for r in conn.execute(stmt)}
+        return [
+            Candidate(
+                cand.row,
+                cand.source_hash,
+                won[cid].status,
+                won[cid].attempts,
+                won[cid].attempted_at,
+            )
+            for cand in candidates
+            if (cid := cand.customer_id) in won
+        ]
+
+    def record_intent(self, hashes: Mapping[str, str], now: datetime) -> None:
+        """Mark customers SENDING with their payload hash, before the request leaves."""
+        c = ledger.c
+        stmt = (
+            ledger.update()
+            .where(c.company_id == self.company_id, c.customer_id == sa.bindparam("b_cid"),
+                   c.lease_owner == self.owner)
+            .values(status=Status.SENDING, payload_hash=sa.bindparam("b_hash"),
+                    attempts=c.attempts + 1, attempted_at=now, updated_at=now)
+        )  # fmt: skip
+        with self.engine.begin() as conn:
+            conn.execute(stmt, [{"b_cid": cid, "b_hash": h} for cid, h in hashes.items()])
+
+    def record_outcomes(
+        self,
+        outcomes: Sequence[Outcome],
+        now: datetime,
+        *,
+        max_attempts: int,
+        requeue: timedelta,
+        attempts: Mapping[str, int] | None = None,
+    ) -> None:
+        """Write each customer's outcome in one statement; park what ran out of attempts.
+
+        A customer to try again waits `requeue`, doubled for each attempt it already made.
+        """
+        if not outcomes:
+            return
+        c = ledger.c
+        error = sa.bindparam("b_error", type_=sa.Text)
+        history = sa.case(
+            (error.is_(None), c.last_error),
+            (c.last_error.is_(None), error),
+            else_=sa.func.substr(c.last_error + "\n" + error, 1, MAX_ERROR_HISTORY),
+        )
+        status = sa.bindparam("b_status", type_=sa.String)
+        transient = sa.or_(status == Status.IN_DOUBT, status == Status.RETRY)
+        parked = sa.and_(transient, c.attempts >= max_attempts)
+
+        def keep(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+            return sa.func.coalesce(sa.bindparam(f"b_{column.key}", type_=column.type), column)
+
+        stmt = (
+            ledger.update()
+            .where(c.company_id == self.company_id, c.customer_id == sa.bindparam("b_cid"))
+            .values(
+                status=sa.case((parked, Status.FAILED), else_=status),
+                rootfi_id=keep(c.rootfi_id), platform_id=keep(c.platform_id),
+                sync_id=keep(c.sync_id), payload_hash=keep(c.payload_hash),
+                last_error=history,
+                synced_at=sa.bindparam("b_synced_at", type_=c.synced_at.type),
+                next_attempt_at=sa.bindparam("b_next_attempt_at", type_=c.next_attempt_at.type),
+                lease_owner=None, lease_expires_at=None, updated_at=now,
+            )
+        )  # fmt: skip
+        tries = attempts or {}
+        rows = [
+            self._outcome_params(o, now, requeue * 2 ** min(tries.get(o.customer_id, 1) - 1, 10))
+            for o in outcomes
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(stmt, rows)
+
+    @staticmethod
+    def _outcome_params(outcome: Outcome, now: datetime, requeue: timedelta) -> dict[str, Any]:
+        error = f"{now:%Y-%m-%dT%H:%M:%SZ} {outcome.error}" if outcome.error else None
+        transient = outcome.status in (Status.IN_DOUBT, Status.RETRY)
+        return {
+            "b_cid": outcome.customer_id, "b_status": str(outcome.status),
+            "b_rootfi_id": outcome.rootfi_id, "b_platform_id": outcome.platform_id,
+            "b_sync_id": outcome.sync_id, "b_payload_hash": outcome.payload_hash,
+            "b_error": error,
+            "b_synced_at": now if outcome.status == Status.SYNCED else None,
+            "b_next_attempt_at": now + requeue if transient else None,
+        }  # fmt: skip
+
+    def release(self, customer_ids: Iterable[str]) -> None:
+        """Give back leases without recording anything (a dry or stopped run)."""
+        c = ledger.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                ledger.update()
+                .where(c.company_id == self.company_id, c.lease_owner == self.owner,
+                       c.customer_id.in_(list(customer_ids)))
+                .values(lease_owner=None, lease_expires_at=None)
+            )  # fmt: skip
+
+
+def utcnow() -> datetime:
+    """Return the current time, aware, in UTC."""
+    return datetime.now(UTC)

@@ -1,0 +1,84 @@
+"""What a run did, counted as it goes, and the circuit breaker that reads those counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rootfi_sync.errors import CircuitOpen
+from rootfi_sync.ledger import Outcome, Status
+
+MIN_SAMPLE_FOR_BREAKER = 20
+MAX_FAILURES_SHOWN = 50
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """Counts of one run; `failures` keeps the first few refused customers and why."""
+
+    company_id: int
+    dry_run: bool = False
+    picked: int = 0
+    synced: int = 0
+    adopted: int = 0
+    failed: int = 0
+    rejected: int = 0
+    in_doubt: int = 0
+    retry_later: int = 0
+    skipped: int = 0
+    sent: int = 0
+    refused: int = 0
+    batches: int = 0
+    duration_seconds: float = 0.0
+    stopped: str | None = None
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        """Customers settled (synced or failed) per second."""
+        settled = self.synced + self.failed
+        return settled / self.duration_seconds if self.duration_seconds else 0.0
+
+    def add_rejection(self, customer_id: Any, reason: str) -> None:
+        self.rejected += 1
+        self.failed += 1
+        self._keep_failure(customer_id, reason, 0)
+
+    def add_outcomes(self, outcomes: list[Outcome], attempts: dict[str, int]) -> None:
+        counts = Counter(o.status for o in outcomes)
+        self.synced += counts[Status.SYNCED]
+        self.failed += counts[Status.FAILED]
+        self.refused += counts[Status.FAILED]
+        self.in_doubt += counts[Status.IN_DOUBT]
+        self.retry_later += counts[Status.RETRY]
+        for o in outcomes:
+            if o.status == Status.FAILED:
+                self._keep_failure(o.customer_id, o.error or "", attempts.get(o.customer_id, 0))
+
+    def _keep_failure(self, customer_id: Any, reason: str, attempts: int) -> None:
+        if len(self.failures) < MAX_FAILURES_SHOWN:
+            self.failures.append(
+                {"customer_id": str(customer_id), "reason": reason, "attempts": attempts}
+            )
+
+    def check_breaker(self, max_refused_share: float) -> None:
+        """Raise CircuitOpen when RootFi refuses too large a share of what was sent."""
+        if self.sent < MIN_SAMPLE_FOR_BREAKER:
+            return
+        share = self.refused / self.sent
+        if share > max_refused_share:
+            self.stopped = (
+                f"circuit breaker: RootFi refused {self.refused} of {self.sent} customers sent "
+                f"({share:.0%} > ROOTFI_MAX_REFUSED_SHARE={max_refused_share:.0%}); "
+                "the run stopped early to save the API budget. Check the failures table."
+            )
+            raise CircuitOpen(self.stopped)
+
+    def counts(self) -> dict[str, Any]:
+        """Return the counts alone (no failure details), for logs and events."""
+        data = asdict(self)
+        data.pop("failures")
+        data["rate_per_second"] = round(self.rate, 2)
+        data["duration_seconds"] = round(self.duration_seconds, 2)
+        return data

@@ -1,0 +1,44 @@
+"""The real parts of one run, built at the edge: engine, ledger, governor and client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from rootfi_sync.client import RootFiClient
+from rootfi_sync.db import make_engine
+from rootfi_sync.governor import TokenBucket
+from rootfi_sync.ledger import Ledger
+from rootfi_sync.settings import Settings
+from rootfi_sync.tables import source_table
+
+
+@dataclass(frozen=True, slots=True)
+class RunParts:
+    ledger: Ledger
+    client: RootFiClient
+
+
+@contextmanager
+def open_run(
+    settings: Settings, company_id: int, api_key: SecretStr, owner: str
+) -> Iterator[RunParts]:
+    """Yield the run's ledger and client; close both afterwards."""
+    engine = make_engine(settings.source_database_url)
+    source = source_table(settings.source_table, settings.source_columns)
+    governor = TokenBucket(settings.rootfi_rate_limit_per_minute)
+    client = RootFiClient(
+        settings.rootfi_base_url,
+        api_key,
+        timeout=settings.rootfi_timeout_seconds,
+        governor=governor,
+        max_connections=max(4, settings.rootfi_concurrency * 2),
+    )
+    try:
+        with client:
+            yield RunParts(Ledger(engine, source, company_id, owner), client)
+    finally:
+        engine.dispose()

@@ -1,0 +1,94 @@
+"""The one typed settings object, read from the environment and a `.env` file."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rootfi_sync.errors import SettingsError
+
+PRODUCTION_URL = "https://api.rootfi.dev/v3"
+DEFAULT_DATABASE_URL = "sqlite:///rootfi_sync.db"
+SOURCE_COLUMNS = (
+    "id", "name", "email", "phone", "currency", "status", "street", "locality", "city",
+    "state", "pincode", "country", "created_at", "updated_at",
+)  # fmt: skip
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """Everything rootfi-sync can be told; each field is read from the upper-cased env var."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    rootfi_api_key: SecretStr | None = None
+    rootfi_base_url: str = PRODUCTION_URL
+    rootfi_company_id: int | None = Field(default=None, gt=0)
+    source_database_url: str = DEFAULT_DATABASE_URL
+    source_table: str = Field(default="customers", min_length=1)
+    source_columns: dict[str, str] = Field(default_factory=dict)
+    rootfi_batch_size: int = Field(default=100, ge=1, le=1000)
+    rootfi_write_mode: Literal["single", "batch"] = "single"
+    rootfi_concurrency: int = Field(default=4, ge=1, le=64)
+    rootfi_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    rootfi_retries: int = Field(default=4, ge=0, le=20)
+    rootfi_retry_delay_seconds: float = Field(default=2.0, ge=0, le=600)
+    rootfi_max_attempts: int = Field(default=5, ge=1, le=100)
+    rootfi_requeue_delay_seconds: float = Field(default=300.0, ge=0)
+    rootfi_lease_seconds: float = Field(default=900.0, gt=0)
+    rootfi_rate_limit_per_minute: int = Field(default=100, ge=0)
+    rootfi_max_refused_share: float = Field(default=0.5, gt=0, le=1)
+    rootfi_poll_timeout_seconds: float = Field(default=300.0, gt=0)
+    rootfi_reconcile_skew_seconds: float = Field(default=120.0, ge=0)
+
+    @field_validator("rootfi_base_url")
+    @classmethod
+    def _https_unless_loopback(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL such as https://api.rootfi.dev/v3")
+        if parts.scheme != "https" and not _is_loopback(parts.hostname):
+            raise ValueError("must use https unless its host is loopback (127.0.0.1)")
+        return value.rstrip("/")
+
+    @field_validator("source_columns")
+    @classmethod
+    def _known_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(SOURCE_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown column(s) {unknown}; known: {', '.join(SOURCE_COLUMNS)}")
+        return value
+
+    def require_run_settings(self, *, needs_key: bool = True) -> None:
+        """Raise SettingsError naming each setting a run needs but lacks."""
+        missing = [] if self.rootfi_company_id else ["ROOTFI_COMPANY_ID"]
+        if needs_key and self.rootfi_api_key is None:
+            missing.append("ROOTFI_API_KEY")
+        if missing:
+            raise SettingsError(f"missing setting(s): {', '.join(missing)}")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Return the settings, or raise SettingsError naming every bad setting (never its value)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [
+            f"{'.'.join(str(p) for p in err['loc']).upper() or 'SETTINGS'}: {err['msg']}"
+            for err in exc.errors(include_input=False, include_url=False)
+        ]
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,36 @@
+"""Extract: find the customers to sync and lease them to this run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from prefect import task
+
+from rootfi_sync.ledger import Candidate, Ledger, utcnow
+
+
+@dataclass(slots=True)
+class Claimed:
+    """One page of candidates: those this run holds now, and how many another run held."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    seen: int = 0
+    last_id: Any = None
+
+
+@task(name="claim-batch", task_run_name="claim-batch-{batch_no}")
+def claim_batch(
+    ledger: Ledger, *, batch_no: int, after: Any, limit: int, lease_seconds: float,
+    only: list[Any] | None = None, dry_run: bool = False,
+) -> Claimed:  # fmt: skip
+    """Return the next page of customers to sync, leased to this run (read only when dry)."""
+    now = utcnow()
+    page = ledger.candidates(now, after=after, limit=limit, only=only or ())
+    won = (
+        page.candidates
+        if dry_run
+        else ledger.claim(page.candidates, now, timedelta(seconds=lease_seconds))
+    )
+    return Claimed(won, seen=len(page.candidates), last_id=page.last_id)

@@ -1,0 +1,63 @@
+"""Load: send a batch to RootFi, with task-level retries and caching.
+
+A retry is never blind: every attempt after the first looks the batch up in RootFi first
+and sends only what it did not find (see `rootfi_sync.delivery`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from prefect import runtime, task
+from prefect.cache_policies import INPUTS
+
+from rootfi_sync import errors
+from rootfi_sync.client import RootFiClient
+from rootfi_sync.delivery import AsyncOptions, BatchIncomplete, Item, deliver
+from rootfi_sync.ledger import Ledger, Outcome
+
+RETRYABLE = (BatchIncomplete, errors.RateLimited, errors.ServerError, errors.TransportError)
+
+
+def is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what a later attempt can fix: no answer, 429, 5xx; never 4xx or 401/403."""
+    try:
+        state.result()
+    except RETRYABLE:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+# The key is the company and the exact payloads, not the run: a re-run that meets a batch
+# whose request already succeeded gets the recorded outcomes back instead of sending again.
+SENT_BATCHES = INPUTS - "client" - "ledger" - "batch_no" - "attempted_at" - "doubtful" - "options"
+
+
+@task(
+    name="send-batch",
+    task_run_name="send-batch-{batch_no}",
+    retry_condition_fn=is_transient,
+    retry_jitter_factor=0.5,
+    cache_policy=SENT_BATCHES,
+    cache_expiration=timedelta(hours=6),
+    persist_result=True,
+)
+def send_batch(
+    client: RootFiClient, ledger: Ledger, company_id: int, items: list[Item], *, mode: str,
+    batch_no: int, attempted_at: datetime, doubtful: dict[str, datetime],
+    options: dict[str, Any],
+) -> list[Outcome]:  # fmt: skip
+    """Return each customer's outcome; raise BatchIncomplete while some got no answer."""
+    if (runtime.task_run.run_count or 1) > 1:  # the last attempt may have created some
+        doubtful = {i.customer_id: attempted_at for i in items}
+    return deliver(
+        client, company_id, items, mode=mode, attempted_at=attempted_at, doubtful=doubtful,
+        known=ledger.known_rootfi_ids, concurrency=options.get("concurrency", 4),
+        options=AsyncOptions(
+            poll_timeout=options.get("poll_timeout", 300.0),
+            skew=timedelta(seconds=options.get("skew_seconds", 120.0)),
+        ),
+    )  # fmt: skip

@@ -1,0 +1,37 @@
+"""Report: the run's counts as logs, UI artifacts and a Prefect event."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.events import emit_event
+
+from rootfi_sync.report import RunSummary
+
+
+@task(name="publish-report")
+def publish_report(summary: RunSummary) -> None:
+    """Log the counts, publish summary and failure tables, and emit the run's event."""
+    counts = summary.counts()
+    get_run_logger().info(
+        "company %s: picked %s, synced %s (adopted %s), failed %s (invalid %s), in doubt %s, "
+        "retry later %s, skipped %s in %.1fs (%.1f/s)%s",
+        summary.company_id, summary.picked, summary.synced, summary.adopted, summary.failed,
+        summary.rejected, summary.in_doubt, summary.retry_later, summary.skipped,
+        summary.duration_seconds, summary.rate, " [dry run]" if summary.dry_run else "",
+    )  # fmt: skip
+    key = f"rootfi-sync-company-{summary.company_id}"
+    rows = [{"measure": k, "value": v} for k, v in counts.items() if k != "company_id"]
+    create_table_artifact(rows, key=f"{key}-summary", description="rootfi-sync run summary")
+    if summary.failures:
+        create_table_artifact(
+            summary.failures, key=f"{key}-failures",
+            description=f"Customers not synced (first {len(summary.failures)} shown)",
+        )  # fmt: skip
+    if summary.stopped:
+        create_markdown_artifact(f"**Run stopped early.** {summary.stopped}", key=f"{key}-stopped")
+    emit_event(
+        event="rootfi-sync.run.completed" if not summary.stopped else "rootfi-sync.run.stopped",
+        resource={"prefect.resource.id": f"rootfi-sync.company.{summary.company_id}"},
+        payload=counts,
+    )
