@@ -148,7 +148,8 @@ def _send(
     )
     state = sender(
         parts.client, parts.ledger, parts.ledger.company_id, items,
-        mode=settings.rootfi_write_mode, batch_no=batch_no, attempted_at=utcnow(),
+        base_url=settings.rootfi_base_url, mode=settings.rootfi_write_mode, batch_no=batch_no,
+        attempted_at=utcnow(),
         doubtful=doubtful, return_state=True,
         options={"concurrency": settings.rootfi_concurrency,
                  "poll_timeout": settings.rootfi_poll_timeout_seconds,

@@ -51,10 +51,10 @@ class TokenBucket:
             return self._paused_until - now
         self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
-        if self._tokens >= 1:
-            self._tokens -= 1
+        if self._tokens >= 1 - 1e-9:  # float rounding must not leave a sliver forever
+            self._tokens = max(0.0, self._tokens - 1)
             return 0.0
-        return (1 - self._tokens) / self.rate
+        return max((1 - self._tokens) / self.rate, 1e-3)
 
     def observe(self, response: httpx.Response) -> None:
         """Pause after a 429 or an exhausted budget, until the server says to resume."""

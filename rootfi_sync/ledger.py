@@ -286,3 +286,41 @@ class Ledger:
 def utcnow() -> datetime:
     """Return the current time, aware, in UTC."""
     return datetime.now(UTC)
+
+
+def status_counts(engine: sa.Engine, company_id: int | None = None) -> dict[str, int]:
+    """Return how many ledger rows are in each state (for one company, or all)."""
+    query = sa.select(ledger.c.status, sa.func.count()).group_by(ledger.c.status)
+    if company_id is not None:
+        query = query.where(ledger.c.company_id == company_id)
+    with engine.connect() as conn:
+        return {status: n for status, n in conn.execute(query)}
+
+
+def latest_failures(engine: sa.Engine, company_id: int | None, limit: int = 10) -> list[Any]:
+    """Return the most recently failed customers, newest first."""
+    c = ledger.c
+    query = (
+        sa.select(c.customer_id, c.company_id, c.attempts, c.last_error, c.updated_at)
+        .where(c.status == Status.FAILED)
+        .order_by(c.updated_at.desc())
+        .limit(limit)
+    )
+    if company_id is not None:
+        query = query.where(c.company_id == company_id)
+    with engine.connect() as conn:
+        return list(conn.execute(query))
+
+
+def redrive(engine: sa.Engine, company_id: int, customer_ids: Sequence[str] | None) -> int:
+    """Make parked FAILED customers eligible now with a fresh attempt budget; return how many."""
+    c = ledger.c
+    stmt = (
+        ledger.update()
+        .where(c.company_id == company_id, c.status == Status.FAILED)
+        .values(status=Status.RETRY, attempts=0, next_attempt_at=None, updated_at=utcnow())
+    )
+    if customer_ids is not None:
+        stmt = stmt.where(c.customer_id.in_([str(i) for i in customer_ids]))
+    with engine.begin() as conn:
+        return conn.execute(stmt).rowcount

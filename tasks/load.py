@@ -31,8 +31,8 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-# The key is the company and the exact payloads, not the run: a re-run that meets a batch
-# whose request already succeeded gets the recorded outcomes back instead of sending again.
+# The key is the API, the company and the exact payloads, not the run: a re-run that meets a
+# batch whose request already succeeded gets the recorded outcomes back instead of resending.
 SENT_BATCHES = INPUTS - "client" - "ledger" - "batch_no" - "attempted_at" - "doubtful" - "options"
 
 
@@ -46,7 +46,8 @@ SENT_BATCHES = INPUTS - "client" - "ledger" - "batch_no" - "attempted_at" - "dou
     persist_result=True,
 )
 def send_batch(
-    client: RootFiClient, ledger: Ledger, company_id: int, items: list[Item], *, mode: str,
+    client: RootFiClient, ledger: Ledger, company_id: int, items: list[Item], *, base_url: str,
+    mode: str,
     batch_no: int, attempted_at: datetime, doubtful: dict[str, datetime],
     options: dict[str, Any],
 ) -> list[Outcome]:  # fmt: skip

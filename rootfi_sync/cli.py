@@ -1,0 +1,215 @@
+"""The `rootfi-sync` command line."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rootfi_sync.errors import RootFiSyncError, SettingsError
+from rootfi_sync.sandbox.command import sandbox_command
+from rootfi_sync.settings import Settings, load_settings
+
+app = typer.Typer(
+    help="Sync new customers from your SQL database into RootFi, exactly once, with Prefect.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("sandbox", help="Run the local RootFi sandbox (the documented v3 API).")(
+    sandbox_command
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command("init-db")
+def init_db_command() -> None:
+    """Create or upgrade the ledger table; create the sample `customers` table if absent."""
+    from rootfi_sync.db import init_db
+
+    settings = _settings()
+    created = init_db(settings)
+    console.print(f"ledger ready in {_safe_url(settings.source_database_url)}")
+    if created:
+        console.print(f"created the sample source table {settings.source_table!r}")
+
+
+@app.command()
+def seed(
+    count: Annotated[int, typer.Option(min=1, help="How many customers to add.")] = 100,
+    bad_share: Annotated[float, typer.Option(min=0, max=1, help="Share of bad rows.")] = 0.05,
+    seed_value: Annotated[int, typer.Option("--seed", help="Random seed.")] = 7,
+) -> None:
+    """Add realistic fake customers (a few of them invalid on purpose) to the source table."""
+    from rootfi_sync.db import init_db, make_engine
+    from rootfi_sync.seed import fake_customers, insert_customers
+    from rootfi_sync.tables import source_table
+
+    settings = _settings()
+    init_db(settings)
+    engine = make_engine(settings.source_database_url)
+    table = source_table(settings.source_table, settings.source_columns)
+    n = insert_customers(engine, table, fake_customers(count, seed=seed_value, bad_share=bad_share))
+    engine.dispose()
+    console.print(f"added {n} customers to {settings.source_table!r}")
+
+
+@app.command()
+def run(
+    company_id: Annotated[int | None, typer.Option(help="RootFi company id.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, max=1000)] = None,
+    write_mode: Annotated[str | None, typer.Option(help="single or batch")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Show what would be sent; send nothing.")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Pick at most this many.")] = None,
+    customer: Annotated[list[int] | None, typer.Option(help="Sync only this customer id.")] = None,
+) -> None:
+    """Run one sync now; exit 0 when the run completed, 1 when it could not."""
+    _settings()
+    if write_mode not in (None, "single", "batch"):
+        err.print("[red]error:[/] --write-mode must be 'single' or 'batch'")
+        raise typer.Exit(2)
+    counts = run_flow(
+        company_id=company_id, batch_size=batch_size, write_mode=write_mode, dry_run=dry_run,
+        limit=limit, customer_ids=customer or None,
+    )  # fmt: skip
+    print_counts(counts)
+
+
+def run_flow(**params: Any) -> dict[str, Any]:
+    from flows.sync_customers import sync_customers
+
+    state = sync_customers(**params, return_state=True)
+    result = state.result(raise_on_failure=False)
+    if not state.is_completed():
+        err.print(f"[red]run failed:[/] {result}")
+        raise typer.Exit(2 if isinstance(result, SettingsError) else 1)
+    return dict(result)
+
+
+def print_counts(counts: dict[str, Any]) -> None:
+    """Print a run's counts and its failures as tables."""
+    table = Table(
+        title=f"rootfi-sync, company {counts['company_id']}"
+        + (" (dry run)" if counts.get("dry_run") else "")
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key in ("picked", "synced", "adopted", "failed", "rejected", "in_doubt", "retry_later",
+                "skipped", "duration_seconds", "rate_per_second"):  # fmt: skip
+        table.add_row(key.replace("_", " "), str(counts.get(key)))
+    console.print(table)
+    if counts.get("failures"):
+        failures = Table(title="not synced")
+        for col in ("customer", "reason", "attempts"):
+            failures.add_column(col)
+        for f in counts["failures"]:
+            failures.add_row(f["customer_id"], f["reason"], str(f["attempts"]))
+        console.print(failures)
+
+
+@app.command()
+def status(company_id: Annotated[int | None, typer.Option()] = None) -> None:
+    """Show how many customers are in each state, and the latest failures."""
+    from sqlalchemy.exc import DBAPIError
+
+    from rootfi_sync.db import make_engine
+    from rootfi_sync.ledger import latest_failures, status_counts
+
+    settings = _settings()
+    company = company_id or settings.rootfi_company_id
+    engine = make_engine(settings.source_database_url)
+    try:
+        counts = status_counts(engine, company)
+        failures = latest_failures(engine, company)
+    except DBAPIError as exc:
+        err.print(f"[red]error:[/] cannot read the ledger ({type(exc.orig).__name__}).")
+        err.print("Run `rootfi-sync init-db` first, and check SOURCE_DATABASE_URL.")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    table = Table(title=f"ledger, company {company or 'all'}")
+    table.add_column("status")
+    table.add_column("customers", justify="right")
+    for state, n in sorted(counts.items()):
+        table.add_row(state, str(n))
+    console.print(table)
+    if failures:
+        latest = Table(title="latest failures")
+        for col in ("customer", "company", "attempts", "last error", "at"):
+            latest.add_column(col)
+        for f in failures:
+            when = f"{f.updated_at:%Y-%m-%d %H:%M}"
+            error = (f.last_error or "")[-200:]
+            latest.add_row(f.customer_id, str(f.company_id), str(f.attempts), error, when)
+        console.print(latest)
+
+
+@app.command()
+def retry(
+    customer: Annotated[list[str] | None, typer.Option(help="Re-drive this customer id.")] = None,
+    all_failed: Annotated[
+        bool, typer.Option("--all-failed", help="Re-drive every FAILED.")
+    ] = False,
+    company_id: Annotated[int | None, typer.Option()] = None,
+    now: Annotated[bool, typer.Option(help="Run a sync of them right away.")] = True,
+) -> None:
+    """Make parked FAILED customers eligible again (after you fixed the cause)."""
+    from rootfi_sync.db import make_engine
+    from rootfi_sync.ledger import redrive
+
+    if not customer and not all_failed:
+        err.print("[red]error:[/] give --customer ID (repeatable) or --all-failed")
+        raise typer.Exit(2)
+    settings = _settings()
+    company = company_id or settings.rootfi_company_id
+    if company is None:
+        err.print("[red]error:[/] missing setting: ROOTFI_COMPANY_ID (or --company-id)")
+        raise typer.Exit(2)
+    engine = make_engine(settings.source_database_url)
+    n = redrive(engine, company, None if all_failed else customer)
+    engine.dispose()
+    console.print(f"{n} customer(s) will be sent again")
+    if now and n:
+        import os
+
+        os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"  # a cached refusal must not answer
+        ids = [int(c) for c in customer] if customer and not all_failed else None
+        print_counts(run_flow(company_id=company, customer_ids=ids))
+
+
+@app.command()
+def demo(
+    count: Annotated[int, typer.Option(min=1, max=100_000)] = 60,
+    folder: Annotated[
+        str, typer.Option(help="Where the demo keeps its files.")
+    ] = ".rootfi-sync/demo",
+) -> None:
+    """Seed a SQLite database, start the sandbox, sync, and print what happened."""
+    from rootfi_sync.demo import run_demo
+
+    run_demo(count=count, folder=folder, console=console)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    try:
+        app()
+    except RootFiSyncError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise SystemExit(1) from None

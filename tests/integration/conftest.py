@@ -1,0 +1,57 @@
+"""Real parts for integration tests: Prefect's test server, the sandbox, SQLite files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rootfi_sync.sandbox import SandboxConfig, SandboxServer
+
+API_KEY = "sk-integration-secret-key"
+COMPANY = 1089
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One Prefect test server (SQLite-backed) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxServer]:
+    """A fresh sandbox on a free 127.0.0.1 port, knowing our key and company."""
+    config = SandboxConfig(
+        api_keys=frozenset({API_KEY}), company_ids=frozenset({COMPANY}), async_delay_seconds=0.05
+    )
+    with SandboxServer(config) as server:
+        yield server
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'source.db'}"
+
+
+@pytest.fixture
+def configure(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer) -> Any:
+    """Return a function that points the settings at a database and the sandbox."""
+
+    def apply(database_url: str, **settings: Any) -> None:
+        env = {
+            "SOURCE_DATABASE_URL": database_url, "ROOTFI_BASE_URL": sandbox.api_url,
+            "ROOTFI_API_KEY": API_KEY, "ROOTFI_COMPANY_ID": str(COMPANY),
+            "ROOTFI_RATE_LIMIT_PER_MINUTE": "0", "ROOTFI_RETRY_DELAY_SECONDS": "0.05",
+            "ROOTFI_REQUEUE_DELAY_SECONDS": "0", "ROOTFI_RECONCILE_SKEW_SECONDS": "5",
+            "ROOTFI_TIMEOUT_SECONDS": "5",
+        }  # fmt: skip
+        env.update({k.upper(): str(v) for k, v in settings.items()})
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+
+    return apply

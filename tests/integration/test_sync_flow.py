@@ -1,0 +1,85 @@
+"""The sync-customers flow under Prefect's test server, against the sandbox over HTTP."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from flows.sync_customers import sync_customers
+from rootfi_sync.sandbox import SandboxServer
+from tests.factories import make_customer
+from tests.integration.conftest import API_KEY, COMPANY
+from tests.integration.helpers import ledger_rows, seed_source
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def valid_and_invalid_rows() -> list[dict[str, Any]]:
+    rows = [make_customer() for _ in range(12)]
+    rows[3]["email"] = "not-an-email"
+    rows[7]["name"] = "   "
+    rows[9]["email"] = "refused.customer@refused.example"  # the platform says no
+    return rows
+
+
+@pytest.mark.parametrize("mode", ["single", "batch"])
+def test_syncs_valid_customers_once_and_records_why_the_others_failed(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any, mode: str
+) -> None:
+    rows = valid_and_invalid_rows()
+    seed_source(sqlite_url, rows)
+    configure(sqlite_url, rootfi_write_mode=mode, rootfi_batch_size=5)
+
+    counts = sync_customers()
+
+    ledger = ledger_rows(sqlite_url)
+    assert Counter(r.status for r in ledger.values()) == {"SYNCED": 9, "FAILED": 3}
+    assert "email" in ledger[str(rows[3]["id"])].last_error
+    assert "name" in ledger[str(rows[7]["id"])].last_error
+    assert "refused.example" in ledger[str(rows[9]["id"])].last_error
+    stored = sandbox.admin.customers(COMPANY)
+    assert len(stored) == 9
+    assert {str(c["rootfi_id"]) for c in stored} == {
+        r.rootfi_id for r in ledger.values() if r.status == "SYNCED"
+    }
+    assert (counts["picked"], counts["synced"], counts["failed"]) == (12, 9, 3)
+
+
+def test_a_second_run_sends_nothing(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    seed_source(sqlite_url, valid_and_invalid_rows())
+    configure(sqlite_url)
+    sync_customers()
+    creates = sandbox.admin.state()["requests"]["creates"]
+
+    counts = sync_customers()
+
+    assert sandbox.admin.state()["requests"]["creates"] == creates
+    assert counts["picked"] == 0
+
+
+def test_dry_run_sends_nothing_and_writes_nothing(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    seed_source(sqlite_url, valid_and_invalid_rows())
+    configure(sqlite_url)
+
+    counts = sync_customers(dry_run=True)
+
+    assert counts["picked"] == 12 and counts["rejected"] == 2
+    assert sandbox.admin.state()["requests"]["total"] == 0
+    assert ledger_rows(sqlite_url) == {}
+
+
+def test_the_api_key_appears_in_no_log_line(
+    sqlite_url: str, configure: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed_source(sqlite_url, valid_and_invalid_rows())
+    configure(sqlite_url)
+    with caplog.at_level("DEBUG"):
+        sync_customers()
+    assert caplog.records
+    assert all(API_KEY not in record.getMessage() for record in caplog.records)
