@@ -169,3 +169,7 @@ def _send(
         requeue_seconds=0.0,
     )  # fmt: skip
     raise result
+
+
+if __name__ == "__main__":
+    sync_customers()

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from rootfi_sync.ledger import Candidate, Ledger, utcnow
 
@@ -20,7 +21,7 @@ class Claimed:
     last_id: Any = None
 
 
-@task(name="claim-batch", task_run_name="claim-batch-{batch_no}")
+@task(name="claim-batch", cache_policy=NO_CACHE, task_run_name="claim-batch-{batch_no}")
 def claim_batch(
     ledger: Ledger, *, batch_no: int, after: Any, limit: int, lease_seconds: float,
     only: list[Any] | None = None, dry_run: bool = False,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from rootfi_sync.report import RunSummary
 
 
-@task(name="publish-report")
+@task(name="publish-report", cache_policy=NO_CACHE)
 def publish_report(summary: RunSummary) -> None:
     """Log the counts, publish summary and failure tables, and emit the run's event."""
     counts = summary.counts()

@@ -48,9 +48,9 @@ def test_maps_each_error_status_to_its_exception(status: int, kind: type[Excepti
 
 
 def test_keeps_the_error_code_and_field_from_rootfis_body() -> None:
-    with client_for(lambda r: error(400, "PLATFORM_ERROR", "email")) as client:
-        with pytest.raises(errors.Refused) as caught:
-            client.create_customer(1089, {"name": "A"})
+    client = client_for(lambda r: error(400, "PLATFORM_ERROR", "email"))
+    with client, pytest.raises(errors.Refused) as caught:
+        client.create_customer(1089, {"name": "A"})
     assert (caught.value.code, caught.value.field) == ("PLATFORM_ERROR", "email")
 
 
@@ -84,9 +84,9 @@ def test_waits_out_a_429_and_asks_again() -> None:
 
 
 def test_gives_up_on_429s_past_its_wait_budget() -> None:
-    with client_for(lambda r: error(429, "RATE_LIMITED", **{"Retry-After": "1"})) as client:
-        with pytest.raises(errors.RateLimited) as caught:
-            client.create_customer(1089, {"name": "A"})
+    client = client_for(lambda r: error(429, "RATE_LIMITED", **{"Retry-After": "1"}))
+    with client, pytest.raises(errors.RateLimited) as caught:
+        client.create_customer(1089, {"name": "A"})
     assert caught.value.retry_after == 1.0
 
 

@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each installs what it needs:
+# uv (pinned, in .uv/) and then the locked environment (.venv/, from uv.lock).
+UV_VERSION := 0.13.8
+PYTHON ?= python3
+UV := .uv/bin/uv
+
+.PHONY: demo test lint env bench
+
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+env: $(UV)
+	$(UV) sync --locked --quiet
+
+demo: env
+	$(UV) run --no-sync rootfi-sync demo
+
+test: env
+	$(UV) run --no-sync pytest
+
+lint: env
+	$(UV) run --no-sync ruff check .
+	$(UV) run --no-sync ruff format --check .
+	$(UV) run --no-sync mypy
+
+bench: env
+	$(UV) sync --locked --quiet --group bench
+	$(UV) run --no-sync python -m bench.pipeline

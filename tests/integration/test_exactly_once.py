@@ -1,0 +1,178 @@
+"""Exactly once under faults: lost answers, 5xx, 429s, slow answers, crashes, rivals.
+
+Every test ends with the same two checks against the sandbox's own records: no customer was
+created twice (duplicates) and every valid customer exists and is SYNCED (lost).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.sync_customers import sync_customers
+from rootfi_sync.sandbox import SandboxServer
+from tests.factories import make_customer
+from tests.integration.conftest import COMPANY
+from tests.integration.helpers import ledger_rows, seed_source
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def assert_exactly_once(sandbox: SandboxServer, url: str, rows: list[dict[str, Any]]) -> None:
+    stored = Counter(c["email"] for c in sandbox.admin.customers(COMPANY))
+    duplicates = {email: n for email, n in stored.items() if n > 1}
+    lost = [r["email"] for r in rows if r["email"] not in stored]
+    assert duplicates == {} and lost == []
+    ledger = ledger_rows(url)
+    assert Counter(r.status for r in ledger.values()) == {"SYNCED": len(rows)}
+    assert len({r.rootfi_id for r in ledger.values()}) == len(rows)
+
+
+def run_until_settled(runs: int) -> int:
+    """Run the flow up to `runs` times until a run picks nothing left undone; return runs used."""
+    for n in range(1, runs + 1):
+        counts = sync_customers()
+        if counts["in_doubt"] == 0 and counts["retry_later"] == 0:
+            return n
+    return runs
+
+
+@pytest.mark.parametrize(("mode", "count"), [("single", 2000), ("batch", 600)])
+def test_every_customer_lands_once_despite_errors_throttling_and_lost_answers(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any, mode: str, count: int
+) -> None:
+    rows = [make_customer() for _ in range(count)]
+    seed_source(sqlite_url, rows)
+    configure(sqlite_url, rootfi_write_mode=mode, rootfi_concurrency=8, rootfi_timeout_seconds=1,
+              rootfi_retries=4, rootfi_batch_size=100)  # fmt: skip
+    sandbox.admin.set_faults(
+        error_500_rate=0.15, error_429_rate=0.10, lost_answer_rate=0.10, slow_answer_rate=0.05,
+        slow_answer_seconds=1.5, seed=42,
+    )  # fmt: skip
+
+    runs = run_until_settled(3)
+
+    assert runs <= 3
+    assert_exactly_once(sandbox, sqlite_url, rows)
+
+
+def test_a_customer_in_doubt_is_adopted_not_sent_again(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    rows = [make_customer() for _ in range(10)]
+    seed_source(sqlite_url, rows)
+    configure(sqlite_url, rootfi_retries=0)
+    sandbox.admin.set_faults(lost_answer_rate=1.0, seed=1)
+
+    first = sync_customers()
+    assert first["in_doubt"] == 10
+    assert len(sandbox.admin.customers(COMPANY)) == 10  # created, but we never heard back
+    sandbox.admin.set_faults(lost_answer_rate=0.0)
+    creates = sandbox.admin.state()["requests"]["creates"]
+
+    second = sync_customers()
+
+    assert second["synced"] == 10
+    assert sandbox.admin.state()["requests"]["creates"] == creates  # adopted, none re-sent
+    assert_exactly_once(sandbox, sqlite_url, rows)
+
+
+def test_identical_customers_in_doubt_each_get_their_own_record(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    twin = {k: v for k, v in make_customer().items() if k not in ("id", "created_at", "updated_at")}
+    rows = [make_customer(**twin) for _ in range(3)]
+    seed_source(sqlite_url, rows[:2])
+    configure(sqlite_url, rootfi_retries=0)
+    sandbox.admin.set_faults(lost_answer_rate=1.0, seed=1)
+    sync_customers()  # both twins created, both answers lost
+    sandbox.admin.set_faults(lost_answer_rate=0.0)
+    seed_source(sqlite_url, rows[2:])  # a third twin appears
+
+    sync_customers()
+
+    stored = sandbox.admin.customers(COMPANY)
+    assert len(stored) == 3
+    assert len({r.rootfi_id for r in ledger_rows(sqlite_url).values()}) == 3
+
+
+def test_a_batch_refused_whole_is_split_until_the_bad_customer_is_found(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    rows = [make_customer() for _ in range(16)]
+    rows[11]["phone"] = "call me maybe"  # the API's schema refuses the whole async request
+    seed_source(sqlite_url, rows)
+    configure(sqlite_url, rootfi_write_mode="batch", rootfi_batch_size=16)
+
+    counts = sync_customers()
+
+    ledger = ledger_rows(sqlite_url)
+    assert counts["synced"] == 15
+    assert ledger[str(rows[11]["id"])].status == "FAILED"
+    assert "phone" in ledger[str(rows[11]["id"])].last_error
+    assert len(sandbox.admin.customers(COMPANY)) == 15
+
+
+def test_the_circuit_breaker_stops_a_run_that_rootfi_keeps_refusing(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    rows = [make_customer(email=f"c{i}@refused.example") for i in range(100)]
+    seed_source(sqlite_url, rows)
+    configure(sqlite_url, rootfi_batch_size=25, rootfi_max_refused_share=0.5)
+
+    state = sync_customers(return_state=True)
+
+    assert state.is_failed()
+    assert "circuit breaker" in str(state.result(raise_on_failure=False))
+    assert len(ledger_rows(sqlite_url)) == 25  # one batch spent, the rest never claimed
+
+
+def start_flow_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    from prefect.settings import PREFECT_API_URL
+
+    full = {**os.environ, **env, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.sync_customers"], cwd=ROOT, env=full,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def wait_for_customers(sandbox: SandboxServer, at_least: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while len(sandbox.admin.customers(COMPANY)) < at_least:
+        assert time.monotonic() < deadline, f"fewer than {at_least} customers after {timeout}s"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("kill_at", [1, 45, 170])
+def test_a_run_killed_midway_is_finished_by_the_next_one_without_duplicates(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any, kill_at: int
+) -> None:
+    rows = [make_customer() for _ in range(300)]
+    seed_source(sqlite_url, rows)
+    configure(sqlite_url, rootfi_batch_size=20, rootfi_lease_seconds=1)
+    sandbox.admin.set_faults(latency_seconds=0.05, lost_answer_rate=0.05, seed=3)
+    process = start_flow_process({})
+    try:
+        wait_for_customers(sandbox, kill_at)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGKILL, stderr.decode()[-3000:]
+    killed_at = len(sandbox.admin.customers(COMPANY))
+    assert 0 < killed_at < len(rows), "the kill should land mid-run"
+    sandbox.admin.set_faults(latency_seconds=0.0, lost_answer_rate=0.0)
+    time.sleep(1.1)  # the dead run's lease expires
+
+    sync_customers()
+
+    assert_exactly_once(sandbox, sqlite_url, rows)
