@@ -97,7 +97,8 @@ def _sync_batches(
         after = claimed.last_id
         summary.skipped += claimed.seen - len(claimed.candidates)
         summary.picked += len(claimed.candidates)
-        _sync_one_batch(parts, settings, summary, claimed.candidates, dry_run=dry_run)
+        if claimed.candidates:
+            _sync_one_batch(parts, settings, summary, claimed.candidates, dry_run=dry_run)
         update_progress_artifact(progress, min(99.0, float(summary.batches)))
         summary.check_breaker(settings.rootfi_max_refused_share)
     update_progress_artifact(progress, 100.0)

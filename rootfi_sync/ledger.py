@@ -197,6 +197,8 @@ class Ledger:
 
     def record_intent(self, hashes: Mapping[str, str], now: datetime) -> None:
         """Mark customers SENDING with their payload hash, before the request leaves."""
+        if not hashes:
+            return
         c = ledger.c
         stmt = (
             ledger.update()
