@@ -87,10 +87,11 @@ def _sync_batches(
         if limit is not None:
             size = min(size, limit - summary.picked)
         summary.batches += 1
-        claimed = claim_batch(
-            parts.ledger, batch_no=summary.batches, after=after, limit=size,
-            lease_seconds=settings.rootfi_lease_seconds, only=only, dry_run=dry_run,
-        )  # fmt: skip
+        with summary.timed("extract"):
+            claimed = claim_batch(
+                parts.ledger, batch_no=summary.batches, after=after, limit=size,
+                lease_seconds=settings.rootfi_lease_seconds, only=only, dry_run=dry_run,
+            )  # fmt: skip
         if claimed.seen == 0:
             summary.batches -= 1
             break
@@ -110,7 +111,8 @@ def _sync_one_batch(
 ) -> None:  # fmt: skip
     """Build, record intent, send and record outcomes of one batch."""
     batch_no = summary.batches
-    transformed = build_batch(claimed, batch_no=batch_no)
+    with summary.timed("transform"):
+        transformed = build_batch(claimed, batch_no=batch_no)
     rejects = [
         Outcome(str(cid), Status.FAILED, error=f"invalid row: {r.message}")
         for cid, r in transformed.rejected
@@ -125,15 +127,18 @@ def _sync_one_batch(
         return
     attempts = {c.customer_id: c.attempts + 1 for c in claimed}
     doubtful = {c.customer_id: c.attempted_at for c in claimed if c.attempted_at is not None}
-    record_intent(parts.ledger, items, batch_no=batch_no)
-    outcomes = _send(parts, settings, items, batch_no=batch_no, doubtful=doubtful)
+    with summary.timed("write_back"):
+        record_intent(parts.ledger, items, batch_no=batch_no)
+    with summary.timed("load"):
+        outcomes = _send(parts, settings, items, batch_no=batch_no, doubtful=doubtful)
     summary.sent += len(items)
     summary.add_outcomes(outcomes, attempts)
-    record_outcomes(
-        parts.ledger, rejects + outcomes, batch_no=batch_no,
-        max_attempts=settings.rootfi_max_attempts,
-        requeue_seconds=settings.rootfi_requeue_delay_seconds, attempts=attempts,
-    )  # fmt: skip
+    with summary.timed("write_back"):
+        record_outcomes(
+            parts.ledger, rejects + outcomes, batch_no=batch_no,
+            max_attempts=settings.rootfi_max_attempts,
+            requeue_seconds=settings.rootfi_requeue_delay_seconds, attempts=attempts,
+        )  # fmt: skip
 
 
 def _send(

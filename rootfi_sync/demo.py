@@ -41,7 +41,7 @@ def run_demo(*, count: int, folder: str, console: Console) -> None:
         settings = load_settings()
         init_db(settings)
         engine = make_engine(db_url)
-        insert_customers(engine, source_table(), fake_customers(count))
+        insert_customers(engine, source_table(), fake_customers(count, bad_share=0.1))
         engine.dispose()
         console.print(f"[bold]1.[/] seeded {count} customers into {home / 'demo.db'}")
         console.print(f"[bold]2.[/] RootFi sandbox listening on {sandbox.url}")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,6 +36,17 @@ class RunSummary:
     duration_seconds: float = 0.0
     stopped: str | None = None
     failures: list[dict[str, Any]] = field(default_factory=list)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the time spent inside the block to `phase_seconds[phase]`."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + elapsed
 
     @property
     def rate(self) -> float:
@@ -81,4 +95,5 @@ class RunSummary:
         data.pop("failures")
         data["rate_per_second"] = round(self.rate, 2)
         data["duration_seconds"] = round(self.duration_seconds, 2)
+        data["phase_seconds"] = {k: round(v, 3) for k, v in self.phase_seconds.items()}
         return data

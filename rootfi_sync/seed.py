@@ -33,6 +33,7 @@ def fake_customers(
     fake, rng = Faker(["en_US", "en_GB", "en_IN"]), random.Random(seed)
     Faker.seed(seed)
     start = utcnow() - timedelta(days=365)
+    every = max(1, round(1 / bad_share)) if bad_share else 0
     for n in range(count):
         created = start + timedelta(minutes=rng.randint(0, 525_000))
         row = {
@@ -50,8 +51,8 @@ def fake_customers(
             "created_at": created.astimezone(UTC).replace(tzinfo=None),
             "updated_at": (created + timedelta(days=rng.randint(0, 30))).replace(tzinfo=None),
         }
-        if rng.random() < bad_share:
-            row.update(BAD_ROWS[n % len(BAD_ROWS)])
+        if every and n % every == every // 2:  # spread out, each kind of bad row in turn
+            row.update(BAD_ROWS[(n // every) % len(BAD_ROWS)])
         yield row
 
 

@@ -1,0 +1,31 @@
+"""`rootfi-sync demo`, run as a user runs it: a whole command in a fresh process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_demo_syncs_sample_customers_and_explains_the_failures(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROOTFI_", "SOURCE_"))}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    env["COLUMNS"] = "200"
+    result = subprocess.run(
+        [sys.executable, "-m", "rootfi_sync", "demo", "--count", "60", "--folder", str(tmp_path / "demo")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output and "CancelledError" not in output
+    assert "synced" in output and "not synced" in output
+    assert "is not a valid email address" in output  # an invalid row, with its reason
+    assert "refused.example is not accepted" in output  # a refusal by the platform
+    assert "the second sent 0" in output
