@@ -72,7 +72,7 @@ def sync_customers(
         finally:
             summary.duration_seconds = time.monotonic() - started
             publish_report(summary)
-    return summary.counts() | {"failures": summary.failures}
+    return summary.counts() | {"failures": summary.failures, "preview": summary.preview}
 
 
 def _sync_batches(
@@ -121,6 +121,8 @@ def _sync_one_batch(
         summary.add_rejection(cid, f"invalid row: {r.message}")
     items = [Item(str(cid), payload) for cid, payload in transformed.accepted]
     if dry_run:
+        for item in items:
+            summary.add_preview(item.customer_id, item.payload.to_api())
         get_run_logger().info(
             "dry run, batch %s: would send %s, would refuse %s", batch_no, len(items), len(rejects)
         )

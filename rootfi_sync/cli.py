@@ -105,10 +105,18 @@ def print_counts(counts: dict[str, Any]) -> None:
     )
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for key in ("picked", "synced", "adopted", "failed", "rejected", "in_doubt", "retry_later",
-                "skipped", "duration_seconds", "rate_per_second"):  # fmt: skip
+    keys = ["picked", "synced", "adopted", "failed", "rejected", "in_doubt", "retry_later",
+            "skipped", "duration_seconds", "rate_per_second"]  # fmt: skip
+    if counts.get("dry_run"):
+        keys = ["picked", "would_send", "rejected", "skipped", "duration_seconds"]
+    for key in keys:
         table.add_row(key.replace("_", " "), str(counts.get(key)))
     console.print(table)
+    if counts.get("preview"):
+        console.print_json(data=counts["preview"][:5])
+        console.print(
+            f"(first {min(5, len(counts['preview']))} of {counts['would_send']} payloads)"
+        )
     if counts.get("failures"):
         failures = Table(title="not synced")
         for col in ("customer", "reason", "attempts"):

@@ -14,6 +14,7 @@ from rootfi_sync.ledger import Outcome, Status
 
 MIN_SAMPLE_FOR_BREAKER = 20
 MAX_FAILURES_SHOWN = 50
+MAX_PREVIEW = 20
 
 
 @dataclass(slots=True)
@@ -37,6 +38,14 @@ class RunSummary:
     stopped: str | None = None
     failures: list[dict[str, Any]] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    would_send: int = 0
+    preview: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_preview(self, customer_id: str, payload: dict[str, Any]) -> None:
+        """Count a payload a dry run would send; keep the first few to show."""
+        self.would_send += 1
+        if len(self.preview) < MAX_PREVIEW:
+            self.preview.append({"customer_id": customer_id, "payload": payload})
 
     @contextmanager
     def timed(self, phase: str) -> Iterator[None]:
@@ -93,6 +102,7 @@ class RunSummary:
         """Return the counts alone (no failure details), for logs and events."""
         data = asdict(self)
         data.pop("failures")
+        data.pop("preview")
         data["rate_per_second"] = round(self.rate, 2)
         data["duration_seconds"] = round(self.duration_seconds, 2)
         data["phase_seconds"] = {k: round(v, 3) for k, v in self.phase_seconds.items()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -22,13 +24,22 @@ def publish_report(summary: RunSummary) -> None:
         summary.duration_seconds, summary.rate, " [dry run]" if summary.dry_run else "",
     )  # fmt: skip
     key = f"rootfi-sync-company-{summary.company_id}"
+    phases = counts.pop("phase_seconds")
     rows = [{"measure": k, "value": v} for k, v in counts.items() if k != "company_id"]
+    rows += [{"measure": f"seconds in {phase}", "value": v} for phase, v in phases.items()]
     create_table_artifact(rows, key=f"{key}-summary", description="rootfi-sync run summary")
     if summary.failures:
         create_table_artifact(
             summary.failures, key=f"{key}-failures",
             description=f"Customers not synced (first {len(summary.failures)} shown)",
         )  # fmt: skip
+    if summary.preview:
+        shown = json.dumps(summary.preview, indent=2, ensure_ascii=False)
+        create_markdown_artifact(
+            f"Dry run: would send {summary.would_send} customers and refuse {summary.rejected}."
+            f" The first {len(summary.preview)} payloads:\n\n```json\n{shown}\n```",
+            key=f"{key}-dry-run",
+        )
     if summary.stopped:
         create_markdown_artifact(f"**Run stopped early.** {summary.stopped}", key=f"{key}-stopped")
     emit_event(

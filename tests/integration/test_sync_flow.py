@@ -64,12 +64,17 @@ def test_a_second_run_sends_nothing(
 def test_dry_run_sends_nothing_and_writes_nothing(
     sqlite_url: str, sandbox: SandboxServer, configure: Any
 ) -> None:
-    seed_source(sqlite_url, valid_and_invalid_rows())
+    rows = valid_and_invalid_rows()
+    seed_source(sqlite_url, rows)
     configure(sqlite_url)
 
     counts = sync_customers(dry_run=True)
 
-    assert counts["picked"] == 12 and counts["rejected"] == 2
+    assert (counts["picked"], counts["would_send"], counts["rejected"]) == (12, 10, 2)
+    first = counts["preview"][0]
+    assert first["customer_id"] == str(rows[0]["id"])
+    assert first["payload"]["email"] == rows[0]["email"]
+    assert first["payload"]["currency_id"] == "USD" and first["payload"]["status"] == "ACTIVE"
     assert sandbox.admin.state()["requests"]["total"] == 0
     assert ledger_rows(sqlite_url) == {}
 
