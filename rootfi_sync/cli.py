@@ -52,14 +52,13 @@ def seed(
     seed_value: Annotated[int, typer.Option("--seed", help="Random seed.")] = 7,
 ) -> None:
     """Add realistic fake customers (a few of them invalid on purpose) to the source table."""
-    from rootfi_sync.db import init_db, make_engine
+    from rootfi_sync.db import init_db, make_engine, source_for
     from rootfi_sync.seed import fake_customers, insert_customers
-    from rootfi_sync.tables import source_table
-
+    
     settings = _settings()
     init_db(settings)
     engine = make_engine(settings.source_database_url)
-    table = source_table(settings.source_table, settings.source_columns)
+    table = source_for(settings)
     n = insert_customers(engine, table, fake_customers(count, seed=seed_value, bad_share=bad_share))
     engine.dispose()
     console.print(f"added {n} customers to {settings.source_table!r}")

@@ -39,12 +39,19 @@ def upgrade_ledger(engine: sa.Engine) -> None:
         command.upgrade(config, "head")
 
 
+def source_for(settings: Settings) -> sa.Table:
+    """Return the source table as the settings describe it."""
+    return source_table(
+        settings.source_table, settings.source_columns, settings.source_company_column
+    )
+
+
 def init_db(settings: Settings) -> bool:
     """Migrate the ledger; create the sample source table when absent. True if created."""
     engine = make_engine(settings.source_database_url)
     try:
         upgrade_ledger(engine)
-        table = source_table(settings.source_table, settings.source_columns)
+        table = source_for(settings)
         created = not sa.inspect(engine).has_table(table.name)
         table.metadata.create_all(engine, checkfirst=True)
         return created

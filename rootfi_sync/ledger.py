@@ -126,10 +126,12 @@ class Ledger:
             query = query.where(src.c.id > after)
         if only:
             query = query.where(src.c.id.in_(list(only)))
+        if "company_id" in src.c:
+            query = query.where(src.c.company_id == self.company_id)
         page = Page()
         with self.engine.connect() as conn:
             for mapping in conn.execute(query).mappings():
-                row = {k: mapping[k] for k in src.c.keys()}  # noqa: SIM118
+                row = {k: mapping[k] for k in src.c.keys() if k != "company_id"}  # noqa: SIM118
                 page.last_id = row["id"]
                 digest = source_hash(row)
                 if mapping["_status"] == Status.FAILED and mapping["_source_hash"] == digest:
@@ -288,6 +290,13 @@ class Ledger:
 def utcnow() -> datetime:
     """Return the current time, aware, in UTC."""
     return datetime.now(UTC)
+
+
+def source_companies(engine: sa.Engine, source: sa.Table) -> list[int]:
+    """Return the distinct company ids of a source table that has a company column."""
+    with engine.connect() as conn:
+        query = sa.select(source.c.company_id).distinct().order_by(source.c.company_id)
+        return [int(c) for c in conn.execute(query).scalars() if c is not None]
 
 
 def status_counts(engine: sa.Engine, company_id: int | None = None) -> dict[str, int]:

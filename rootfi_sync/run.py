@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 
 from rootfi_sync.client import RootFiClient
-from rootfi_sync.db import make_engine
+from rootfi_sync.db import make_engine, source_for
 from rootfi_sync.governor import TokenBucket
 from rootfi_sync.ledger import Ledger
 from rootfi_sync.settings import Settings
-from rootfi_sync.tables import source_table
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +27,7 @@ def open_run(
 ) -> Iterator[RunParts]:
     """Yield the run's ledger and client; close both afterwards."""
     engine = make_engine(settings.source_database_url)
-    source = source_table(settings.source_table, settings.source_columns)
+    source = source_for(settings)
     governor = TokenBucket(settings.rootfi_rate_limit_per_minute)
     client = RootFiClient(
         settings.rootfi_base_url,

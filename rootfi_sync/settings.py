@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     source_database_url: str = DEFAULT_DATABASE_URL
     source_table: str = Field(default="customers", min_length=1)
     source_columns: dict[str, str] = Field(default_factory=dict)
+    source_company_column: str | None = None
     rootfi_batch_size: int = Field(default=100, ge=1, le=1000)
     rootfi_write_mode: Literal["single", "batch"] = "single"
     rootfi_concurrency: int = Field(default=4, ge=1, le=64)

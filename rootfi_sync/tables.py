@@ -55,8 +55,16 @@ ledger = sa.Table(
 )
 
 
-def source_table(name: str = "customers", columns: Mapping[str, str] | None = None) -> sa.Table:
-    """Return the source table; `columns` maps our column names to the user's own."""
+def source_table(
+    name: str = "customers",
+    columns: Mapping[str, str] | None = None,
+    company_column: str | None = None,
+) -> sa.Table:
+    """Return the source table; `columns` maps our column names to the user's own.
+
+    With `company_column`, one table holds the customers of many RootFi companies: that
+    column (available as `.c.company_id`) says whose each customer is.
+    """
     names = {col: (columns or {}).get(col, col) for col in SOURCE_COLUMNS}
     text = {"name": 255, "email": 320, "phone": 64, "currency": 16, "status": 32}
     cols: list[sa.Column[Any]] = [
@@ -69,4 +77,6 @@ def source_table(name: str = "customers", columns: Mapping[str, str] | None = No
         sa.Column(names["created_at"], sa.DateTime, key="created_at"),
         sa.Column(names["updated_at"], sa.DateTime, key="updated_at"),
     ]
+    if company_column:
+        cols.append(sa.Column(company_column, sa.BigInteger, key="company_id", index=True))
     return sa.Table(name, sa.MetaData(), *cols)

@@ -17,8 +17,9 @@ def test_the_demo_syncs_sample_customers_and_explains_the_failures(tmp_path: Pat
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ROOTFI_", "SOURCE_"))}
     env["PREFECT_HOME"] = str(tmp_path / "prefect")
     env["COLUMNS"] = "200"
+    command = ["demo", "--count", "60", "--folder", str(tmp_path / "demo")]
     result = subprocess.run(
-        [sys.executable, "-m", "rootfi_sync", "demo", "--count", "60", "--folder", str(tmp_path / "demo")],
+        [sys.executable, "-m", "rootfi_sync", *command],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
 

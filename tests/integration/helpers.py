@@ -16,7 +16,11 @@ def seed_source(url: str, rows: Iterable[dict[str, Any]], **settings: Any) -> No
     """Create the ledger and the source table at `url` and insert `rows`."""
     init_db(load_settings(source_database_url=url, **settings))
     engine = make_engine(url)
-    table = source_table(settings.get("source_table", "customers"), settings.get("source_columns"))
+    table = source_table(
+        settings.get("source_table", "customers"),
+        settings.get("source_columns"),
+        settings.get("source_company_column"),
+    )
     with engine.begin() as conn:
         conn.execute(table.insert(), list(rows))
     engine.dispose()
