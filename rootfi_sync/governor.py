@@ -11,11 +11,17 @@ import httpx
 from rootfi_sync.client import retry_after_seconds
 
 
-class TokenBucket:
-    """Allows `per_minute` requests a minute, evenly, across the threads of one process.
+def burst_for(per_minute: int) -> int:
+    """Return the burst that keeps any 60-second window within `per_minute` requests."""
+    return max(1, per_minute // 60)
 
-    It also pauses everyone when an answer says the budget is spent (a 429, or
-    `X-RateLimit-Remaining: 0`) until the time the answer gives.
+
+class TokenBucket:
+    """Allows `per_minute` requests in any 60 seconds, evenly, across one process's threads.
+
+    The burst and the refill rate add up to the budget, so even a server that counts in
+    fixed one-minute windows never sees more. It also pauses everyone when an answer says the
+    budget is spent (a 429, or `X-RateLimit-Remaining: 0`) until the time the answer gives.
     """
 
     def __init__(
@@ -26,8 +32,8 @@ class TokenBucket:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = float(burst if burst is not None else max(1, per_minute // 10))
+        self.capacity = float(burst if burst is not None else burst_for(per_minute))
+        self.rate = max(0.0, per_minute - self.capacity) / 60.0 if per_minute > 0 else 0.0
         self._tokens = self.capacity
         self._clock, self._sleep = clock, sleep
         self._stamp = clock()
@@ -56,6 +62,11 @@ class TokenBucket:
             return 0.0
         return max((1 - self._tokens) / self.rate, 1e-3)
 
+    def wait_if_paused(self) -> None:
+        """Block while an answer has paused sending."""
+        while (wait := self._paused_until - self._clock()) > 0:
+            self._sleep(wait)
+
     def observe(self, response: httpx.Response) -> None:
         """Pause after a 429 or an exhausted budget, until the server says to resume."""
         remaining = response.headers.get("x-ratelimit-remaining")
@@ -67,3 +78,44 @@ class TokenBucket:
         with self._lock:
             self._tokens = 0.0
             self._paused_until = max(self._paused_until, self._clock() + wait)
+
+
+class SharedRateLimit:
+    """Paces every run and worker of a Prefect server through one global rate limit.
+
+    The limit (created by `rootfi-sync setup`) has a slot decay, so Prefect hands out at most
+    its budget a minute whichever process asks; pauses asked for by answers stay local.
+    """
+
+    def __init__(self, name: str, local: TokenBucket) -> None:
+        self.name, self._local = name, local
+
+    def acquire(self) -> None:
+        from prefect.concurrency.sync import rate_limit
+
+        self._local.wait_if_paused()
+        rate_limit(self.name, strict=True)
+
+    def observe(self, response: httpx.Response) -> None:
+        self._local.observe(response)
+
+
+def shared_limit_exists(name: str) -> bool:
+    """Return True when the current Prefect server has a global limit of that name."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_global_concurrency_limit_by_name(name)
+    except ObjectNotFound:
+        return False
+    return True
+
+
+def make_governor(per_minute: int, shared_name: str | None) -> TokenBucket | SharedRateLimit:
+    """Return the shared Prefect rate limit if the server has it, else a local bucket."""
+    local = TokenBucket(per_minute)
+    if per_minute > 0 and shared_name and shared_limit_exists(shared_name):
+        return SharedRateLimit(shared_name, local)
+    return local

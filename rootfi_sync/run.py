@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from rootfi_sync.client import RootFiClient
 from rootfi_sync.db import make_engine, source_for
-from rootfi_sync.governor import TokenBucket
+from rootfi_sync.governor import make_governor
 from rootfi_sync.ledger import Ledger
 from rootfi_sync.settings import Settings
 
@@ -28,7 +28,7 @@ def open_run(
     """Yield the run's ledger and client; close both afterwards."""
     engine = make_engine(settings.source_database_url)
     source = source_for(settings)
-    governor = TokenBucket(settings.rootfi_rate_limit_per_minute)
+    governor = make_governor(settings.rootfi_rate_limit_per_minute, settings.rootfi_rate_limit_name)
     client = RootFiClient(
         settings.rootfi_base_url,
         api_key,

@@ -1,0 +1,153 @@
+"""How many synchronous single-record creates per second the local RootFi sandbox answers.
+
+Starts the sandbox in a subprocess (`python -m rootfi_sync.sandbox --port 0`, in-memory,
+no faults, no rate limit), then drives `POST /v3/ecommerce/customers` from this process
+with N concurrent keep-alive connections until --requests creates are answered or
+--max-seconds pass, and prints requests/s. It asserts nothing.
+
+    uv run python bench/sandbox_throughput.py [--requests 20000] [--concurrency 64]
+                                              [--client raw|httpx] [--max-seconds 60]
+
+`--client raw` (default) is a minimal HTTP/1.1 client on asyncio streams, so the figure is
+the server's and not the client's; `--client httpx` shows what one httpx.AsyncClient gets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+API_KEY = "sandbox-key"
+COMPANY_ID = 1089
+PATH = "/v3/ecommerce/customers"
+
+
+@dataclass
+class Tally:
+    """What the load produced."""
+
+    ok: int = 0
+    other: dict[int, int] = field(default_factory=dict)
+    sent: int = 0
+
+    def take(self, limit: int) -> int | None:
+        """The next request number, or None when the budget is spent."""
+        if self.sent >= limit:
+            return None
+        self.sent += 1
+        return self.sent
+
+    def count(self, status: int) -> None:
+        """Record one answer."""
+        if status == 200:
+            self.ok += 1
+        else:
+            self.other[status] = self.other.get(status, 0) + 1
+
+
+def body_for(n: int) -> bytes:
+    """One customer create, a little different each time."""
+    customer = {"name": f"Bench customer {n}", "email": f"bench{n}@example.com",
+                "phone": "+1 555 0100", "currency_id": "USD", "status": "ACTIVE"}  # fmt: skip
+    return json.dumps({"company_id": COMPANY_ID, "data": [customer], "run_async": False}).encode()
+
+
+async def raw_worker(host: str, port: int, tally: Tally, limit: int, deadline: float) -> None:
+    """Sequential keep-alive creates on one connection."""
+    reader, writer = await asyncio.open_connection(host, port)
+    head = f"POST {PATH} HTTP/1.1\r\nhost: {host}\r\napi_key: {API_KEY}\r\n"
+    head += "content-type: application/json\r\n"
+    while time.monotonic() < deadline and (n := tally.take(limit)) is not None:
+        body = body_for(n)
+        writer.write(f"{head}content-length: {len(body)}\r\n\r\n".encode() + body)
+        answer = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"content-length: *(\d+)", answer, re.I).group(1))  # type: ignore[union-attr]
+        await reader.readexactly(length)
+        tally.count(int(answer[9:12]))
+    writer.close()
+
+
+async def httpx_worker(
+    client: httpx.AsyncClient, tally: Tally, limit: int, deadline: float
+) -> None:
+    """Sequential creates through a shared httpx.AsyncClient."""
+    headers = {"api_key": API_KEY, "content-type": "application/json"}
+    while time.monotonic() < deadline and (n := tally.take(limit)) is not None:
+        response = await client.post(PATH, content=body_for(n), headers=headers)
+        tally.count(response.status_code)
+
+
+async def drive(
+    url: str, kind: str, total: int, concurrency: int, seconds: float
+) -> tuple[Tally, float]:
+    """Run the load; returns the tally and the elapsed wall time."""
+    tally = Tally()
+    started = time.monotonic()
+    deadline = started + seconds
+    if kind == "raw":
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        jobs = [raw_worker(host, int(port), tally, total, deadline) for _ in range(concurrency)]
+        await asyncio.gather(*jobs)
+    else:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+            jobs = [httpx_worker(client, tally, total, deadline) for _ in range(concurrency)]
+            await asyncio.gather(*jobs)
+    return tally, time.monotonic() - started
+
+
+def start_sandbox() -> tuple[subprocess.Popen[str], str]:
+    """The sandbox subprocess and its base URL (read from its first line of output)."""
+    command = [sys.executable, "-m", "rootfi_sync.sandbox", "--port", "0"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    match = re.search(r"http://[\w.\-\[\]:]+:\d+", proc.stdout.readline())
+    if match is None:
+        proc.kill()
+        raise SystemExit("the sandbox did not say where it listens")
+    url = match.group(0)
+    for _ in range(200):
+        try:
+            httpx.get(f"{url}/_sandbox/state", timeout=1).raise_for_status()
+            return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("the sandbox did not answer")
+
+
+def main() -> None:
+    """Parse arguments, run warm-up and load, print the figure."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
+    parser.add_argument("--max-seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    proc, url = start_sandbox()
+    try:
+        asyncio.run(drive(url, args.client, 500, 16, 10.0))  # warm-up
+        httpx.post(f"{url}/_sandbox/reset").raise_for_status()
+        tally, elapsed = asyncio.run(
+            drive(url, args.client, args.requests, args.concurrency, args.max_seconds)
+        )
+        stored = httpx.get(f"{url}/_sandbox/state").json()["customers"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    rate = tally.ok / elapsed
+    print(f"client={args.client} concurrency={args.concurrency} requests={tally.sent} "
+          f"ok={tally.ok} other={tally.other or 0} stored={stored} "
+          f"seconds={elapsed:.2f} requests/s={rate:,.0f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""A local stand-in for the RootFi v3 API that behaves as `/work/shared/rootfi-api.md` says,
+unpleasant parts included (batch refusal, platform refusals, rate limits, lost answers).
+
+    from rootfi_sync.sandbox import SandboxConfig, Faults, SandboxServer, create_app, serve
+
+    with SandboxServer(SandboxConfig(faults=Faults(lost_answer_rate=0.1, seed=1))) as sb:
+        ...  # point ROOTFI_BASE_URL at sb.api_url; inspect with sb.admin.state()
+
+Endpoints: `GET /v3/core/companies`, `POST|GET /v3/ecommerce/customers`,
+`GET /v3/core/syncs/{id}`, `GET /v3/core/syncs/{id}/jobs`; admin under `/_sandbox/`
+(see `rootfi_sync.sandbox.admin`). The CLI is `rootfi_sync.sandbox.command.sandbox_command`
+(also `python -m rootfi_sync.sandbox`).
+
+The sandbox's own rules where the RootFi docs are silent:
+- Every `/v3` path needs a configured `api_key` header (401 UNAUTHORIZED, checked before
+  routing); unknown paths and methods answer 404 NOT_FOUND / 405 METHOD_NOT_ALLOWED.
+- Create: envelope problems are 400 INVALID_REQUEST, an unknown company 404
+  COMPANY_NOT_FOUND, >1 record without run_async 400 BATCH_NOT_SUPPORTED, then schema
+  checks (400 VALIDATION_ERROR, field `data[i].<field>`, whole request refused), then the
+  platform rule (email domain `refused.example` or `*.invalid`: 400
+  PLATFORM_VALIDATION_ERROR for a sync create, a FAILED job for an async one). `name` is
+  required; `null` is accepted for the other fields.
+- Async answers 200 `{"data": {"sync_id"}, "sync_id"}`; the sync stays CREATED for
+  `async_delay_seconds`, then RUNNING while records are written, then SUCCESS or FAILED.
+  Jobs carry no customer id (listing is the only way to find the ids).
+- Listing: `limit` 1..1000 (else 400), `next` keyset cursor carrying the filters and sort
+  (not the limit), `prev` always null (a `prev` parameter is refused),
+  `include_deleted_records` ignored (nothing is ever deleted).
+- Rate limit: a fixed 60 s window per key opened by its first request; `X-RateLimit-*` on
+  every authenticated `/v3` answer, omitted entirely when no limit is configured.
+- Faults only hit creates; `PUT /_sandbox/faults` re-seeds, `POST /_sandbox/reset`
+  restores the configured faults and limit. `requests.creates` in the admin state counts
+  create requests of any outcome; dropped answers count under status "lost".
+"""
+
+from __future__ import annotations
+
+from rootfi_sync.sandbox.adminclient import SandboxAdmin
+from rootfi_sync.sandbox.app import create_app
+from rootfi_sync.sandbox.config import Faults, SandboxConfig
+from rootfi_sync.sandbox.server import SandboxServer, serve
+
+__all__ = ["Faults", "SandboxAdmin", "SandboxConfig", "SandboxServer", "create_app", "serve"]

@@ -1,0 +1,101 @@
+"""The admin API under `/_sandbox/` (no api_key; not part of RootFi): inspect and steer.
+
+- `GET /_sandbox/state`: customers (total, by company), requests, syncs, faults, rate limit
+- `GET /_sandbox/customers[?company_id=]`: every stored customer record, unpaged
+- `GET /_sandbox/faults`: the running faults
+- `PUT /_sandbox/faults`: merge any Faults fields into the running ones (re-seeds the dice)
+- `PUT /_sandbox/rate-limit`: `{"rate_limit_per_minute": int | null}` (windows restart)
+- `POST /_sandbox/reset`: forget all state and counters; back to configured faults and limit
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from rootfi_sync.sandbox.config import Faults
+from rootfi_sync.sandbox.errors import INVALID_REQUEST, VALIDATION_ERROR, ApiError, json_response
+from rootfi_sync.sandbox.runtime import SandboxState
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise ApiError(400, INVALID_REQUEST, "The request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, INVALID_REQUEST, "The request body must be a JSON object")
+    return body
+
+
+def _validation_error(exc: ValidationError) -> ApiError:
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    return ApiError(400, VALIDATION_ERROR, first["msg"], field)
+
+
+class Admin:
+    """Admin handlers bound to one sandbox's state."""
+
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+
+    def routes(self) -> list[Route]:
+        """The /_sandbox routes."""
+        return [
+            Route("/_sandbox/state", self.get_state, methods=["GET"]),
+            Route("/_sandbox/customers", self.customers, methods=["GET"]),
+            Route("/_sandbox/faults", self.get_faults, methods=["GET"]),
+            Route("/_sandbox/faults", self.put_faults, methods=["PUT"]),
+            Route("/_sandbox/rate-limit", self.put_rate_limit, methods=["PUT"]),
+            Route("/_sandbox/reset", self.reset, methods=["POST"]),
+        ]
+
+    async def get_state(self, request: Request) -> Response:
+        """Counts for tests and demos."""
+        return json_response(self.state.state_json())
+
+    async def customers(self, request: Request) -> Response:
+        """Every stored customer (optionally of one company), in rootfi_id order."""
+        raw = request.query_params.get("company_id")
+        try:
+            company_id = None if raw is None else int(raw)
+        except ValueError:
+            raise ApiError(400, INVALID_REQUEST, "company_id must be an integer") from None
+        rows = sorted(self.state.store.customers_of(company_id), key=lambda c: c.rootfi_id)
+        return json_response({"data": [c.record for c in rows], "total_count": len(rows)})
+
+    async def get_faults(self, request: Request) -> Response:
+        """The running faults."""
+        return json_response(self.state.faults.current.model_dump())
+
+    async def put_faults(self, request: Request) -> Response:
+        """Change some fault fields; the others keep their running values."""
+        changes = await _json_object(request)
+        merged = {**self.state.faults.current.model_dump(), **changes}
+        try:
+            faults = Faults.model_validate(merged)
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
+        self.state.faults.set(faults)
+        return json_response(faults.model_dump())
+
+    async def put_rate_limit(self, request: Request) -> Response:
+        """Set (or with null, remove) the per-minute limit; all windows restart."""
+        body = await _json_object(request)
+        limit = body.get("rate_limit_per_minute")
+        if limit is not None and (type(limit) is not int or limit < 1):
+            message = "rate_limit_per_minute must be a positive integer or null"
+            raise ApiError(400, VALIDATION_ERROR, message, "rate_limit_per_minute")
+        self.state.limiter.reset(limit)
+        return json_response({"rate_limit_per_minute": limit})
+
+    async def reset(self, request: Request) -> Response:
+        """Forget all customers, syncs, counters; back to the configured faults and limit."""
+        self.state.reset()
+        return json_response(self.state.state_json())

@@ -1,0 +1,130 @@
+"""The RootFi v3 endpoints the project uses (auth and rate limit are in `guard`)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from rootfi_sync.sandbox.errors import INVALID_REQUEST, ApiError, error_response, json_response
+from rootfi_sync.sandbox.faults import DroppedAnswer
+from rootfi_sync.sandbox.listing import MAX_LIMIT, page_json, page_of, parse_list_query
+from rootfi_sync.sandbox.runtime import SandboxState
+from rootfi_sync.sandbox.validation import check_records, parse_create, platform_error
+
+DEFAULT_JOBS_LIMIT = 50
+_TRUE = ("true", "1")
+
+
+def _query_async(request: Request) -> bool:
+    if not request.scope["query_string"]:
+        return False
+    return request.query_params.get("run_async", "").lower() in _TRUE
+
+
+def _jobs_window(request: Request) -> tuple[int, int]:
+    """(limit, index to start at) for the jobs list; `next` is base64 of that index."""
+    params = request.query_params
+    try:
+        limit = int(params.get("limit", DEFAULT_JOBS_LIMIT))
+    except ValueError:
+        raise ApiError(400, INVALID_REQUEST, "limit must be an integer", "limit") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ApiError(400, INVALID_REQUEST, f"limit must be 1..{MAX_LIMIT}", "limit")
+    cursor = params.get("next")
+    if not cursor:
+        return limit, 0
+    try:
+        start = int(base64.urlsafe_b64decode(cursor))
+    except (ValueError, binascii.Error):
+        raise ApiError(400, INVALID_REQUEST, "next is not a valid cursor", "next") from None
+    return limit, max(0, start)
+
+
+class Api:
+    """Endpoint handlers bound to one sandbox's state."""
+
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+
+    def routes(self) -> list[Route]:
+        """The /v3 routes."""
+        return [
+            Route("/v3/core/companies", self.companies, methods=["GET"]),
+            Route("/v3/core/syncs/{sync_id}", self.sync, methods=["GET"]),
+            Route("/v3/core/syncs/{sync_id}/jobs", self.jobs, methods=["GET"]),
+            Route("/v3/ecommerce/customers", self.list_customers, methods=["GET"]),
+            Route("/v3/ecommerce/customers", self.create_customers, methods=["POST"]),
+        ]
+
+    async def companies(self, request: Request) -> Response:
+        """`GET /v3/core/companies`: the configured companies."""
+        data = [
+            {"rootfi_id": cid, "name": f"Sandbox company {cid}", "platform": "SANDBOX",
+             "platform_type": "ECOMMERCE", "connection_status": "HEALTHY"}
+            for cid in sorted(self.state.config.company_ids)
+        ]  # fmt: skip
+        return json_response({"data": data})
+
+    async def create_customers(self, request: Request) -> Response:
+        """`POST /v3/ecommerce/customers`, with the configured faults."""
+        raw = await request.body()
+        fault = self.state.faults.decide()
+        if fault == "429":
+            error = ApiError(429, "RATE_LIMITED", "Too many requests (sandbox fault)")
+            return error_response(error, {"Retry-After": "1"})
+        if fault == "500":
+            return error_response(ApiError(500, "INTERNAL_SERVER_ERROR", "Internal error"))
+        try:
+            response = self._create(raw, _query_async(request))
+        except ApiError as exc:
+            response = error_response(exc)
+        if fault == "lost":
+            return DroppedAnswer()
+        if fault == "slow":
+            await self.state.pause(self.state.faults.current.slow_answer_seconds)
+        return response
+
+    def _create(self, raw: bytes, query_async: bool) -> Response:
+        req = parse_create(raw, query_async)
+        self.state.require_company(req.company_id)
+        if not req.run_async and len(req.records) != 1:
+            message = "Batch writes only supported for Async writes"
+            raise ApiError(400, "BATCH_NOT_SUPPORTED", message, "data")
+        check_records(req.records)
+        store = self.state.store
+        if req.run_async:
+            sync = store.open_sync(req.company_id, req.records)
+            self.state.runner.schedule(sync)
+            return json_response({"data": {"sync_id": sync.sync_id}, "sync_id": sync.sync_id})
+        error = platform_error(req.records[0])
+        if error is not None:
+            raise error
+        customer, sync = store.write_now(req.company_id, req.records[0])
+        return json_response({"data": [customer.record], "sync_id": sync.sync_id})
+
+    async def list_customers(self, request: Request) -> Response:
+        """`GET /v3/ecommerce/customers`: keyset-paginated, filtered, sorted."""
+        query = parse_list_query(request.query_params)
+        if query.company_id is not None:
+            self.state.require_company(query.company_id)
+        page = page_of(self.state.store.customers_of(query.company_id), query)
+        return json_response(page_json(page))
+
+    async def sync(self, request: Request) -> Response:
+        """`GET /v3/core/syncs/{sync_id}`."""
+        sync = self.state.store.get_sync(request.path_params["sync_id"])
+        return json_response({"data": sync.to_json()})
+
+    async def jobs(self, request: Request) -> Response:
+        """`GET /v3/core/syncs/{sync_id}/jobs`: one job per record, in the order sent."""
+        sync = self.state.store.get_sync(request.path_params["sync_id"])
+        limit, start = _jobs_window(request)
+        end = start + limit
+        data = [job.to_json() for job in sync.jobs[start:end]]
+        more = end < len(sync.jobs)
+        cursor = base64.urlsafe_b64encode(str(end).encode()).decode() if more else None
+        return json_response({"data": data, "next": cursor})

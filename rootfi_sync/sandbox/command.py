@@ -1,0 +1,95 @@
+"""`sandbox_command`: run the sandbox from the command line (`rootfi-sync sandbox`).
+
+Every option can also come from `ROOTFI_SANDBOX_<NAME>` (e.g. ROOTFI_SANDBOX_PORT,
+ROOTFI_SANDBOX_FAIL_500); repeatable options take whitespace-separated values there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from rootfi_sync.sandbox.config import Faults, SandboxConfig
+from rootfi_sync.sandbox.server import serve
+
+ENV = "ROOTFI_SANDBOX_"
+
+
+def _opt(name: str, help_text: str, **kwargs: Any) -> Any:
+    env = ENV + name.removeprefix("--").replace("-", "_").upper()
+    return typer.Option(name, envvar=env, help=help_text, show_envvar=True, **kwargs)
+
+
+Rate = dict(min=0.0, max=1.0)
+
+
+def _announce(console: Console, config: SandboxConfig) -> Callable[[str], None]:
+    def on_ready(url: str) -> None:
+        faults = config.faults.model_dump(exclude_defaults=True)
+        console.print(f"[bold green]RootFi sandbox[/] listening on [bold]{url}[/]")
+        console.print(f"  ROOTFI_BASE_URL={url}/v3   admin: {url}/_sandbox/state")
+        companies = ", ".join(str(c) for c in sorted(config.company_ids))
+        limit = config.rate_limit_per_minute or "none"
+        console.print(
+            f"  companies: {companies}   api keys: {len(config.api_keys)}   rate limit/min: {limit}"
+        )
+        if faults:
+            console.print(f"  faults: {faults}")
+        if config.db_path:
+            console.print(f"  persisting to {config.db_path}")
+
+    return on_ready
+
+
+def sandbox_command(
+    host: Annotated[str, _opt("--host", "Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, _opt("--port", "Port to listen on (0 = any free port).")] = 8787,
+    api_key: Annotated[
+        list[str] | None, _opt("--api-key", "Accepted api_key (repeatable). [default: sandbox-key]")
+    ] = None,
+    company_id: Annotated[
+        list[int] | None, _opt("--company-id", "Connected company id (repeatable). [default: 1089]")
+    ] = None,
+    rate_limit: Annotated[
+        int | None, _opt("--rate-limit", "Requests per minute per key (default: unlimited).", min=1)
+    ] = None,
+    async_delay: Annotated[
+        float, _opt("--async-delay", "Seconds until an async write runs.", min=0.0)
+    ] = 0.2,
+    db_path: Annotated[
+        str | None, _opt("--db-path", "SQLite file to persist to (default: memory).")
+    ] = None,
+    fail_500: Annotated[float, _opt("--fail-500", "Share of creates answered 500.", **Rate)] = 0.0,
+    fail_429: Annotated[float, _opt("--fail-429", "Share of creates answered 429.", **Rate)] = 0.0,
+    lose_answers: Annotated[
+        float, _opt("--lose-answers", "Share of creates stored but never answered.", **Rate)
+    ] = 0.0,
+    slow_answers: Annotated[
+        float, _opt("--slow-answers", "Share of creates answered late.", **Rate)
+    ] = 0.0,
+    slow_seconds: Annotated[
+        float, _opt("--slow-seconds", "Delay of a slow answer.", min=0.0)
+    ] = 5.0,
+    latency: Annotated[
+        float, _opt("--latency", "Seconds added to every /v3 request.", min=0.0)
+    ] = 0.0,
+    seed: Annotated[int | None, _opt("--seed", "Seed of the fault dice.")] = None,
+) -> None:
+    """Run the local RootFi sandbox until interrupted."""
+    faults = Faults(
+        error_500_rate=fail_500, error_429_rate=fail_429, lost_answer_rate=lose_answers,
+        slow_answer_rate=slow_answers, slow_answer_seconds=slow_seconds,
+        latency_seconds=latency, seed=seed,
+    )  # fmt: skip
+    config = SandboxConfig(
+        api_keys=frozenset(api_key or ["sandbox-key"]),
+        company_ids=frozenset(company_id or [1089]),
+        rate_limit_per_minute=rate_limit,
+        async_delay_seconds=async_delay,
+        db_path=db_path,
+        faults=faults,
+    )
+    serve(config, host, port, on_ready=_announce(Console(soft_wrap=True), config))

@@ -1,0 +1,152 @@
+"""`GET /v3/ecommerce/customers`: filters, sort, and keyset cursors.
+
+A `next` cursor is URL-safe base64 of JSON holding the last sort key handed out
+(rootfi_updated_at in ms, rootfi_id) and the filters and sort it was made under, so
+following it is a bisect and stays correct while customers are being added.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from bisect import bisect_left, bisect_right
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rootfi_sync.sandbox.errors import INVALID_REQUEST, ApiError
+from rootfi_sync.sandbox.models import Customer
+from rootfi_sync.sandbox.timefmt import ms_from_iso
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+COMPANY = "rootfi_company_id[eq]"
+UPDATED_GTE = "rootfi_updated_at[gte]"
+SORT = "sort[rootfi_updated_at]"
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """One page request: filters, sort direction, page size and where to resume."""
+
+    company_id: int | None = None
+    updated_gte_ms: int | None = None
+    descending: bool = False
+    limit: int = DEFAULT_LIMIT
+    after: tuple[int, int] | None = None
+    return_count: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """The customers of one page, the cursor of the next one, the total when asked."""
+
+    customers: list[Customer]
+    next: str | None
+    total_count: int | None
+
+
+def _invalid(message: str, field: str) -> ApiError:
+    return ApiError(400, INVALID_REQUEST, message, field)
+
+
+def _parse_limit(params: Mapping[str, str]) -> int:
+    raw = params.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise _invalid("limit must be an integer", "limit") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise _invalid(f"limit must be between 1 and {MAX_LIMIT}", "limit")
+    return limit
+
+
+def _parse_filters(params: Mapping[str, str]) -> tuple[int | None, int | None, bool]:
+    company_id = gte = None
+    if (raw := params.get(COMPANY)) is not None:
+        try:
+            company_id = int(raw)
+        except ValueError:
+            raise _invalid(f"{COMPANY} must be an integer", "rootfi_company_id") from None
+    if (raw := params.get(UPDATED_GTE)) is not None:
+        try:
+            gte = ms_from_iso(raw)
+        except ValueError:
+            raise _invalid(f"{UPDATED_GTE} must be ISO 8601", "rootfi_updated_at") from None
+    sort = params.get(SORT, "ASC").upper()
+    if sort not in ("ASC", "DESC"):
+        raise _invalid(f"{SORT} must be ASC or DESC", "sort")
+    return company_id, gte, sort == "DESC"
+
+
+def encode_cursor(query: ListQuery, last: Customer) -> str:
+    """The opaque `next` cursor after `last`."""
+    state = [query.company_id, query.updated_gte_ms, query.descending, *last.key]
+    return base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[int | None, int | None, bool, tuple[int, int]]:
+    try:
+        company_id, gte, descending, ms, rid = json.loads(base64.urlsafe_b64decode(cursor))
+        ok = all(isinstance(v, int | None) for v in (company_id, gte)) and isinstance(
+            descending, bool
+        )
+        if not ok or type(ms) is not int or type(rid) is not int:
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error):
+        raise _invalid("next is not a cursor this API handed out", "next") from None
+    return company_id, gte, descending, (ms, rid)
+
+
+def parse_list_query(params: Mapping[str, str]) -> ListQuery:
+    """Read the query string; a `next` cursor carries (and overrides) filters and sort."""
+    if params.get("prev"):
+        raise _invalid("prev cursors are not handed out by the sandbox", "prev")
+    limit = _parse_limit(params)
+    return_count = params.get("return_count", "").lower() == "true"
+    cursor = params.get("next")
+    if cursor:
+        company_id, gte, descending, after = _decode_cursor(cursor)
+        return ListQuery(company_id, gte, descending, limit, after, return_count)
+    company_id, gte, descending = _parse_filters(params)
+    return ListQuery(company_id, gte, descending, limit, None, return_count)
+
+
+def _key(customer: Customer) -> tuple[int, int]:
+    return (customer.updated_ms, customer.rootfi_id)
+
+
+def page_of(customers: list[Customer], query: ListQuery) -> Page:
+    """Slice one page out of customers sorted by (updated_ms, rootfi_id)."""
+    low = 0
+    if query.updated_gte_ms is not None:
+        low = bisect_left(customers, (query.updated_gte_ms, -1), key=_key)
+    total = len(customers) - low if query.return_count else None
+    if query.descending:
+        high = len(customers)
+        if query.after is not None:
+            high = bisect_left(customers, query.after, key=_key)
+        start = max(low, high - query.limit)
+        chunk = customers[start:high][::-1]
+        more = start > low
+    else:
+        start = low
+        if query.after is not None:
+            start = max(low, bisect_right(customers, query.after, key=_key))
+        chunk = customers[start : start + query.limit]
+        more = start + query.limit < len(customers)
+    cursor = encode_cursor(query, chunk[-1]) if more and chunk else None
+    return Page(chunk, cursor, total)
+
+
+def page_json(page: Page) -> dict[str, Any]:
+    """The answer body."""
+    return {
+        "data": [customer.record for customer in page.customers],
+        "next": page.next,
+        "prev": None,
+        "total_count": page.total_count,
+    }

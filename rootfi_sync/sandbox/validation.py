@@ -1,0 +1,142 @@
+"""Reading a create request: the body's envelope, each record's schema, the platform's rule.
+
+Schema problems refuse the whole request (400 VALIDATION_ERROR, field `data[i].<field>`);
+the platform rule is per record (an email domain `refused.example` or `*.invalid`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from rootfi_sync.sandbox.errors import INVALID_REQUEST, VALIDATION_ERROR, ApiError
+from rootfi_sync.sandbox.timefmt import parse_iso
+
+STATUSES = frozenset({"ACTIVE", "ARCHIVED", "UNKNOWN"})
+STRING_FIELDS = ("email", "phone", "currency_id", "status", "created_at", "updated_at")
+RECORD_FIELDS = frozenset({"name", "address", *STRING_FIELDS})
+ADDRESS_STRINGS = ("platform_id", "street", "locality", "city", "state", "pincode", "country")
+ADDRESS_FIELDS = frozenset({"rootfi_id", *ADDRESS_STRINGS})
+MAX_NAME = 255
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_PHONE = re.compile(r"[0-9 +\-().]*")
+PLATFORM_ERROR = "PLATFORM_VALIDATION_ERROR"
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    """A well-formed create request (records not yet schema-checked)."""
+
+    company_id: int
+    records: list[Any]
+    run_async: bool
+
+
+def _invalid(message: str, field: str | None = None) -> ApiError:
+    return ApiError(400, INVALID_REQUEST, message, field)
+
+
+def parse_create(raw: bytes, query_async: bool) -> CreateRequest:
+    """The envelope `{"company_id", "data", "run_async"}`; anything else is INVALID_REQUEST."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise _invalid("The request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _invalid("The request body must be a JSON object")
+    company_id = body.get("company_id")
+    if type(company_id) is not int:
+        raise _invalid("company_id is required and must be an integer", "company_id")
+    records = body.get("data")
+    if not isinstance(records, list) or not records:
+        raise _invalid("data must be a non-empty list of customers", "data")
+    run_async = body.get("run_async", False)
+    if run_async is None:
+        run_async = False
+    if not isinstance(run_async, bool):
+        raise _invalid("run_async must be a boolean", "run_async")
+    return CreateRequest(company_id, records, run_async or query_async)
+
+
+def _refuse(index: int, field: str, message: str) -> ApiError:
+    where = f"data[{index}].{field}" if field else f"data[{index}]"
+    return ApiError(400, VALIDATION_ERROR, message, where)
+
+
+def _check_address(index: int, address: Any) -> None:
+    if address is None:
+        return
+    if not isinstance(address, dict):
+        raise _refuse(index, "address", "address must be an object")
+    for key, value in address.items():
+        where = f"address.{key}"
+        if key not in ADDRESS_FIELDS:
+            raise _refuse(index, where, f"Unknown field {where}")
+        if value is None:
+            continue
+        if key == "rootfi_id":
+            if type(value) is not int:
+                raise _refuse(index, where, "address.rootfi_id must be an integer")
+        elif not isinstance(value, str):
+            raise _refuse(index, where, f"{where} must be a string")
+
+
+def _string_problem(field: str, value: str) -> str | None:
+    if field == "status" and value not in STATUSES:
+        return "status must be one of ACTIVE, ARCHIVED, UNKNOWN"
+    if field == "currency_id" and not _CURRENCY.fullmatch(value):
+        return "currency_id must be three upper-case letters (ISO 4217)"
+    if field == "email" and value.count("@") != 1:
+        return "email must contain exactly one @"
+    if field == "phone" and not _PHONE.fullmatch(value):
+        return "phone may contain only digits, spaces and + - ( ) ."
+    if field in ("created_at", "updated_at"):
+        try:
+            parse_iso(value)
+        except ValueError:
+            return f"{field} must be an ISO 8601 date-time"
+    return None
+
+
+def check_record(index: int, record: Any) -> None:
+    """Raise VALIDATION_ERROR for the first schema problem of `data[index]`."""
+    if not isinstance(record, dict):
+        raise _refuse(index, "", "Each customer must be a JSON object")
+    for key in record:
+        if key not in RECORD_FIELDS:
+            raise _refuse(index, key, f"Unknown field {key}")
+    name = record.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise _refuse(index, "name", "name is required and must be a non-empty string")
+    if len(name) > MAX_NAME:
+        raise _refuse(index, "name", f"name must be at most {MAX_NAME} characters")
+    for field in STRING_FIELDS:
+        value = record.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise _refuse(index, field, f"{field} must be a string")
+        problem = _string_problem(field, value)
+        if problem:
+            raise _refuse(index, field, problem)
+    _check_address(index, record.get("address"))
+
+
+def check_records(records: list[Any]) -> None:
+    """Schema-check every record; the first problem refuses the whole request."""
+    for index, record in enumerate(records):
+        check_record(index, record)
+
+
+def platform_error(record: dict[str, Any]) -> ApiError | None:
+    """The connected platform's verdict on one (schema-valid) record; None means accepted."""
+    email = record.get("email")
+    if not email:
+        return None
+    domain = email.rpartition("@")[2].lower()
+    if domain == "refused.example" or domain.endswith(".invalid"):
+        message = f"Platform rejected the customer: email domain {domain} is not accepted"
+        return ApiError(400, PLATFORM_ERROR, message, "email")
+    return None
