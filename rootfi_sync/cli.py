@@ -54,7 +54,7 @@ def seed(
     """Add realistic fake customers (a few of them invalid on purpose) to the source table."""
     from rootfi_sync.db import init_db, make_engine, source_for
     from rootfi_sync.seed import fake_customers, insert_customers
-    
+
     settings = _settings()
     init_db(settings)
     engine = make_engine(settings.source_database_url)
