@@ -41,6 +41,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 # Lone surrogates cannot be encoded as UTF-8, so they could never be stored or sent.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _BINARY = (bytes, bytearray, memoryview)
+# Multi-line addresses are common in source tables; the API wants one line per field.
+_LINE_BREAKS = re.compile(r"\s*(?:\r\n|\r|\n)\s*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +221,8 @@ def _text(field: str, value: Any) -> str | None:
     if value is None:
         return None
     text = _as_str(field, value).strip()
+    if field in ADDRESS_FIELDS:
+        text = _LINE_BREAKS.sub(", ", text)
     if _CONTROL.search(text):
         raise _rejected(field, "control_characters", text, "contains control characters")
     if _SURROGATE.search(text):

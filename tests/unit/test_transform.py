@@ -537,3 +537,9 @@ def test_keeps_the_customer_id_of_any_type_as_given() -> None:
 
 def test_returns_empty_lists_for_no_rows() -> None:
     assert build_payloads(iter([])) == Transformed(accepted=[], rejected=[])
+
+
+def test_folds_a_multi_line_street_into_one_line_instead_of_refusing_it() -> None:
+    payload = to_payload(make_customer(street="Flat 4\r\n 12 High Street\nBack door"))
+    assert payload.address is not None
+    assert payload.address.street == "Flat 4, 12 High Street, Back door"
