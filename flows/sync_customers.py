@@ -18,7 +18,7 @@ from rootfi_sync.report import RunSummary
 from rootfi_sync.run import RunParts, open_run
 from rootfi_sync.settings import Settings, load_settings
 from tasks.extract import claim_batch
-from tasks.load import send_batch
+from tasks.load import check_access, send_batch
 from tasks.report import publish_report
 from tasks.transform import build_batch
 from tasks.write_back import record_intent, record_outcomes
@@ -67,6 +67,8 @@ def sync_customers(
     started = time.monotonic()
     owner = str(runtime.flow_run.id or uuid.uuid4())
     with open_run(settings, company, api_key, owner) as parts:
+        if not dry_run:
+            check_access(parts.client, company)
         try:
             _sync_batches(parts, settings, summary, dry_run=dry_run, limit=limit, only=customer_ids)
         finally:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import runtime, task
-from prefect.cache_policies import INPUTS
+from prefect.cache_policies import INPUTS, NO_CACHE
 
 from rootfi_sync import errors
 from rootfi_sync.client import RootFiClient
@@ -62,3 +62,19 @@ def send_batch(
             skew=timedelta(seconds=options.get("skew_seconds", 120.0)),
         ),
     )  # fmt: skip
+
+
+@task(name="check-access", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2,
+      retry_condition_fn=is_transient)  # fmt: skip
+def check_access(client: RootFiClient, company_id: int) -> None:
+    """Fail before anything is sent when the key is refused or cannot reach the company."""
+    try:
+        companies = client.list_companies()
+    except errors.AuthError as exc:
+        raise errors.SettingsError(f"ROOTFI_API_KEY was refused by RootFi: {exc}") from None
+    known = {str(c.get("rootfi_id")) for c in companies}
+    if str(company_id) not in known:
+        raise errors.SettingsError(
+            f"ROOTFI_COMPANY_ID {company_id} is not a company this key can reach "
+            f"(it reaches: {', '.join(sorted(known)) or 'none'})"
+        )

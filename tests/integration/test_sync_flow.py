@@ -88,3 +88,24 @@ def test_the_api_key_appears_in_no_log_line(
         sync_customers()
     assert caplog.records
     assert all(API_KEY not in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "named"),
+    [("ROOTFI_API_KEY", "sk-wrong", "ROOTFI_API_KEY"), ("ROOTFI_COMPANY_ID", "4242", "4242")],
+)
+def test_a_wrong_key_or_company_stops_the_run_before_anything_is_sent(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any, monkeypatch: pytest.MonkeyPatch,
+    setting: str, value: str, named: str,
+) -> None:  # fmt: skip
+    seed_source(sqlite_url, valid_and_invalid_rows())
+    configure(sqlite_url)
+    monkeypatch.setenv(setting, value)
+
+    state = sync_customers(return_state=True)
+
+    assert state.is_failed()
+    message = str(state.result(raise_on_failure=False))
+    assert named in message and "sk-wrong" not in message
+    assert sandbox.admin.state()["requests"]["creates"] == 0
+    assert ledger_rows(sqlite_url) == {}
