@@ -17,7 +17,7 @@ from rootfi_sync.ledger import Candidate, Outcome, Status, utcnow
 from rootfi_sync.report import RunSummary
 from rootfi_sync.run import RunParts, open_run
 from rootfi_sync.settings import Settings, load_settings
-from tasks.extract import claim_batch
+from tasks.extract import claim_batch, count_pending
 from tasks.load import check_access, send_batch
 from tasks.report import publish_report
 from tasks.transform import build_batch
@@ -82,7 +82,10 @@ def _sync_batches(
     limit: int | None, only: list[int] | None,
 ) -> None:  # fmt: skip
     """Run batch after batch until no customer is left (or `limit` is reached)."""
-    progress = create_progress_artifact(0.0, description="Batches of customers processed")
+    total = count_pending(parts.ledger, only)
+    if limit is not None:
+        total = min(total, limit)
+    progress = create_progress_artifact(0.0, description=f"Customers processed (of ~{total})")
     after: Any = None
     while limit is None or summary.picked < limit:
         size = settings.rootfi_batch_size
@@ -102,7 +105,8 @@ def _sync_batches(
         summary.picked += len(claimed.candidates)
         if claimed.candidates:
             _sync_one_batch(parts, settings, summary, claimed.candidates, dry_run=dry_run)
-        update_progress_artifact(progress, min(99.0, float(summary.batches)))
+        done = summary.picked + summary.skipped
+        update_progress_artifact(progress, min(99.0, 100.0 * done / max(total, 1)))
         summary.check_breaker(settings.rootfi_max_refused_share)
     update_progress_artifact(progress, 100.0)
 

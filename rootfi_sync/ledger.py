@@ -105,29 +105,42 @@ class Ledger:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def candidates(
-        self, now: datetime, *, after: Any = None, limit: int = 100, only: Sequence[Any] = ()
-    ) -> Page:
-        """Return the next page of rows to sync, in primary-key order after `after`."""
+    def _pending(self, query: sa.Select[Any], now: datetime, only: Sequence[Any]) -> sa.Select[Any]:
+        """Restrict a query over the source joined to the ledger to rows a run may take."""
         src, c = self.source, ledger.c
         joined = src.outerjoin(
             ledger,
             sa.and_(c.customer_id == sa.cast(src.c.id, sa.String), c.company_id == self.company_id),
         )
-        query = (
-            sa.select(src, c.status.label("_status"), c.attempts.label("_attempts"),
-                      c.attempted_at.label("_attempted_at"), c.source_hash.label("_source_hash"))
-            .select_from(joined)
-            .where(sa.or_(c.status.is_(None), c.status == Status.FAILED, _eligible(now)))
-            .order_by(src.c.id)
-            .limit(limit)
-        )  # fmt: skip
-        if after is not None:
-            query = query.where(src.c.id > after)
+        query = query.select_from(joined).where(
+            sa.or_(c.status.is_(None), c.status == Status.FAILED, _eligible(now))
+        )
         if only:
             query = query.where(src.c.id.in_(list(only)))
         if "company_id" in src.c:
             query = query.where(src.c.company_id == self.company_id)
+        return query
+
+    def count_pending(self, now: datetime, only: Sequence[Any] = ()) -> int:
+        """Return how many rows a run may take now (parked FAILED ones included)."""
+        query = self._pending(sa.select(sa.func.count()), now, only)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def candidates(
+        self, now: datetime, *, after: Any = None, limit: int = 100, only: Sequence[Any] = ()
+    ) -> Page:
+        """Return the next page of rows to sync, in primary-key order after `after`."""
+        src, c = self.source, ledger.c
+        columns = (
+            c.status.label("_status"),
+            c.attempts.label("_attempts"),
+            c.attempted_at.label("_attempted_at"),
+            c.source_hash.label("_source_hash"),
+        )
+        query = self._pending(sa.select(src, *columns), now, only).order_by(src.c.id).limit(limit)
+        if after is not None:
+            query = query.where(src.c.id > after)
         page = Page()
         with self.engine.connect() as conn:
             for mapping in conn.execute(query).mappings():

@@ -35,3 +35,9 @@ def claim_batch(
         else ledger.claim(page.candidates, now, timedelta(seconds=lease_seconds))
     )
     return Claimed(won, seen=len(page.candidates), last_id=page.last_id)
+
+
+@task(name="count-pending", cache_policy=NO_CACHE)
+def count_pending(ledger: Ledger, only: list[Any] | None = None) -> int:
+    """Return how many customers this run may have to look at (for progress)."""
+    return ledger.count_pending(utcnow(), only or ())
