@@ -90,10 +90,10 @@ def run_flow(**params: Any) -> dict[str, Any]:
 
     state = sync_customers(**params, return_state=True)
     result = state.result(raise_on_failure=False)
-    if not state.is_completed():
+    if not state.is_completed() or not isinstance(result, dict):
         err.print(f"[red]run failed:[/] {result}")
         raise typer.Exit(2 if isinstance(result, SettingsError) else 1)
-    return dict(result)
+    return result
 
 
 def print_counts(counts: dict[str, Any]) -> None:

@@ -157,7 +157,7 @@ class Ledger:
 
     def known_rootfi_ids(self, rootfi_ids: Iterable[str]) -> set[str]:
         """Return which of these RootFi ids the ledger already gives to a customer."""
-        ids, known = list(rootfi_ids), set()
+        ids, known = list(rootfi_ids), set[str]()
         with self.engine.connect() as conn:
             for start in range(0, len(ids), 500):
                 query = sa.select(ledger.c.rootfi_id).where(
@@ -184,7 +184,7 @@ class Ledger:
         ])  # fmt: skip
         c, new = ledger.c, stmt.excluded
         changed = sa.or_(c.source_hash.is_(None), c.source_hash != new.source_hash)
-        stmt = stmt.on_conflict_do_update(
+        upsert = stmt.on_conflict_do_update(
             index_elements=[c.customer_id, c.company_id],
             set_={
                 "status": sa.case(
@@ -197,7 +197,7 @@ class Ledger:
             where=sa.or_(_eligible(now), sa.and_(c.status == Status.FAILED, changed)),
         ).returning(c.customer_id, c.status, c.attempts, c.attempted_at)  # fmt: skip
         with self.engine.begin() as conn:
-            won = {r.customer_id: r for r in conn.execute(stmt)}
+            won = {r.customer_id: r for r in conn.execute(upsert)}
         return [
             Candidate(
                 cand.row,
