@@ -188,11 +188,11 @@ def retry(
     engine.dispose()
     console.print(f"{n} customer(s) will be sent again")
     if now and n:
-        import os
+        from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
 
-        os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"  # a cached refusal must not answer
         ids = [int(c) for c in customer] if customer and not all_failed else None
-        print_counts(run_flow(company_id=company, customer_ids=ids))
+        with temporary_settings({PREFECT_TASKS_REFRESH_CACHE: True}):  # not a cached refusal
+            print_counts(run_flow(company_id=company, customer_ids=ids))
 
 
 @app.command()

@@ -109,3 +109,35 @@ def test_a_wrong_key_or_company_stops_the_run_before_anything_is_sent(
     assert named in message and "sk-wrong" not in message
     assert sandbox.admin.state()["requests"]["creates"] == 0
     assert ledger_rows(sqlite_url) == {}
+
+
+def test_a_rerun_after_a_lost_write_back_reuses_the_cached_send_instead_of_resending(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    rows = [make_customer() for _ in range(6)]
+    seed_source(sqlite_url, rows)
+    configure(sqlite_url)
+    sync_customers()
+    first = {cid: r.rootfi_id for cid, r in ledger_rows(sqlite_url).items()}
+    forget_outcomes(sqlite_url)  # as if the process died right after the send task finished
+    before = sandbox.admin.state()["requests"]
+
+    counts = sync_customers()
+
+    after = sandbox.admin.state()["requests"]
+    assert counts["synced"] == 6
+    assert after["creates"] == before["creates"]  # nothing sent again...
+    assert after["total"] - before["total"] == 1  # ...nor looked up: only the access check
+    assert {cid: r.rootfi_id for cid, r in ledger_rows(sqlite_url).items()} == first
+
+
+def forget_outcomes(url: str) -> None:
+    from rootfi_sync.db import make_engine
+    from rootfi_sync.tables import ledger
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            ledger.update().values(status="SENDING", rootfi_id=None, lease_expires_at=None)
+        )
+    engine.dispose()
