@@ -18,7 +18,7 @@ from rootfi_sync.report import RunSummary
 from rootfi_sync.run import RunParts, open_run
 from rootfi_sync.settings import Settings, load_settings
 from tasks.extract import claim_batch, count_pending
-from tasks.load import check_access, send_batch
+from tasks.load import RETRYABLE, check_access, send_batch
 from tasks.report import publish_report
 from tasks.transform import build_batch
 from tasks.write_back import record_intent, record_outcomes
@@ -138,24 +138,27 @@ def _sync_one_batch(
     with summary.timed("write_back"):
         record_intent(parts.ledger, items, batch_no=batch_no)
     with summary.timed("load"):
-        outcomes = _send(parts, settings, items, batch_no=batch_no, doubtful=doubtful)
+        outcomes, settle = _send(parts, settings, items, batch_no=batch_no, doubtful=doubtful)
     summary.sent += len(items)
     summary.add_outcomes(outcomes, attempts)
     with summary.timed("write_back"):
         record_outcomes(
             parts.ledger, rejects + outcomes, batch_no=batch_no,
             max_attempts=settings.rootfi_max_attempts,
-            requeue_seconds=settings.rootfi_requeue_delay_seconds, attempts=attempts,
+            requeue_seconds=max(settings.rootfi_requeue_delay_seconds, settle), attempts=attempts,
         )  # fmt: skip
 
 
 def _send(
     parts: RunParts, settings: Settings, items: list[Item], *, batch_no: int,
     doubtful: dict[str, Any],
-) -> list[Outcome]:  # fmt: skip
-    """Send the batch with retries; when retries run out, keep what is known and park the rest."""
+) -> tuple[list[Outcome], float]:  # fmt: skip
+    """Send the batch with retries; return the outcomes and how long the unsettled must wait.
+
+    When retries run out, what is known is kept and the rest is left IN_DOUBT for a later run.
+    """
     if not items:
-        return []
+        return [], 0.0
     sender = send_batch.with_options(
         retries=settings.rootfi_retries,
         retry_delay_seconds=exponential_backoff(backoff_factor=settings.rootfi_retry_delay_seconds),
@@ -171,18 +174,29 @@ def _send(
     )  # fmt: skip
     result = state.result(raise_on_failure=False)
     if not state.is_failed():
-        return list(result)
+        return list(result), 0.0
     if isinstance(result, BatchIncomplete):
-        return result.outcomes + list(result.pending.values())
-    # Not a passing failure (a 401/403, a bug): what was sent may exist, so look before resending.
-    pending = [
-        Outcome(i.customer_id, Status.IN_DOUBT, error=f"send failed: {result}") for i in items
-    ]
+        settle = 0.0 if result.resend_now else settings.rootfi_async_settle_seconds
+        return _complete(items, result.outcomes + list(result.pending.values())), settle
+    pending = _complete(items, [], error=f"send failed: {result}")
+    if isinstance(result, RETRYABLE):  # the last retry failed while looking up: try next run
+        return pending, 0.0
+    # Not a passing failure (401/403, a bug): what was sent may exist, so look before resending.
     record_outcomes(
         parts.ledger, pending, batch_no=batch_no, max_attempts=settings.rootfi_max_attempts,
         requeue_seconds=0.0,
     )  # fmt: skip
     raise result
+
+
+def _complete(
+    items: list[Item], outcomes: list[Outcome], error: str = "no answer"
+) -> list[Outcome]:
+    """Return the outcomes plus IN_DOUBT for every item that has none."""
+    known = {o.customer_id for o in outcomes}
+    missing = [Outcome(i.customer_id, Status.IN_DOUBT, error=error) for i in items
+               if i.customer_id not in known]  # fmt: skip
+    return outcomes + missing
 
 
 if __name__ == "__main__":

@@ -196,6 +196,25 @@ def retry(
 
 
 @app.command()
+def setup(
+    work_pool: Annotated[str, typer.Option(help="Process work pool to create.")] = "rootfi-sync",
+    rate_limit: Annotated[
+        int | None,
+        typer.Option(help="Requests a minute for the key [ROOTFI_RATE_LIMIT_PER_MINUTE]"),
+    ] = None,
+) -> None:
+    """Prepare the current Prefect server: work pool, Secret block with the key, rate limit."""
+    from rootfi_sync.prefect_setup import setup_prefect
+
+    settings = _settings()
+    per_minute = rate_limit if rate_limit is not None else settings.rootfi_rate_limit_per_minute
+    for line in setup_prefect(
+        work_pool=work_pool, api_key=settings.rootfi_api_key, rate_limit_per_minute=per_minute
+    ):
+        console.print(line)
+
+
+@app.command()
 def demo(
     count: Annotated[int, typer.Option(min=1, max=100_000)] = 60,
     folder: Annotated[

@@ -19,7 +19,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,15 +46,32 @@ class Item:
 
 
 class BatchIncomplete(errors.RootFiSyncError):
-    """Some customers of a batch got no final answer; `outcomes` holds those that did."""
+    """Some customers of a batch got no final answer; `outcomes` holds those that did.
 
-    def __init__(self, message: str, outcomes: list[Outcome], pending: dict[str, Outcome]):
+    `resend_now` is False when what was sent may still be landing (an async write whose
+    answer was lost, or whose records are not listed yet): looking now could miss them, so
+    they wait for a later run instead of a retry in this one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        outcomes: list[Outcome],
+        pending: dict[str, Outcome],
+        resend_now: bool = True,
+    ) -> None:
         super().__init__(message)
-        self.outcomes = outcomes
-        self.pending = pending
+        self.outcomes, self.pending, self.resend_now = outcomes, pending, resend_now
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (BatchIncomplete, (str(self), self.outcomes, self.pending))
+        return (BatchIncomplete, (str(self), self.outcomes, self.pending, self.resend_now))
+
+    def merged(self, other: BatchIncomplete) -> BatchIncomplete:
+        """Return one error holding both errors' outcomes and pending customers."""
+        return BatchIncomplete(
+            f"{self}; {other}", self.outcomes + other.outcomes, self.pending | other.pending,
+            self.resend_now and other.resend_now,
+        )  # fmt: skip
 
 
 def _norm(value: Any) -> str | None:
@@ -191,17 +208,32 @@ def send_async(
     except errors.Refused as exc:
         if len(items) == 1:
             return [refusal(items[0], exc)]
-        half = len(items) // 2
-        kwargs: dict[str, Any] = {"since": since, "known": known, "options": options}
-        return send_async(client, company_id, items[:half], **kwargs) + send_async(
-            client, company_id, items[half:], **kwargs
-        )
+        return _bisect(client, company_id, items, since=since, known=known, options=options)
     except (errors.RateLimited, errors.ServerError, errors.TransportError) as exc:
         pending = {i.customer_id: unanswered(i, exc) for i in items}
+        landing = any(o.status == Status.IN_DOUBT for o in pending.values())
         raise BatchIncomplete(
-            f"async write of {len(items)} got no answer ({exc})", [], pending
+            f"async write of {len(items)} got no answer ({exc})", [], pending, not landing
         ) from exc
     return _collect(client, company_id, items, sync_id, since=since, known=known, options=options)
+
+
+def _bisect(
+    client: RootFiClient, company_id: int, items: Sequence[Item], **kwargs: Any
+) -> list[Outcome]:
+    """Send each half on its own, so one bad record cannot hold back the others."""
+    half, outcomes, incomplete = len(items) // 2, [], None
+    for part in (items[:half], items[half:]):
+        try:
+            outcomes += send_async(client, company_id, part, **kwargs)
+        except BatchIncomplete as exc:
+            incomplete = exc if incomplete is None else incomplete.merged(exc)
+    if incomplete is not None:
+        raise BatchIncomplete(
+            str(incomplete), outcomes + incomplete.outcomes, incomplete.pending,
+            incomplete.resend_now,
+        )  # fmt: skip
+    return outcomes
 
 
 def _wait_for_sync(client: RootFiClient, sync_id: str, options: AsyncOptions) -> dict[str, Any]:
@@ -227,10 +259,7 @@ def _collect(
     outcomes = [refusal(i, job_errors[i.customer_id]) for i in items if i.customer_id in job_errors]
     rest = [i for i in items if i.customer_id not in job_errors]
     adopted, missing = reconcile(client, company_id, rest, since - options.skew, known)
-    outcomes += [
-        Outcome(o.customer_id, o.status, o.rootfi_id, o.platform_id, sync_id, None, o.payload_hash)
-        for o in adopted
-    ]
+    outcomes += [replace(o, sync_id=sync_id) for o in adopted]
     if sync.get("status") == "FAILED" and len(jobs) != len(items):
         reason = "; ".join(sorted({_job_message(j) for j in jobs if j.get("status") == "FAILED"}))
         outcomes += [refusal(i, f"async write {sync_id} failed: {reason}") for i in missing]
@@ -242,8 +271,9 @@ def _collect(
         )
         pending = {i.customer_id: unanswered(i, error) for i in missing}
         raise BatchIncomplete(
-            f"{len(missing)} of {len(items)} not found after sync {sync_id}", outcomes, pending
-        )
+            f"{len(missing)} of {len(items)} not found after sync {sync_id}", outcomes, pending,
+            resend_now=False,
+        )  # fmt: skip
     return outcomes
 
 
@@ -280,7 +310,8 @@ def deliver(
     adopted: list[Outcome] = []
     if in_doubt:
         since = min(doubtful[i.customer_id] for i in in_doubt) - options.skew
-        adopted, _ = reconcile(client, company_id, in_doubt, since, known)
+        found_now, _ = reconcile(client, company_id, in_doubt, since, known)
+        adopted = [replace(o, adopted=True) for o in found_now]
         found = {o.customer_id for o in adopted}
         items = [i for i in items if i.customer_id not in found]
     try:
@@ -292,4 +323,6 @@ def deliver(
             client, company_id, items, since=attempted_at, known=known, options=options
         )
     except BatchIncomplete as exc:
-        raise BatchIncomplete(str(exc), adopted + exc.outcomes, exc.pending) from None
+        raise BatchIncomplete(
+            str(exc), adopted + exc.outcomes, exc.pending, exc.resend_now
+        ) from None

@@ -69,6 +69,7 @@ class Outcome:
     sync_id: str | None = None
     error: str | None = None
     payload_hash: str | None = None
+    adopted: bool = False  # found in RootFi by a lookup rather than created by our request
 
 
 @dataclass(slots=True)

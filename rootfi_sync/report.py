@@ -71,6 +71,7 @@ class RunSummary:
     def add_outcomes(self, outcomes: list[Outcome], attempts: dict[str, int]) -> None:
         counts = Counter(o.status for o in outcomes)
         self.synced += counts[Status.SYNCED]
+        self.adopted += sum(1 for o in outcomes if o.adopted)
         self.failed += counts[Status.FAILED]
         self.refused += counts[Status.FAILED]
         self.in_doubt += counts[Status.IN_DOUBT]

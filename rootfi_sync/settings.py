@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     rootfi_rate_limit_name: str = "rootfi-api"
     rootfi_max_refused_share: float = Field(default=0.5, gt=0, le=1)
     rootfi_poll_timeout_seconds: float = Field(default=300.0, gt=0)
+    rootfi_async_settle_seconds: float = Field(default=900.0, ge=0)
     rootfi_reconcile_skew_seconds: float = Field(default=120.0, ge=0)
 
     @field_validator("rootfi_base_url")

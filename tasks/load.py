@@ -21,9 +21,14 @@ RETRYABLE = (BatchIncomplete, errors.RateLimited, errors.ServerError, errors.Tra
 
 
 def is_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what a later attempt can fix: no answer, 429, 5xx; never 4xx or 401/403."""
+    """Retry only what a later attempt can fix: no answer, 429, 5xx; never 4xx or 401/403.
+
+    An async write that may still be landing is not retried in this run (see BatchIncomplete).
+    """
     try:
         state.result()
+    except BatchIncomplete as exc:
+        return exc.resend_now
     except RETRYABLE:
         return True
     except Exception:

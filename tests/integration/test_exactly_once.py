@@ -81,7 +81,7 @@ def test_a_customer_in_doubt_is_adopted_not_sent_again(
 
     second = sync_customers()
 
-    assert second["synced"] == 10
+    assert (second["synced"], second["adopted"]) == (10, 10)
     assert sandbox.admin.state()["requests"]["creates"] == creates  # adopted, none re-sent
     assert_exactly_once(sandbox, sqlite_url, rows)
 
@@ -175,4 +175,28 @@ def test_a_run_killed_midway_is_finished_by_the_next_one_without_duplicates(
 
     sync_customers()
 
+    assert_exactly_once(sandbox, sqlite_url, rows)
+
+
+def test_an_async_write_whose_answer_was_lost_is_looked_up_only_after_it_could_land(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    rows = [make_customer() for _ in range(30)]
+    seed_source(sqlite_url, rows)
+    configure(sqlite_url, rootfi_write_mode="batch", rootfi_batch_size=30, rootfi_retries=3,
+              rootfi_async_settle_seconds=2)  # fmt: skip
+    sandbox.admin.set_faults(lost_answer_rate=1.0, latency_seconds=0.0, seed=5)
+
+    first = sync_customers()
+
+    assert first["in_doubt"] == 30
+    assert sandbox.admin.state()["requests"]["creates"] == 1  # no blind retry in this run
+    assert sync_customers()["picked"] == 0  # not looked up before it could have landed
+    sandbox.admin.set_faults(lost_answer_rate=0.0)
+    time.sleep(2.1)
+
+    second = sync_customers()
+
+    assert (second["synced"], second["adopted"]) == (30, 30)
+    assert sandbox.admin.state()["requests"]["creates"] == 1
     assert_exactly_once(sandbox, sqlite_url, rows)
