@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.tasks import exponential_backoff
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from rootfi_sync import errors
 from rootfi_sync.delivery import BatchIncomplete, Item
 from rootfi_sync.ledger import Candidate, Outcome, Status, utcnow
+from rootfi_sync.prefect_setup import SECRET_BLOCK
 from rootfi_sync.report import RunSummary
 from rootfi_sync.run import RunParts, open_run
 from rootfi_sync.settings import Settings, load_settings
@@ -22,8 +23,6 @@ from tasks.load import RETRYABLE, check_access, send_batch
 from tasks.report import publish_report
 from tasks.transform import build_batch
 from tasks.write_back import record_intent, record_outcomes
-
-SECRET_BLOCK = "rootfi-api-key"
 
 
 def resolve_api_key(settings: Settings) -> SecretStr:
@@ -42,21 +41,31 @@ def resolve_api_key(settings: Settings) -> SecretStr:
 
 
 def run_name() -> str:
+    """Name a run after its company and start time, e.g. company-1089-20261128-150000."""
     params = runtime.flow_run.parameters
-    company = params.get("company_id") or "default"
+    company = params.get("company_id") or load_settings().rootfi_company_id or "default"
     return f"company-{company}-{utcnow():%Y%m%d-%H%M%S}" + ("-dry" if params.get("dry_run") else "")
 
 
 @flow(name="sync-customers", flow_run_name=run_name, log_prints=False)
 def sync_customers(
-    company_id: int | None = None,
-    batch_size: int | None = None,
+    company_id: Annotated[int | None, Field(gt=0)] = None,
+    batch_size: Annotated[int | None, Field(ge=1, le=1000)] = None,
     write_mode: Literal["single", "batch"] | None = None,
     dry_run: bool = False,
-    limit: int | None = None,
+    limit: Annotated[int | None, Field(ge=1)] = None,
     customer_ids: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Sync the company's new customers into RootFi; return the run's counts."""
+    """Sync the company's new customers into RootFi; return the run's counts.
+
+    Args:
+        company_id: RootFi company id; empty means ROOTFI_COMPANY_ID.
+        batch_size: Customers per batch (1-1000); empty means ROOTFI_BATCH_SIZE.
+        write_mode: single (one synchronous create each) or batch (async writes).
+        dry_run: Render and validate the payloads; send nothing, change no ledger row.
+        limit: Pick at most this many customers in this run.
+        customer_ids: Sync only these source customer ids (support cases).
+    """
     overrides = {"rootfi_batch_size": batch_size, "rootfi_write_mode": write_mode}
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     company = company_id or settings.rootfi_company_id
@@ -73,7 +82,7 @@ def sync_customers(
             _sync_batches(parts, settings, summary, dry_run=dry_run, limit=limit, only=customer_ids)
         finally:
             summary.duration_seconds = time.monotonic() - started
-            publish_report(summary)
+            publish_report(summary, settings.rootfi_alert_failed_share)
     return summary.counts() | {"failures": summary.failures, "preview": summary.preview}
 
 

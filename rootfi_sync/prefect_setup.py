@@ -81,21 +81,23 @@ def _ensure_rate_limit(client: SyncPrefectClient, per_minute: int | None) -> str
 
     if not per_minute:
         return f"no rate limit given: concurrency limit {RATE_LIMIT} left as is"
-    decay = per_minute / 60
-    wanted = f"{per_minute} a minute, slot decay {decay:.2f}/s"
+    from rootfi_sync.governor import burst_for
+
+    # A burst plus a refill that add up to the budget: never more than it in any 60 seconds.
+    burst = burst_for(per_minute)
+    decay = (per_minute - burst) / 60
+    wanted = f"{per_minute} a minute: burst {burst}, slot decay {decay:.2f}/s"
     try:
         limit = client.read_global_concurrency_limit_by_name(RATE_LIMIT)
     except ObjectNotFound:
         client.create_global_concurrency_limit(
-            GlobalConcurrencyLimitCreate(
-                name=RATE_LIMIT, limit=per_minute, slot_decay_per_second=decay
-            )
+            GlobalConcurrencyLimitCreate(name=RATE_LIMIT, limit=burst, slot_decay_per_second=decay)
         )
         return f"created concurrency limit {RATE_LIMIT} ({wanted})"
-    if limit.limit == per_minute and limit.slot_decay_per_second == decay and limit.active:
+    if limit.limit == burst and limit.slot_decay_per_second == decay and limit.active:
         return f"concurrency limit {RATE_LIMIT} already set ({wanted})"
     client.update_global_concurrency_limit(
         RATE_LIMIT,
-        GlobalConcurrencyLimitUpdate(limit=per_minute, slot_decay_per_second=decay, active=True),
+        GlobalConcurrencyLimitUpdate(limit=burst, slot_decay_per_second=decay, active=True),
     )
     return f"updated concurrency limit {RATE_LIMIT} ({wanted})"

@@ -13,7 +13,7 @@ from rootfi_sync.report import RunSummary
 
 
 @task(name="publish-report", cache_policy=NO_CACHE)
-def publish_report(summary: RunSummary) -> None:
+def publish_report(summary: RunSummary, alert_failed_share: float = 0.1) -> None:
     """Log the counts, publish summary and failure tables, and emit the run's event."""
     counts = summary.counts()
     get_run_logger().info(
@@ -28,11 +28,12 @@ def publish_report(summary: RunSummary) -> None:
     rows = [{"measure": k, "value": v} for k, v in counts.items() if k != "company_id"]
     rows += [{"measure": f"seconds in {phase}", "value": v} for phase, v in phases.items()]
     create_table_artifact(rows, key=f"{key}-summary", description="rootfi-sync run summary")
-    if summary.failures:
-        create_table_artifact(
-            summary.failures, key=f"{key}-failures",
-            description=f"Customers not synced (first {len(summary.failures)} shown)",
-        )  # fmt: skip
+    nothing = [{"customer_id": "", "reason": "none: every customer synced", "attempts": 0}]
+    create_table_artifact(  # always, so the key's latest version is this run's
+        summary.failures or nothing,
+        key=f"{key}-failures",
+        description=f"Customers not synced in this run (first {len(summary.failures)} shown)",
+    )  # fmt: skip
     if summary.preview:
         shown = json.dumps(summary.preview, indent=2, ensure_ascii=False)
         create_markdown_artifact(
@@ -42,8 +43,13 @@ def publish_report(summary: RunSummary) -> None:
         )
     if summary.stopped:
         create_markdown_artifact(f"**Run stopped early.** {summary.stopped}", key=f"{key}-stopped")
+    # Automations match labels, not payload values: the failure share is given as a label.
+    share = summary.failed / summary.picked if summary.picked else 0.0
     emit_event(
         event="rootfi-sync.run.completed" if not summary.stopped else "rootfi-sync.run.stopped",
-        resource={"prefect.resource.id": f"rootfi-sync.company.{summary.company_id}"},
-        payload=counts,
+        resource={
+            "prefect.resource.id": f"rootfi-sync.company.{summary.company_id}",
+            "rootfi-sync.failure-share": "high" if share > alert_failed_share else "normal",
+        },
+        payload=counts | {"failed_share": round(share, 4)},
     )
