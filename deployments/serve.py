@@ -13,13 +13,14 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 
+from flows.sync_all_companies import sync_all_companies
 from flows.sync_customers import sync_customers
 
 TAGS = ["rootfi-sync", "customers"]
 
 
 def deployments() -> list[RunnerDeployment]:
-    """Return the scheduled and the manual deployment of sync-customers."""
+    """Return the scheduled and manual deployments of sync-customers and the fan-out."""
     scheduled = sync_customers.to_deployment(
         name="scheduled-sync",
         description="Every 15 minutes (UTC): create the company's new customers in RootFi, "
@@ -39,8 +40,16 @@ def deployments() -> list[RunnerDeployment]:
         parameters={"dry_run": False},
         tags=TAGS,
     )
+    fan_out = sync_all_companies.to_deployment(
+        name="all-companies",
+        description="Fan out: one manual-sync run per company (listed in `company_ids`, or "
+        "found in the source's SOURCE_COMPANY_COLUMN), at most `max_concurrent` at a time. "
+        "The runs go to the work pool, so every worker of the pool shares them.",
+        parameters={"max_concurrent": 4},
+        tags=TAGS,
+    )
     # Called from sync code, to_deployment returns the deployment itself (not a coroutine).
-    return cast(list[RunnerDeployment], [scheduled, manual])
+    return cast(list[RunnerDeployment], [scheduled, manual, fan_out])
 
 
 if __name__ == "__main__":

@@ -84,38 +84,46 @@ class SharedRateLimit:
     """Paces every run and worker of a Prefect server through one global rate limit.
 
     The limit (created by `rootfi-sync setup`) has a slot decay, so Prefect hands out at most
-    its budget a minute whichever process asks; pauses asked for by answers stay local.
+    its budget a minute whichever process asks. Slots are taken `chunk` at a time (the
+    limit's burst) and spent locally: one call to Prefect per chunk rather than per request,
+    which keeps contention, and Prefect's growing back-off under contention, low. Pauses
+    asked for by RootFi's answers stay local.
     """
 
-    def __init__(self, name: str, local: TokenBucket) -> None:
-        self.name, self._local = name, local
+    def __init__(self, name: str, local: TokenBucket, chunk: int = 1) -> None:
+        self.name, self._local, self._chunk = name, local, max(1, chunk)
+        self._stash = 0
+        self._lock = threading.Lock()
 
     def acquire(self) -> None:
         from prefect.concurrency.sync import rate_limit
 
         self._local.wait_if_paused()
-        rate_limit(self.name, strict=True)
+        with self._lock:
+            if self._stash == 0:
+                rate_limit(self.name, occupy=self._chunk, strict=True)
+                self._stash = self._chunk
+            self._stash -= 1
 
     def observe(self, response: httpx.Response) -> None:
         self._local.observe(response)
 
 
-def shared_limit_exists(name: str) -> bool:
-    """Return True when the current Prefect server has a global limit of that name."""
+def shared_limit_size(name: str) -> int | None:
+    """Return the size (burst) of the current Prefect server's global limit, None if absent."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
     try:
         with get_client(sync_client=True) as client:
-            client.read_global_concurrency_limit_by_name(name)
+            limit = client.read_global_concurrency_limit_by_name(name)
     except ObjectNotFound:
-        return False
-    return True
+        return None
+    return int(limit.limit) if limit.active and limit.slot_decay_per_second > 0 else None
 
 
 def make_governor(per_minute: int, shared_name: str | None) -> TokenBucket | SharedRateLimit:
     """Return the shared Prefect rate limit if the server has it, else a local bucket."""
     local = TokenBucket(per_minute)
-    if per_minute > 0 and shared_name and shared_limit_exists(shared_name):
-        return SharedRateLimit(shared_name, local)
-    return local
+    size = shared_limit_size(shared_name) if per_minute > 0 and shared_name else None
+    return SharedRateLimit(shared_name, local, chunk=size) if shared_name and size else local

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -34,6 +36,7 @@ from tests.e2e.prefect_server import (
     Finished,
     PrefectServer,
     WebhookReceiver,
+    _stop,
     prefect_server,
     run,
 )
@@ -272,3 +275,61 @@ def test_served_deployments_match_prefect_yaml(monkeypatch: pytest.MonkeyPatch) 
             for s in spec["schedules"]
         ]
         assert served.concurrency_limit == (spec.get("concurrency_limit") or {}).get("limit")
+
+
+@pytest.mark.postgres
+def test_two_workers_share_a_fan_out_over_companies_and_send_every_customer_once(
+    server: PrefectServer, deployed: Deployed, pg_url: str, tmp_path: Path
+) -> None:
+    companies = (COMPANY, 2001, 2002)
+    rows = [{**make_customer(), "company_id": companies[i % 3]} for i in range(120)]
+    seed_source(pg_url, rows, source_company_column="tenant")
+    config = SandboxConfig(api_keys=frozenset({API_KEY}), company_ids=frozenset(companies))
+    with SandboxServer(config) as sandbox:
+        env = worker_env(server, sandbox, pg_url) | {"SOURCE_COMPANY_COLUMN": "tenant"}
+        parent = run([PREFECT, "deployment", "run", "sync-all-companies/all-companies",
+                      "--param", "max_concurrent=3"], server.env())  # fmt: skip
+        assert parent.returncode == 0, parent.stdout + parent.stderr
+        parent_id = UUID(re.search(r"UUID: ([0-9a-f-]{36})", parent.stdout)[1])  # type: ignore[index]
+        rival, _ = trigger(server, f"company_id={COMPANY}")  # races the fan-out's own run
+        logs = [(tmp_path / f"worker{i}.log").open("w") for i in (1, 2)]
+        workers = [
+            subprocess.Popen(
+                [PREFECT, "worker", "start", "--pool", POOL, "--limit", "3", "--name", f"w{i}"],
+                cwd=tmp_path, env=env, start_new_session=True, stdout=log,
+                stderr=subprocess.STDOUT, text=True,
+            )
+            for i, log in enumerate(logs, start=1)
+        ]  # fmt: skip
+        try:
+            states = wait_for_runs([parent_id, rival], timeout=240)
+        finally:
+            for worker in workers:
+                _stop(worker)
+            for log in logs:
+                log.close()
+        stored = {c: [r["email"] for r in sandbox.admin.customers(c)] for c in companies}
+
+    assert states == {parent_id: StateType.COMPLETED, rival: StateType.COMPLETED}
+    for company in companies:
+        expected = sorted(r["email"] for r in rows if r["company_id"] == company)
+        assert sorted(stored[company]) == expected  # each once, none lost, none misplaced
+    assert Counter(r.status for r in ledger_rows(pg_url).values()) == {"SYNCED": 120}
+    submitted = [(tmp_path / f"worker{i}.log").read_text().count("submitting flow run")
+                 for i in (1, 2)]  # fmt: skip
+    assert sum(submitted) == 5, submitted  # parent, rival, 3 children: each run by one worker
+    print(f"flow runs submitted per worker: {submitted}")
+
+
+def wait_for_runs(ids: list[UUID], timeout: float) -> dict[UUID, StateType]:
+    """Wait until these flow runs (and the children they started) are final; their states."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_flow_runs()
+            pending = [r for r in runs if r.state and not r.state.is_final()]
+            states = {r.id: r.state.type for r in runs if r.id in ids and r.state}
+            if not pending and len(states) == len(ids):
+                return states
+            assert time.monotonic() < deadline, f"runs not final after {timeout}s: {pending}"
+            time.sleep(1.0)

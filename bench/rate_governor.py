@@ -1,0 +1,95 @@
+"""Two concurrent runs against a sandbox limited to 600 requests a minute, sharing one budget.
+
+    uv run python -m bench.rate_governor [--budget 600] [--window 60]
+
+Starts a Prefect server, `rootfi-sync setup` (the `rootfi-api` global rate limit), a sandbox
+with the same per-key limit, and two flow runs of the same company (each in its own process,
+as two workers would run them). It samples the sandbox's request counter for one window
+from the first request on, and prints the share of the budget used and the 429s seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.procs import Children, free_port, start_prefect_server, wait_until
+from bench.source import make_rows, seed
+
+KEY, COMPANY = "bench-rate-key", 1089
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--budget", type=int, default=600)
+    parser.add_argument("--window", type=float, default=60.0)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="rootfi-rate-bench-"))
+    children = Children()
+    try:
+        print(json.dumps(measure(args, work, children), indent=2))
+    finally:
+        children.stop_all()
+
+
+def start_limited_sandbox(children: Children, budget: int, log: Path) -> str:
+    port = free_port()
+    argv = [sys.executable, "-m", "rootfi_sync.sandbox", "--port", str(port), "--api-key", KEY,
+            "--company-id", str(COMPANY), "--rate-limit", str(budget),
+            "--latency", "0.01"]  # fmt: skip
+    children.start(argv, env=dict(os.environ), log=log)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _ok(f"{url}/_sandbox/state"), 30, "sandbox")
+    return url
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def measure(args: argparse.Namespace, work: Path, children: Children) -> dict[str, object]:
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    _, api = start_prefect_server(children, prefect, home=work / "prefect", env=os.environ,
+                                  log=work / "prefect.log")  # fmt: skip
+    os.environ["PREFECT_API_URL"] = api
+    from rootfi_sync.prefect_setup import setup_prefect
+
+    setup_prefect(work_pool="rootfi-sync", api_key=None, rate_limit_per_minute=args.budget)
+    url = f"sqlite:///{work / 'source.db'}"
+    seed(url, make_rows(args.budget * 3))  # more than two runs can send in the window
+    sandbox = start_limited_sandbox(children, args.budget, work / "sandbox.log")
+    env = {**os.environ, "SOURCE_DATABASE_URL": url, "ROOTFI_BASE_URL": f"{sandbox}/v3",
+           "ROOTFI_API_KEY": KEY, "ROOTFI_COMPANY_ID": str(COMPANY), "ROOTFI_BATCH_SIZE": "50",
+           "ROOTFI_RATE_LIMIT_PER_MINUTE": str(args.budget), "ROOTFI_CONCURRENCY": "4",
+           "PREFECT_LOGGING_LEVEL": "WARNING"}  # fmt: skip
+    runs = [children.start([sys.executable, "-m", "flows.sync_customers"], env=env,
+                           log=work / f"run{i}.log") for i in (1, 2)]  # fmt: skip
+    state = lambda: httpx.get(f"{sandbox}/_sandbox/state", timeout=5).json()  # noqa: E731
+    wait_until(lambda: state()["requests"]["total"] > 0, 120, "first request")
+    start, first = time.monotonic(), state()["requests"]["total"]
+    time.sleep(args.window)
+    end = state()
+    used = end["requests"]["total"] - first + 1
+    alive = [r.poll() is None for r in runs]
+    return {
+        "budget_per_minute": args.budget, "window_seconds": args.window,
+        "measured_seconds": round(time.monotonic() - start, 1),
+        "requests_in_window": used,
+        "share_of_budget": round(used / (args.budget * args.window / 60), 3),
+        "http_429": end["requests"]["by_status"].get("429", 0),
+        "both_runs_still_running_at_end": all(alive), "by_status": end["requests"]["by_status"],
+    }  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
