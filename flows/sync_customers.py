@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
 from pydantic import Field, SecretStr
 
@@ -90,41 +92,65 @@ def _sync_batches(
     parts: RunParts, settings: Settings, summary: RunSummary, *, dry_run: bool,
     limit: int | None, only: list[int] | None,
 ) -> None:  # fmt: skip
-    """Run batch after batch until no customer is left (or `limit` is reached)."""
+    """Run batch after batch until no customer is left (or `limit` is reached).
+
+    Two batches overlap: while one is being sent, the next is claimed, built and recorded,
+    and the one before is written back, so RootFi is never kept waiting on the database.
+    """
     total = count_pending(parts.ledger, only)
     if limit is not None:
         total = min(total, limit)
     progress = create_progress_artifact(0.0, description=f"Customers processed (of ~{total})")
     after: Any = None
-    while limit is None or summary.picked < limit:
-        size = settings.rootfi_batch_size
-        if limit is not None:
-            size = min(size, limit - summary.picked)
-        summary.batches += 1
-        with summary.timed("extract"):
-            claimed = claim_batch(
-                parts.ledger, batch_no=summary.batches, after=after, limit=size,
-                lease_seconds=settings.rootfi_lease_seconds, only=only, dry_run=dry_run,
-            )  # fmt: skip
-        if claimed.seen == 0:
-            summary.batches -= 1
-            break
-        after = claimed.last_id
-        summary.skipped += claimed.seen - len(claimed.candidates)
-        summary.picked += len(claimed.candidates)
-        if claimed.candidates:
-            _sync_one_batch(parts, settings, summary, claimed.candidates, dry_run=dry_run)
-        done = summary.picked + summary.skipped
-        update_progress_artifact(progress, min(99.0, 100.0 * done / max(total, 1)))
-        summary.check_breaker(settings.rootfi_max_refused_share)
+    in_flight: Sending | None = None
+    try:
+        while limit is None or summary.picked < limit:
+            size = settings.rootfi_batch_size
+            if limit is not None:
+                size = min(size, limit - summary.picked)
+            with summary.timed("extract"):
+                claimed = claim_batch(
+                    parts.ledger, batch_no=summary.batches + 1, after=after, limit=size,
+                    lease_seconds=settings.rootfi_lease_seconds, only=only, dry_run=dry_run,
+                )  # fmt: skip
+            if claimed.seen == 0:
+                break
+            summary.batches += 1
+            after = claimed.last_id
+            summary.skipped += claimed.seen - len(claimed.candidates)
+            summary.picked += len(claimed.candidates)
+            sending = _start_batch(parts, settings, summary, claimed.candidates, dry_run=dry_run)
+            if in_flight is not None:
+                _finish_batch(parts, settings, summary, in_flight)
+            in_flight = sending
+            done = summary.picked + summary.skipped
+            update_progress_artifact(progress, min(99.0, 100.0 * done / max(total, 1)))
+            summary.check_breaker(settings.rootfi_max_refused_share)
+    finally:
+        if in_flight is not None:  # never leave a sent batch unrecorded, whatever stopped us
+            _finish_batch(parts, settings, summary, in_flight)
     update_progress_artifact(progress, 100.0)
+    summary.check_breaker(settings.rootfi_max_refused_share)
 
 
-def _sync_one_batch(
+@dataclass(slots=True)
+class Sending:
+    """A batch whose request is on its way: what is needed to record its outcomes."""
+
+    batch_no: int
+    items: list[Item]
+    rejects: list[Outcome]
+    attempts: dict[str, int]
+    future: PrefectFuture[list[Outcome]] | None
+
+
+def _start_batch(
     parts: RunParts, settings: Settings, summary: RunSummary, claimed: list[Candidate], *,
     dry_run: bool,
-) -> None:  # fmt: skip
-    """Build, record intent, send and record outcomes of one batch."""
+) -> Sending | None:  # fmt: skip
+    """Build the batch, record its intent and start sending it; None when nothing to send."""
+    if not claimed:
+        return None
     batch_no = summary.batches
     with summary.timed("transform"):
         transformed = build_batch(claimed, batch_no=batch_no)
@@ -141,47 +167,66 @@ def _sync_one_batch(
         get_run_logger().info(
             "dry run, batch %s: would send %s, would refuse %s", batch_no, len(items), len(rejects)
         )
-        return
+        return None
     attempts = {c.customer_id: c.attempts + 1 for c in claimed}
     doubtful = {c.customer_id: c.attempted_at for c in claimed if c.attempted_at is not None}
     with summary.timed("write_back"):
         record_intent(parts.ledger, items, batch_no=batch_no)
-    with summary.timed("load"):
-        outcomes, settle = _send(parts, settings, items, batch_no=batch_no, doubtful=doubtful)
-    summary.sent += len(items)
-    summary.add_outcomes(outcomes, attempts)
+    future = (
+        _submit(parts, settings, items, batch_no=batch_no, doubtful=doubtful) if items else None
+    )
+    return Sending(batch_no, items, rejects, attempts, future)
+
+
+def _finish_batch(
+    parts: RunParts, settings: Settings, summary: RunSummary, sending: Sending
+) -> None:
+    """Wait for the batch's answers and write its outcomes back in one statement."""
+    outcomes: list[Outcome] = []
+    settle = 0.0
+    if sending.future is not None:
+        with summary.timed("load"):
+            outcomes, settle = _outcomes(parts, settings, sending)
+    summary.sent += len(sending.items)
+    summary.add_outcomes(outcomes, sending.attempts)
     with summary.timed("write_back"):
         record_outcomes(
-            parts.ledger, rejects + outcomes, batch_no=batch_no,
+            parts.ledger, sending.rejects + outcomes, batch_no=sending.batch_no,
             max_attempts=settings.rootfi_max_attempts,
-            requeue_seconds=max(settings.rootfi_requeue_delay_seconds, settle), attempts=attempts,
+            requeue_seconds=max(settings.rootfi_requeue_delay_seconds, settle),
+            attempts=sending.attempts,
         )  # fmt: skip
 
 
-def _send(
+def _submit(
     parts: RunParts, settings: Settings, items: list[Item], *, batch_no: int,
     doubtful: dict[str, Any],
-) -> tuple[list[Outcome], float]:  # fmt: skip
-    """Send the batch with retries; return the outcomes and how long the unsettled must wait.
-
-    When retries run out, what is known is kept and the rest is left IN_DOUBT for a later run.
-    """
-    if not items:
-        return [], 0.0
+) -> PrefectFuture[list[Outcome]]:  # fmt: skip
+    """Start the batch's send task (with its retries) and return its future."""
     sender = send_batch.with_options(
         retries=settings.rootfi_retries,
         retry_delay_seconds=exponential_backoff(backoff_factor=settings.rootfi_retry_delay_seconds),
     )
-    state = sender(
+    return sender.submit(
         parts.client, parts.ledger, parts.ledger.company_id, items,
         base_url=settings.rootfi_base_url, mode=settings.rootfi_write_mode, batch_no=batch_no,
-        attempted_at=utcnow(),
-        doubtful=doubtful, return_state=True,
+        attempted_at=utcnow(), doubtful=doubtful, pool=parts.pool,
         options={"concurrency": settings.rootfi_concurrency,
                  "poll_timeout": settings.rootfi_poll_timeout_seconds,
                  "skew_seconds": settings.rootfi_reconcile_skew_seconds},
     )  # fmt: skip
+
+
+def _outcomes(parts: RunParts, settings: Settings, sending: Sending) -> tuple[list[Outcome], float]:
+    """Return the batch's outcomes and how long the unsettled must wait before a later run.
+
+    When retries run out, what is known is kept and the rest is left IN_DOUBT.
+    """
+    assert sending.future is not None
+    sending.future.wait()
+    state = sending.future.state
     result = state.result(raise_on_failure=False)
+    items = sending.items
     if not state.is_failed():
         return list(result), 0.0
     if isinstance(result, BatchIncomplete):
@@ -192,8 +237,8 @@ def _send(
         return pending, 0.0
     # Not a passing failure (401/403, a bug): what was sent may exist, so look before resending.
     record_outcomes(
-        parts.ledger, pending, batch_no=batch_no, max_attempts=settings.rootfi_max_attempts,
-        requeue_seconds=0.0,
+        parts.ledger, pending, batch_no=sending.batch_no,
+        max_attempts=settings.rootfi_max_attempts, requeue_seconds=0.0,
     )  # fmt: skip
     raise result
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -169,11 +169,18 @@ def _send_one(client: RootFiClient, company_id: int, item: Item) -> Outcome | Ex
 
 
 def send_single(
-    client: RootFiClient, company_id: int, items: Sequence[Item], concurrency: int
-) -> list[Outcome]:
-    """Create each customer with its own synchronous request, `concurrency` at a time."""
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items)))) as pool:
-        results = list(pool.map(lambda i: _send_one(client, company_id, i), items))
+    client: RootFiClient, company_id: int, items: Sequence[Item], concurrency: int,
+    pool: Executor | None = None,
+) -> list[Outcome]:  # fmt: skip
+    """Create each customer with its own synchronous request, `concurrency` at a time.
+
+    With `pool`, the requests go through that shared executor (one per run), so batches
+    that overlap still keep at most its size in flight.
+    """
+    if pool is None:
+        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items)))) as own:
+            return send_single(client, company_id, items, concurrency, own)
+    results = list(pool.map(lambda i: _send_one(client, company_id, i), items))
     done = [r for r in results if isinstance(r, Outcome)]
     pending = {
         i.customer_id: unanswered(i, r) for i, r in zip(items, results, strict=True)
@@ -299,7 +306,7 @@ def _job_errors(jobs: Sequence[Mapping[str, Any]], items: Sequence[Item]) -> dic
 def deliver(
     client: RootFiClient, company_id: int, items: Sequence[Item], *, mode: str,
     attempted_at: datetime, doubtful: Mapping[str, datetime], known: KnownIds,
-    concurrency: int = 4, options: AsyncOptions = AsyncOptions(),
+    concurrency: int = 4, options: AsyncOptions = AsyncOptions(), pool: Executor | None = None,
 ) -> list[Outcome]:  # fmt: skip
     """Look up the doubtful items, then send the rest; return every item's outcome.
 
@@ -318,7 +325,7 @@ def deliver(
         if not items:
             return adopted
         if mode == "single":
-            return adopted + send_single(client, company_id, items, concurrency)
+            return adopted + send_single(client, company_id, items, concurrency, pool)
         return adopted + send_async(
             client, company_id, items, since=attempted_at, known=known, options=options
         )

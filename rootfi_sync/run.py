@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from rootfi_sync.settings import Settings
 class RunParts:
     ledger: Ledger
     client: RootFiClient
+    pool: ThreadPoolExecutor  # the run's requests in flight: at most ROOTFI_CONCURRENCY
 
 
 @contextmanager
@@ -36,8 +38,9 @@ def open_run(
         governor=governor,
         max_connections=max(4, settings.rootfi_concurrency * 2),
     )
+    pool = ThreadPoolExecutor(settings.rootfi_concurrency, thread_name_prefix="rootfi-send")
     try:
-        with client:
-            yield RunParts(Ledger(engine, source, company_id, owner), client)
+        with client, pool:
+            yield RunParts(Ledger(engine, source, company_id, owner), client, pool)
     finally:
         engine.dispose()

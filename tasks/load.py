@@ -6,6 +6,7 @@ and sends only what it did not find (see `rootfi_sync.delivery`).
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,7 +39,9 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 # The key is the API, the company and the exact payloads, not the run: a re-run that meets a
 # batch whose request already succeeded gets the recorded outcomes back instead of resending.
-SENT_BATCHES = INPUTS - "client" - "ledger" - "batch_no" - "attempted_at" - "doubtful" - "options"
+SENT_BATCHES = (
+    INPUTS - "client" - "ledger" - "pool" - "batch_no" - "attempted_at" - "doubtful" - "options"
+)
 
 
 @task(
@@ -54,14 +57,14 @@ def send_batch(
     client: RootFiClient, ledger: Ledger, company_id: int, items: list[Item], *, base_url: str,
     mode: str,
     batch_no: int, attempted_at: datetime, doubtful: dict[str, datetime],
-    options: dict[str, Any],
+    options: dict[str, Any], pool: Executor | None = None,
 ) -> list[Outcome]:  # fmt: skip
     """Return each customer's outcome; raise BatchIncomplete while some got no answer."""
     if (runtime.task_run.run_count or 1) > 1:  # the last attempt may have created some
         doubtful = {i.customer_id: attempted_at for i in items}
     return deliver(
         client, company_id, items, mode=mode, attempted_at=attempted_at, doubtful=doubtful,
-        known=ledger.known_rootfi_ids, concurrency=options.get("concurrency", 4),
+        known=ledger.known_rootfi_ids, concurrency=options.get("concurrency", 4), pool=pool,
         options=AsyncOptions(
             poll_timeout=options.get("poll_timeout", 300.0),
             skew=timedelta(seconds=options.get("skew_seconds", 120.0)),
