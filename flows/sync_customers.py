@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -94,15 +95,18 @@ def _sync_batches(
 ) -> None:  # fmt: skip
     """Run batch after batch until no customer is left (or `limit` is reached).
 
-    Two batches overlap: while one is being sent, the next is claimed, built and recorded,
-    and the one before is written back, so RootFi is never kept waiting on the database.
+    Batches overlap: while one is being sent, the next is claimed, built and recorded, and
+    the one before is written back, so RootFi is never kept waiting on the database. In
+    `single` mode two batches are in flight (their requests share the run's pool of
+    ROOTFI_CONCURRENCY); in `batch` mode up to ROOTFI_CONCURRENCY async writes are.
     """
+    depth = 2 if settings.rootfi_write_mode == "single" else settings.rootfi_concurrency
     total = count_pending(parts.ledger, only)
     if limit is not None:
         total = min(total, limit)
     progress = create_progress_artifact(0.0, description=f"Customers processed (of ~{total})")
     after: Any = None
-    in_flight: Sending | None = None
+    in_flight: deque[Sending] = deque()
     try:
         while limit is None or summary.picked < limit:
             size = settings.rootfi_batch_size
@@ -120,17 +124,22 @@ def _sync_batches(
             summary.skipped += claimed.seen - len(claimed.candidates)
             summary.picked += len(claimed.candidates)
             sending = _start_batch(parts, settings, summary, claimed.candidates, dry_run=dry_run)
-            if in_flight is not None:
-                _finish_batch(parts, settings, summary, in_flight)
-            in_flight = sending
+            if sending is not None:
+                in_flight.append(sending)
+            while len(in_flight) >= depth or (in_flight and _is_done(in_flight[0])):
+                _finish_batch(parts, settings, summary, in_flight.popleft())
             done = summary.picked + summary.skipped
             update_progress_artifact(progress, min(99.0, 100.0 * done / max(total, 1)))
             summary.check_breaker(settings.rootfi_max_refused_share)
     finally:
-        if in_flight is not None:  # never leave a sent batch unrecorded, whatever stopped us
-            _finish_batch(parts, settings, summary, in_flight)
+        while in_flight:  # never leave a sent batch unrecorded, whatever stopped us
+            _finish_batch(parts, settings, summary, in_flight.popleft())
     update_progress_artifact(progress, 100.0)
     summary.check_breaker(settings.rootfi_max_refused_share)
+
+
+def _is_done(sending: Sending) -> bool:
+    return sending.future is None or sending.future.state.is_final()
 
 
 @dataclass(slots=True)

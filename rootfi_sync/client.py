@@ -113,17 +113,24 @@ class RootFiClient:
         created.setdefault("sync_id", body.get("sync_id"))
         return created
 
-    def create_customers_async(self, company_id: int, records: list[dict[str, Any]]) -> str:
-        """Start an async write of `records`; return its sync id."""
-        body = self._request(
+    def create_customers_async(
+        self, company_id: int, records: list[dict[str, Any]]
+    ) -> tuple[str, datetime | None]:
+        """Start an async write of `records`; return its sync id and RootFi's clock then.
+
+        The clock (the answer's `Date` header, to the second) bounds where the records can
+        appear in the list, whatever the skew between our clock and RootFi's.
+        """
+        response = self._exchange(
             "POST", "ecommerce/customers", params={"run_async": "true"},
             json={"company_id": company_id, "data": records, "run_async": True},
         )  # fmt: skip
+        body = self._json("POST", "ecommerce/customers", response)
         data = body.get("data")
         sync_id = body.get("sync_id") or (data.get("sync_id") if isinstance(data, dict) else None)
         if not sync_id:
             raise errors.TransportError("RootFi accepted an async write but sent no sync_id")
-        return str(sync_id)
+        return str(sync_id), _server_time(response)
 
     def get_sync(self, sync_id: str) -> dict[str, Any]:
         """Return the sync's status object."""
@@ -166,11 +173,17 @@ class RootFiClient:
                 return
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        return self._json(method, path, self._exchange(method, path, **kwargs))
+
+    def _exchange(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send, waiting out 429s; return a successful answer or raise its error."""
         waited = 0.0
         while True:
             response = self._send(method, path, **kwargs)
+            if response.is_success:
+                return response
             if response.status_code != 429:
-                return self._parse(method, path, response)
+                raise _status_error(method, path, response)
             error = _status_error(method, path, response)
             delay = retry_after_seconds(response) or 1.0
             if waited + delay > self._max_wait:
@@ -192,14 +205,23 @@ class RootFiClient:
         self._governor.observe(response)
         return response
 
-    def _parse(self, method: str, path: str, response: httpx.Response) -> dict[str, Any]:
-        if response.is_success:
-            try:
-                body: dict[str, Any] = response.json()
-            except ValueError:
-                raise errors.TransportError(f"{method} /{path}: answer is not JSON") from None
-            return body
-        raise _status_error(method, path, response)
+    @staticmethod
+    def _json(method: str, path: str, response: httpx.Response) -> dict[str, Any]:
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError:
+            raise errors.TransportError(f"{method} /{path}: answer is not JSON") from None
+        return body
+
+
+def _server_time(response: httpx.Response) -> datetime | None:
+    """Return the time in the answer's `Date` header, if it has a readable one."""
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return parsedate_to_datetime(response.headers["date"]).astimezone(UTC)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _status_error(method: str, path: str, response: httpx.Response) -> errors.HTTPStatusError:

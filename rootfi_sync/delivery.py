@@ -31,6 +31,7 @@ from rootfi_sync.models import CustomerPayload
 KEY_FIELDS = ("name", "email", "phone", "currency_id")
 ADDRESS_FIELDS = ("street", "locality", "city", "state", "pincode", "country")
 KnownIds = Callable[[Iterable[str]], set[str]]
+ACCEPTED_MARGIN = timedelta(seconds=2)  # the Date header is to the second
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +210,9 @@ def send_async(
 ) -> list[Outcome]:  # fmt: skip
     """Create the batch in one async write, splitting it while RootFi refuses it whole."""
     try:
-        sync_id = client.create_customers_async(company_id, [i.payload.to_api() for i in items])
+        sync_id, accepted_at = client.create_customers_async(
+            company_id, [i.payload.to_api() for i in items]
+        )
     except errors.AuthError:
         raise
     except errors.Refused as exc:
@@ -222,6 +225,8 @@ def send_async(
         raise BatchIncomplete(
             f"async write of {len(items)} got no answer ({exc})", [], pending, not landing
         ) from exc
+    # RootFi's own clock when it took the write bounds the records tightly; else ours, less skew.
+    since = accepted_at - ACCEPTED_MARGIN if accepted_at else since - options.skew
     return _collect(client, company_id, items, sync_id, since=since, known=known, options=options)
 
 
@@ -265,7 +270,7 @@ def _collect(
     job_errors = _job_errors(jobs, items)
     outcomes = [refusal(i, job_errors[i.customer_id]) for i in items if i.customer_id in job_errors]
     rest = [i for i in items if i.customer_id not in job_errors]
-    adopted, missing = reconcile(client, company_id, rest, since - options.skew, known)
+    adopted, missing = reconcile(client, company_id, rest, since, known)
     outcomes += [replace(o, sync_id=sync_id) for o in adopted]
     if sync.get("status") == "FAILED" and len(jobs) != len(items):
         reason = "; ".join(sorted({_job_message(j) for j in jobs if j.get("status") == "FAILED"}))

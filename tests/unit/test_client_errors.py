@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from collections.abc import Callable
 
 import httpx
@@ -59,10 +60,15 @@ def test_sends_the_key_only_in_the_api_key_header_and_run_async_in_query_and_bod
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json={"sync_id": "s1", "data": {"sync_id": "s1"}})
+        return httpx.Response(
+            200, json={"sync_id": "s1", "data": {"sync_id": "s1"}},
+            headers={"Date": "Sat, 28 Nov 2026 16:00:05 GMT"},
+        )  # fmt: skip
 
     with client_for(handler) as client:
-        assert client.create_customers_async(1089, [{"name": "A"}, {"name": "B"}]) == "s1"
+        sync_id, accepted_at = client.create_customers_async(1089, [{"name": "A"}, {"name": "B"}])
+    assert sync_id == "s1"
+    assert accepted_at == datetime(2026, 11, 28, 16, 0, 5, tzinfo=UTC)
     request = seen[0]
     assert request.headers["api_key"] == KEY
     assert KEY not in str(request.url)
