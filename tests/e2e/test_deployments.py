@@ -315,10 +315,16 @@ def test_two_workers_share_a_fan_out_over_companies_and_send_every_customer_once
         expected = sorted(r["email"] for r in rows if r["company_id"] == company)
         assert sorted(stored[company]) == expected  # each once, none lost, none misplaced
     assert Counter(r.status for r in ledger_rows(pg_url).values()) == {"SYNCED": 120}
-    submitted = [(tmp_path / f"worker{i}.log").read_text().count("submitting flow run")
-                 for i in (1, 2)]  # fmt: skip
-    assert sum(submitted) == 5, submitted  # parent, rival, 3 children: each run by one worker
-    print(f"flow runs submitted per worker: {submitted}")
+    submitted = [
+        re.findall(
+            r"submitting flow run '([0-9a-f-]{36})'", (tmp_path / f"worker{i}.log").read_text()
+        )
+        for i in (1, 2)
+    ]
+    every = [UUID(run_id) for ids in submitted for run_id in ids]
+    assert len(every) == len(set(every)), submitted  # each run taken by exactly one worker
+    assert {parent_id, rival} <= set(every)
+    print(f"flow runs submitted per worker: {[len(ids) for ids in submitted]}")
 
 
 def wait_for_runs(ids: list[UUID], timeout: float) -> dict[UUID, StateType]:
