@@ -1,0 +1,1 @@
+"""Benchmarks of rootfi-sync (run as `python -m bench.<name>`)."""
