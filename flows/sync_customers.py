@@ -46,7 +46,10 @@ def resolve_api_key(settings: Settings) -> SecretStr:
 def run_name() -> str:
     """Name a run after its company and start time, e.g. company-1089-20261128-150000."""
     params = runtime.flow_run.parameters
-    company = params.get("company_id") or load_settings().rootfi_company_id or "default"
+    try:
+        company = params.get("company_id") or load_settings().rootfi_company_id or "default"
+    except errors.SettingsError:  # the run itself reports bad settings, with their names
+        company = "default"
     return f"company-{company}-{utcnow():%Y%m%d-%H%M%S}" + ("-dry" if params.get("dry_run") else "")
 
 
