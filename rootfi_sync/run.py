@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from rootfi_sync.client import RootFiClient
 from rootfi_sync.db import make_engine, source_for
-from rootfi_sync.governor import make_governor
+from rootfi_sync.governor import SharedRateLimit, make_governor
 from rootfi_sync.ledger import Ledger
 from rootfi_sync.settings import Settings
 
@@ -43,4 +43,6 @@ def open_run(
         with client, pool:
             yield RunParts(Ledger(engine, source, company_id, owner), client, pool)
     finally:
+        if isinstance(governor, SharedRateLimit):
+            governor.close()
         engine.dispose()
