@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
+from prefect.utilities.annotations import quote
 from pydantic import Field, SecretStr
 
 from rootfi_sync import errors
@@ -26,6 +27,9 @@ from tasks.load import RETRYABLE, check_access, send_batch
 from tasks.report import publish_report
 from tasks.transform import build_batch
 from tasks.write_back import record_intent, record_outcomes
+
+PROGRESS_SECONDS = 5.0
+"""How often the progress artifact is updated (each update is a call to the Prefect API)."""
 
 
 def resolve_api_key(settings: Settings) -> SecretStr:
@@ -108,6 +112,7 @@ def _sync_batches(
     if limit is not None:
         total = min(total, limit)
     progress = create_progress_artifact(0.0, description=f"Customers processed (of ~{total})")
+    next_progress = time.monotonic() + PROGRESS_SECONDS
     after: Any = None
     in_flight: deque[Sending] = deque()
     try:
@@ -131,8 +136,10 @@ def _sync_batches(
                 in_flight.append(sending)
             while len(in_flight) >= depth or (in_flight and _is_done(in_flight[0])):
                 _finish_batch(parts, settings, summary, in_flight.popleft())
-            done = summary.picked + summary.skipped
-            update_progress_artifact(progress, min(99.0, 100.0 * done / max(total, 1)))
+            if time.monotonic() >= next_progress:
+                done = summary.picked + summary.skipped
+                update_progress_artifact(progress, min(99.0, 100.0 * done / max(total, 1)))
+                next_progress = time.monotonic() + PROGRESS_SECONDS
             summary.check_breaker(settings.rootfi_max_refused_share)
     finally:
         while in_flight:  # never leave a sent batch unrecorded, whatever stopped us
@@ -165,7 +172,7 @@ def _start_batch(
         return None
     batch_no = summary.batches
     with summary.timed("transform"):
-        transformed = build_batch(claimed, batch_no=batch_no)
+        transformed = build_batch(quote(claimed), batch_no=batch_no)
     rejects = [
         Outcome(str(cid), Status.FAILED, error=f"invalid row: {r.message}")
         for cid, r in transformed.rejected
@@ -183,7 +190,7 @@ def _start_batch(
     attempts = {c.customer_id: c.attempts + 1 for c in claimed}
     doubtful = {c.customer_id: c.attempted_at for c in claimed if c.attempted_at is not None}
     with summary.timed("write_back"):
-        record_intent(parts.ledger, items, batch_no=batch_no)
+        record_intent(parts.ledger, quote(items), batch_no=batch_no)
     future = (
         _submit(parts, settings, items, batch_no=batch_no, doubtful=doubtful) if items else None
     )
@@ -203,10 +210,10 @@ def _finish_batch(
     summary.add_outcomes(outcomes, sending.attempts)
     with summary.timed("write_back"):
         record_outcomes(
-            parts.ledger, sending.rejects + outcomes, batch_no=sending.batch_no,
+            parts.ledger, quote(sending.rejects + outcomes), batch_no=sending.batch_no,
             max_attempts=settings.rootfi_max_attempts,
             requeue_seconds=max(settings.rootfi_requeue_delay_seconds, settle),
-            attempts=sending.attempts,
+            attempts=quote(sending.attempts),
         )  # fmt: skip
 
 
@@ -220,9 +227,9 @@ def _submit(
         retry_delay_seconds=exponential_backoff(backoff_factor=settings.rootfi_retry_delay_seconds),
     )
     return sender.submit(
-        parts.client, parts.ledger, parts.ledger.company_id, items,
+        parts.client, parts.ledger, parts.ledger.company_id, quote(items),
         base_url=settings.rootfi_base_url, mode=settings.rootfi_write_mode, batch_no=batch_no,
-        attempted_at=utcnow(), doubtful=doubtful, pool=parts.pool,
+        attempted_at=utcnow(), doubtful=quote(doubtful), pool=parts.pool,
         options={"concurrency": settings.rootfi_concurrency,
                  "poll_timeout": settings.rootfi_poll_timeout_seconds,
                  "skew_seconds": settings.rootfi_reconcile_skew_seconds},
