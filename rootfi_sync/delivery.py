@@ -147,15 +147,8 @@ def refusal(item: Item, exc: errors.HTTPStatusError | str) -> Outcome:
 
 def unanswered(item: Item, exc: Exception) -> Outcome:
     """Return the pending outcome of a customer whose request got no final answer."""
-    sent = not (isinstance(exc, errors.RateLimited | errors.TransportError) and not _was_sent(exc))
-    status = Status.IN_DOUBT if sent else Status.RETRY
+    status = Status.IN_DOUBT if getattr(exc, "sent", True) else Status.RETRY
     return Outcome(item.customer_id, status, error=str(exc), payload_hash=item.payload_hash)
-
-
-def _was_sent(exc: Exception) -> bool:
-    if isinstance(exc, errors.RateLimited):
-        return False
-    return getattr(exc, "sent", True)
 
 
 def _send_one(client: RootFiClient, company_id: int, item: Item) -> Outcome | Exception:

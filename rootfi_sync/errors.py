@@ -3,7 +3,8 @@
     RootFiSyncError
     ├── SettingsError (ValueError)         a setting is missing or wrong; nothing was sent
     ├── CircuitOpen                        too many customers refused: the run stopped early
-    └── RootFiError                        talking to RootFi went wrong
+    └── RootFiError                        talking to RootFi went wrong; `sent` is False
+                                           only when RootFi surely processed nothing
         ├── TransportError (OSError)       the answer never came: the request may or may not
         │                                  have been processed (in doubt) unless `sent` is False
         └── HTTPStatusError                RootFi answered with an error status
@@ -34,7 +35,9 @@ class CircuitOpen(RootFiSyncError):
 
 
 class RootFiError(RootFiSyncError):
-    """Talking to RootFi failed."""
+    """Talking to RootFi failed; `sent` is False only when RootFi surely processed nothing."""
+
+    sent: bool = True
 
 
 class TransportError(RootFiError, OSError):
@@ -74,6 +77,8 @@ class AuthError(HTTPStatusError, PermissionError):
 
 class RateLimited(HTTPStatusError):
     """429: throttled; nothing was processed."""
+
+    sent = False
 
     def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

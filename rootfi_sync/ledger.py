@@ -53,10 +53,6 @@ class Candidate:
     def customer_id(self) -> str:
         return str(self.row["id"])
 
-    @property
-    def in_doubt(self) -> bool:
-        return self.attempted_at is not None
-
 
 @dataclass(frozen=True, slots=True)
 class Outcome:

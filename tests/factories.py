@@ -8,6 +8,8 @@ from typing import Any
 
 from faker import Faker
 
+from rootfi_sync.sandbox import SandboxConfig, SandboxServer
+
 SOURCE_COLUMNS = (
     "id",
     "name",
@@ -55,3 +57,11 @@ def make_customer(**overrides: Any) -> dict[str, Any]:
         "updated_at": created_at + timedelta(days=1),
     }
     return row | overrides
+
+
+def sandbox_for(api_key: str, *companies: int, **config: Any) -> SandboxServer:
+    """A sandbox (not yet started: use it as a context manager) that knows the key and companies."""
+    config.setdefault("async_delay_seconds", 0.05)
+    return SandboxServer(
+        SandboxConfig(api_keys=frozenset({api_key}), company_ids=frozenset(companies), **config)
+    )

@@ -29,7 +29,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from pydantic import SecretStr
 
 from rootfi_sync.prefect_setup import setup_prefect
-from rootfi_sync.sandbox import SandboxConfig, SandboxServer
+from rootfi_sync.sandbox import SandboxServer
 from tests.e2e.prefect_server import (
     PREFECT,
     REPO,
@@ -40,7 +40,7 @@ from tests.e2e.prefect_server import (
     prefect_server,
     run,
 )
-from tests.factories import make_customer
+from tests.factories import make_customer, sandbox_for
 from tests.integration.helpers import ledger_rows, seed_source
 
 pytestmark = pytest.mark.e2e
@@ -84,10 +84,7 @@ def deployed(server: PrefectServer) -> Deployed:
 
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
-    config = SandboxConfig(
-        api_keys=frozenset({API_KEY}), company_ids=frozenset({COMPANY}), async_delay_seconds=0.05
-    )
-    with SandboxServer(config) as started:
+    with sandbox_for(API_KEY, COMPANY) as started:
         yield started
 
 
@@ -284,8 +281,7 @@ def test_two_workers_share_a_fan_out_over_companies_and_send_every_customer_once
     companies = (COMPANY, 2001, 2002)
     rows = [{**make_customer(), "company_id": companies[i % 3]} for i in range(120)]
     seed_source(pg_url, rows, source_company_column="tenant")
-    config = SandboxConfig(api_keys=frozenset({API_KEY}), company_ids=frozenset(companies))
-    with SandboxServer(config) as sandbox:
+    with sandbox_for(API_KEY, *companies) as sandbox:
         env = worker_env(server, sandbox, pg_url) | {"SOURCE_COMPANY_COLUMN": "tenant"}
         parent = run([PREFECT, "deployment", "run", "sync-all-companies/all-companies",
                       "--param", "max_concurrent=3"], server.env())  # fmt: skip

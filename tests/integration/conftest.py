@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from rootfi_sync.sandbox import SandboxConfig, SandboxServer
+from rootfi_sync.sandbox import SandboxServer
+from tests.factories import sandbox_for
 
 API_KEY = "sk-integration-secret-key"
 COMPANY = 1089
@@ -26,10 +27,7 @@ def prefect_server() -> Iterator[None]:
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
     """A fresh sandbox on a free 127.0.0.1 port, knowing our key and company."""
-    config = SandboxConfig(
-        api_keys=frozenset({API_KEY}), company_ids=frozenset({COMPANY}), async_delay_seconds=0.05
-    )
-    with SandboxServer(config) as server:
+    with sandbox_for(API_KEY, COMPANY) as server:
         yield server
 
 
