@@ -89,17 +89,18 @@ class SharedRateLimit:
 
     The limit (created by `rootfi-sync setup`) has a slot decay, so Prefect hands out at most
     its budget a minute whichever process asks. Slots are taken `chunk` at a time and spent
-    locally: one call to Prefect per chunk rather than per request. When the slots are taken,
-    it asks again once a chunk has had time to free up, rather than after Prefect's own
-    back-off, which grows with every refusal and left a quarter of the budget unused with two
-    runs. Pauses asked for by RootFi's answers stay local.
+    locally: one call to Prefect per chunk rather than per request.
+
+    It reads the limit before asking for slots, and asks only once enough of them are free.
+    A refused request is not free: Prefect stamps the limit's row without decaying its slots,
+    so each refusal throws away the decay accrued since the last update (with Prefect's own
+    `rate_limit()`, two runs left a third of the budget unused). A read changes nothing.
+    Pauses asked for by RootFi's answers stay local.
     """
 
     def __init__(self, name: str, local: TokenBucket, chunk: int = 1, decay: float = 1.0) -> None:
         self.name, self._local, self._chunk = name, local, max(1, chunk)
-        # Prefect decays whole slots from the limit's last update, and every refusal is an
-        # update: ask again only once a whole chunk (and a half, for rounding) has decayed.
-        self._poll = (self._chunk + 0.5) / max(decay, 1e-6)
+        self._slot_seconds = 1.0 / max(decay, 1e-6)
         self._stash = 0
         self._lock = threading.Lock()
         self._client: SyncPrefectClient | None = None  # one connection for the whole run
@@ -123,13 +124,18 @@ class SharedRateLimit:
         if self._client is None:
             self._client = get_client(sync_client=True).__enter__()
         while True:
-            try:
-                self._client.increment_concurrency_slots([self.name], self._chunk, "rate_limit")
-                return
-            except httpx.HTTPStatusError as exc:
-                if exc.response.status_code != 423:  # 423 Locked: no slots free yet
-                    raise
-            time.sleep(self._poll)
+            limit = self._client.read_global_concurrency_limit_by_name(self.name)
+            short = self._chunk - (limit.limit - limit.active_slots)  # active_slots is decayed
+            if short <= 0:
+                try:
+                    self._client.increment_concurrency_slots([self.name], self._chunk, "rate_limit")
+                    return
+                except httpx.HTTPStatusError as exc:
+                    if exc.response.status_code != 423:  # 423 Locked: another run was first
+                        raise
+                short = 1
+            # Slots decay whole, from the row's last update: wait for the missing ones, then look.
+            time.sleep(max(short, 1) * self._slot_seconds)
 
     def observe(self, response: httpx.Response) -> None:
         self._local.observe(response)
