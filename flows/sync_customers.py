@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, PrefectWrappedFuture
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 from pydantic import Field, SecretStr
@@ -149,7 +149,11 @@ def _sync_batches(
 
 
 def _is_done(sending: Sending) -> bool:
-    return sending.future is None or sending.future.state.is_final()
+    """Whether the batch's send has ended, without asking the Prefect API (`future.state` does)."""
+    future = sending.future
+    if isinstance(future, PrefectWrappedFuture):
+        return bool(future.wrapped_future.done())
+    return future is None or future.state.is_final()
 
 
 @dataclass(slots=True)

@@ -85,9 +85,10 @@ def _eligible(now: datetime) -> sa.ColumnElement[bool]:
     c = ledger.c
     lease_free = sa.or_(c.lease_expires_at.is_(None), c.lease_expires_at < now)
     due = sa.or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now)
+    # Equalities, not IN (...): an IN list is an "expanding" parameter, which executemany refuses.
     return sa.or_(
-        sa.and_(c.status.in_([Status.CLAIMED, Status.SENDING]), lease_free),
-        sa.and_(c.status.in_([Status.IN_DOUBT, Status.RETRY]), lease_free, due),
+        sa.and_(sa.or_(c.status == Status.CLAIMED, c.status == Status.SENDING), lease_free),
+        sa.and_(sa.or_(c.status == Status.IN_DOUBT, c.status == Status.RETRY), lease_free, due),
     )
 
 
@@ -173,12 +174,13 @@ class Ledger:
         if not candidates:
             return []
         insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        stmt = insert(ledger).values([
+        rows = [
             {"customer_id": cand.customer_id, "company_id": self.company_id,
              "status": Status.CLAIMED, "source_hash": cand.source_hash, "attempts": 0,
              "lease_owner": self.owner, "lease_expires_at": now + lease, "updated_at": now}
             for cand in candidates
-        ])  # fmt: skip
+        ]  # fmt: skip
+        stmt = insert(ledger)
         c, new = ledger.c, stmt.excluded
         changed = sa.or_(c.source_hash.is_(None), c.source_hash != new.source_hash)
         upsert = stmt.on_conflict_do_update(
@@ -193,8 +195,8 @@ class Ledger:
             },
             where=sa.or_(_eligible(now), sa.and_(c.status == Status.FAILED, changed)),
         ).returning(c.customer_id, c.status, c.attempts, c.attempted_at)  # fmt: skip
-        with self.engine.begin() as conn:
-            won = {r.customer_id: r for r in conn.execute(upsert)}
+        with self.engine.begin() as conn:  # executemany: one statement, compiled once per run
+            won = {r.customer_id: r for r in conn.execute(upsert, rows)}
         return [
             Candidate(
                 cand.row,
