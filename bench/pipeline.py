@@ -307,7 +307,9 @@ def run_pipeline(ctx: Context, mode: str, n: int, url: str, run_dir: Path) -> di
             result["error"] = f"exit {proc.returncode}: {tail}"
         ledger = ledger_counts(url, COMPANY_ID)
         result["ledger"] = ledger
-        result["sandbox_customers"] = httpx.get(f"{base}/_sandbox/state").json()["customers"]
+        state = httpx.get(f"{base}/_sandbox/state").json()
+        result["sandbox_customers"] = state["customers"]
+        result["sandbox_requests"] = state["requests"]  # what the run spent of a key's budget
     finally:
         ctx.children.stop(sandbox)
     counts = result.get("counts") or {}
@@ -377,7 +379,7 @@ def rss_ratios(records: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
 def table(records: list[dict[str, Any]]) -> str:
     head = ("| db | mode | N | pipeline c/s | ceiling c/s | ratio | flow s | wall s | "
             "peak RSS MiB | RSS ratio | extract s | transform s | load s | write_back s | "
-            "task runs | checks |")  # fmt: skip
+            "task runs | API requests | checks |")  # fmt: skip
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     ratios = rss_ratios(records)
     for r in records:
@@ -400,7 +402,8 @@ def table(records: list[dict[str, Any]]) -> str:
             f"{_fmt(p.get('wall_seconds'), 1)} | {_fmt(peak_mib(r))} | "
             f"{_fmt(rss_ratio, 2)} | "
             + " | ".join(_fmt(phases.get(ph), 1) for ph in PHASES)
-            + f" | {(p.get('task_runs') or {}).get('total', '-')} | {checks} |"
+            + f" | {(p.get('task_runs') or {}).get('total', '-')}"
+            + f" | {_fmt((p.get('sandbox_requests') or {}).get('total'))} | {checks} |"
         )
     return "\n".join(lines)
 
