@@ -6,6 +6,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, runtime
@@ -16,7 +17,7 @@ from prefect.utilities.annotations import quote
 from pydantic import Field, SecretStr
 
 from rootfi_sync import errors
-from rootfi_sync.delivery import BatchIncomplete, Item
+from rootfi_sync.delivery import AsyncOptions, BatchIncomplete, Item
 from rootfi_sync.ledger import Candidate, Outcome, Status, utcnow
 from rootfi_sync.prefect_setup import SECRET_BLOCK
 from rootfi_sync.report import RunSummary
@@ -115,6 +116,7 @@ def _sync_batches(
     next_progress = time.monotonic() + PROGRESS_SECONDS
     after: Any = None
     in_flight: deque[Sending] = deque()
+    error: BaseException | None = None
     try:
         while limit is None or summary.picked < limit:
             size = settings.rootfi_batch_size
@@ -125,7 +127,7 @@ def _sync_batches(
                     parts.ledger, batch_no=summary.batches + 1, after=after, limit=size,
                     lease_seconds=settings.rootfi_lease_seconds, only=only, dry_run=dry_run,
                 )  # fmt: skip
-            if claimed.seen == 0:
+            if claimed.last_id is None:  # no row left (a page of parked rows still counts)
                 break
             summary.batches += 1
             after = claimed.last_id
@@ -142,10 +144,24 @@ def _sync_batches(
                 next_progress = time.monotonic() + PROGRESS_SECONDS
             summary.check_breaker(settings.rootfi_max_refused_share)
     finally:
-        while in_flight:  # never leave a sent batch unrecorded, whatever stopped us
-            _finish_batch(parts, settings, summary, in_flight.popleft())
+        error = _drain(parts, settings, summary, in_flight)
+    if error is not None:
+        raise error
     update_progress_artifact(progress, 100.0)
     summary.check_breaker(settings.rootfi_max_refused_share)
+
+
+def _drain(
+    parts: RunParts, settings: Settings, summary: RunSummary, in_flight: deque[Sending]
+) -> BaseException | None:
+    """Record every batch still in flight, whatever stopped us; return the first error met."""
+    first: BaseException | None = None
+    while in_flight:
+        try:
+            _finish_batch(parts, settings, summary, in_flight.popleft())
+        except Exception as exc:
+            first = first or exc
+    return first
 
 
 def _is_done(sending: Sending) -> bool:
@@ -195,8 +211,13 @@ def _start_batch(
     doubtful = {c.customer_id: c.attempted_at for c in claimed if c.attempted_at is not None}
     with summary.timed("write_back"):
         record_intent(parts.ledger, quote(items), batch_no=batch_no)
+    # A customer re-driven (or changed) after being parked must really be sent, not answered
+    # from the cache with its old refusal.
+    fresh = any(c.attempts == 0 and c.attempted_at is not None for c in claimed)
     future = (
-        _submit(parts, settings, items, batch_no=batch_no, doubtful=doubtful) if items else None
+        _submit(parts, settings, items, batch_no=batch_no, doubtful=doubtful, fresh=fresh)
+        if items
+        else None
     )
     return Sending(batch_no, items, rejects, attempts, future)
 
@@ -204,46 +225,57 @@ def _start_batch(
 def _finish_batch(
     parts: RunParts, settings: Settings, summary: RunSummary, sending: Sending
 ) -> None:
-    """Wait for the batch's answers and write its outcomes back in one statement."""
+    """Wait for the batch's answers and write its outcomes back in one statement.
+
+    Raises what stopped the send, after recording, when it is not a passing failure.
+    """
     outcomes: list[Outcome] = []
-    settle = 0.0
+    settle, error = 0.0, None
     if sending.future is not None:
         with summary.timed("load"):
-            outcomes, settle = _outcomes(parts, settings, sending)
+            outcomes, settle, error = _outcomes(settings, sending)
     summary.sent += len(sending.items)
-    summary.add_outcomes(outcomes, sending.attempts)
     with summary.timed("write_back"):
-        record_outcomes(
+        written = record_outcomes(
             parts.ledger, quote(sending.rejects + outcomes), batch_no=sending.batch_no,
             max_attempts=settings.rootfi_max_attempts,
             requeue_seconds=max(settings.rootfi_requeue_delay_seconds, settle),
             attempts=quote(sending.attempts),
         )  # fmt: skip
+    summary.add_outcomes(written[len(sending.rejects) :], sending.attempts)  # rejects: counted
+    if error is not None:
+        raise error
 
 
 def _submit(
     parts: RunParts, settings: Settings, items: list[Item], *, batch_no: int,
-    doubtful: dict[str, Any],
+    doubtful: dict[str, Any], fresh: bool,
 ) -> PrefectFuture[list[Outcome]]:  # fmt: skip
     """Start the batch's send task (with its retries) and return its future."""
     sender = send_batch.with_options(
         retries=settings.rootfi_retries,
         retry_delay_seconds=exponential_backoff(backoff_factor=settings.rootfi_retry_delay_seconds),
+        refresh_cache=fresh,
     )
     return sender.submit(
         parts.client, parts.ledger, parts.ledger.company_id, quote(items),
         base_url=settings.rootfi_base_url, mode=settings.rootfi_write_mode, batch_no=batch_no,
         attempted_at=utcnow(), doubtful=quote(doubtful), pool=parts.pool,
-        options={"concurrency": settings.rootfi_concurrency,
-                 "poll_timeout": settings.rootfi_poll_timeout_seconds,
-                 "skew_seconds": settings.rootfi_reconcile_skew_seconds},
+        options=AsyncOptions(
+            poll_timeout=settings.rootfi_poll_timeout_seconds,
+            skew=timedelta(seconds=settings.rootfi_reconcile_skew_seconds),
+        ),
     )  # fmt: skip
 
 
-def _outcomes(parts: RunParts, settings: Settings, sending: Sending) -> tuple[list[Outcome], float]:
-    """Return the batch's outcomes and how long the unsettled must wait before a later run.
+def _outcomes(
+    settings: Settings, sending: Sending
+) -> tuple[list[Outcome], float, BaseException | None]:
+    """Return the batch's outcomes, how long the unsettled must wait, and an error to raise.
 
-    When retries run out, what is known is kept and the rest is left IN_DOUBT.
+    When retries run out, what is known is kept and the rest is left IN_DOUBT. The error is
+    one that must stop the run (401/403, a bug); its batch is recorded first, IN_DOUBT, since
+    what was sent may exist and must be looked up before a resend.
     """
     assert sending.future is not None
     sending.future.wait()
@@ -251,19 +283,14 @@ def _outcomes(parts: RunParts, settings: Settings, sending: Sending) -> tuple[li
     result = state.result(raise_on_failure=False)
     items = sending.items
     if not state.is_failed():
-        return list(result), 0.0
+        return list(result), 0.0, None
     if isinstance(result, BatchIncomplete):
         settle = 0.0 if result.resend_now else settings.rootfi_async_settle_seconds
-        return _complete(items, result.outcomes + list(result.pending.values())), settle
+        return _complete(items, result.outcomes + list(result.pending.values())), settle, None
     pending = _complete(items, [], error=f"send failed: {result}")
     if isinstance(result, RETRYABLE):  # the last retry failed while looking up: try next run
-        return pending, 0.0
-    # Not a passing failure (401/403, a bug): what was sent may exist, so look before resending.
-    record_outcomes(
-        parts.ledger, pending, batch_no=sending.batch_no,
-        max_attempts=settings.rootfi_max_attempts, requeue_seconds=0.0,
-    )  # fmt: skip
-    raise result
+        return pending, 0.0, None
+    return pending, 0.0, result
 
 
 def _complete(

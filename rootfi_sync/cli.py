@@ -187,12 +187,9 @@ def retry(
     n = redrive(engine, company, None if all_failed else customer)
     engine.dispose()
     console.print(f"{n} customer(s) will be sent again")
-    if now and n:
-        from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
-
+    if now and n:  # a re-driven customer is sent again, never answered from the cache
         ids = [int(c) for c in customer] if customer and not all_failed else None
-        with temporary_settings({PREFECT_TASKS_REFRESH_CACHE: True}):  # not a cached refusal
-            print_counts(run_flow(company_id=company, customer_ids=ids))
+        print_counts(run_flow(company_id=company, customer_ids=ids))
 
 
 @app.command()

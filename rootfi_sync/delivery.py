@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,9 +27,9 @@ from rootfi_sync import errors
 from rootfi_sync.client import RootFiClient
 from rootfi_sync.ledger import Outcome, Status
 from rootfi_sync.models import CustomerPayload
+from rootfi_sync.transform import ADDRESS_FIELDS
 
 KEY_FIELDS = ("name", "email", "phone", "currency_id")
-ADDRESS_FIELDS = ("street", "locality", "city", "state", "pincode", "country")
 KnownIds = Callable[[Iterable[str]], set[str]]
 ACCEPTED_MARGIN = timedelta(seconds=2)  # the Date header is to the second
 
@@ -118,7 +118,6 @@ def synced(item: Item, record: Mapping[str, Any], sync_id: str | None = None) ->
         item.customer_id, Status.SYNCED, rootfi_id=str(record["rootfi_id"]),
         platform_id=str(platform_id) if platform_id is not None else None,
         sync_id=str(record.get("sync_id") or sync_id or "") or None,
-        payload_hash=item.payload_hash,
     )  # fmt: skip
 
 
@@ -142,13 +141,13 @@ def refusal(item: Item, exc: errors.HTTPStatusError | str) -> Outcome:
     else:
         where = f"{exc.field}: " if exc.field else ""
         message = f"refused by RootFi ({exc.status_code} {exc.code or ''}): {where}{exc.reason}"
-    return Outcome(item.customer_id, Status.FAILED, error=message, payload_hash=item.payload_hash)
+    return Outcome(item.customer_id, Status.FAILED, error=message)
 
 
 def unanswered(item: Item, exc: Exception) -> Outcome:
     """Return the pending outcome of a customer whose request got no final answer."""
     status = Status.IN_DOUBT if getattr(exc, "sent", True) else Status.RETRY
-    return Outcome(item.customer_id, status, error=str(exc), payload_hash=item.payload_hash)
+    return Outcome(item.customer_id, status, error=str(exc))
 
 
 def _send_one(client: RootFiClient, company_id: int, item: Item) -> Outcome | Exception:
@@ -163,17 +162,13 @@ def _send_one(client: RootFiClient, company_id: int, item: Item) -> Outcome | Ex
 
 
 def send_single(
-    client: RootFiClient, company_id: int, items: Sequence[Item], concurrency: int,
-    pool: Executor | None = None,
-) -> list[Outcome]:  # fmt: skip
-    """Create each customer with its own synchronous request, `concurrency` at a time.
+    client: RootFiClient, company_id: int, items: Sequence[Item], pool: Executor
+) -> list[Outcome]:
+    """Create each customer with its own synchronous request, through the run's `pool`.
 
-    With `pool`, the requests go through that shared executor (one per run), so batches
-    that overlap still keep at most its size in flight.
+    The pool is shared by the run's batches, so batches that overlap still keep at most its
+    size (ROOTFI_CONCURRENCY) in flight.
     """
-    if pool is None:
-        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items)))) as own:
-            return send_single(client, company_id, items, concurrency, own)
     results = list(pool.map(lambda i: _send_one(client, company_id, i), items))
     done = [r for r in results if isinstance(r, Outcome)]
     pending = {
@@ -303,8 +298,8 @@ def _job_errors(jobs: Sequence[Mapping[str, Any]], items: Sequence[Item]) -> dic
 
 def deliver(
     client: RootFiClient, company_id: int, items: Sequence[Item], *, mode: str,
-    attempted_at: datetime, doubtful: Mapping[str, datetime], known: KnownIds,
-    concurrency: int = 4, options: AsyncOptions = AsyncOptions(), pool: Executor | None = None,
+    attempted_at: datetime, doubtful: Mapping[str, datetime], known: KnownIds, pool: Executor,
+    options: AsyncOptions = AsyncOptions(),
 ) -> list[Outcome]:  # fmt: skip
     """Look up the doubtful items, then send the rest; return every item's outcome.
 
@@ -323,7 +318,7 @@ def deliver(
         if not items:
             return adopted
         if mode == "single":
-            return adopted + send_single(client, company_id, items, concurrency, pool)
+            return adopted + send_single(client, company_id, items, pool)
         return adopted + send_async(
             client, company_id, items, since=attempted_at, known=known, options=options
         )

@@ -15,9 +15,14 @@ if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
 
-def burst_for(per_minute: int) -> int:
-    """Return the burst that keeps any 60-second window within `per_minute` requests."""
-    return max(1, per_minute // 60)
+def pacing(per_minute: int, burst: int | None = None) -> tuple[int, float]:
+    """Return the burst and the refill per second of a budget of `per_minute` requests.
+
+    They add up to the budget (burst + 60 s of refill), so any 60-second window stays within
+    it; a budget of 1 a minute refills at 1 a minute (2 in the very first minute).
+    """
+    burst = burst if burst is not None else max(1, per_minute // 60)
+    return burst, max(per_minute - burst, 1) / 60.0
 
 
 class TokenBucket:
@@ -36,8 +41,9 @@ class TokenBucket:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.capacity = float(burst if burst is not None else burst_for(per_minute))
-        self.rate = max(0.0, per_minute - self.capacity) / 60.0 if per_minute > 0 else 0.0
+        self.per_minute = per_minute
+        capacity, self.rate = pacing(per_minute, burst)
+        self.capacity = float(capacity)
         self._tokens = self.capacity
         self._clock, self._sleep = clock, sleep
         self._stamp = clock()
@@ -46,7 +52,7 @@ class TokenBucket:
 
     def acquire(self) -> None:
         """Block until one request may be sent."""
-        if self.rate <= 0:
+        if self.per_minute <= 0:
             return
         while True:
             with self._lock:

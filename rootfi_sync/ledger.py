@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -45,7 +45,6 @@ class Candidate:
 
     row: dict[str, Any]
     source_hash: str
-    status: str | None
     attempts: int
     attempted_at: datetime | None
 
@@ -64,8 +63,24 @@ class Outcome:
     platform_id: str | None = None
     sync_id: str | None = None
     error: str | None = None
-    payload_hash: str | None = None
     adopted: bool = False  # found in RootFi by a lookup rather than created by our request
+    parked: bool = False  # FAILED because its attempts ran out, not because it was refused
+
+
+TRANSIENT = (Status.IN_DOUBT, Status.RETRY)
+
+
+def park(
+    outcomes: Iterable[Outcome], attempts: Mapping[str, int], max_attempts: int
+) -> list[Outcome]:
+    """Return the outcomes, with customers that are still pending after `max_attempts` parked."""
+    return [
+        replace(o, status=Status.FAILED, parked=True,
+                error=f"gave up after {attempts[o.customer_id]} attempts: {o.error}")
+        if o.status in TRANSIENT and attempts.get(o.customer_id, 0) >= max_attempts
+        else o
+        for o in outcomes
+    ]  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -148,9 +163,8 @@ class Ledger:
                 if mapping["_status"] == Status.FAILED and mapping["_source_hash"] == digest:
                     continue  # refused before and unchanged since: leave it parked
                 page.candidates.append(
-                    Candidate(row, digest, mapping["_status"], mapping["_attempts"] or 0,
-                              mapping["_attempted_at"])
-                )  # fmt: skip
+                    Candidate(row, digest, mapping["_attempts"] or 0, mapping["_attempted_at"])
+                )
         return page
 
     def known_rootfi_ids(self, rootfi_ids: Iterable[str]) -> set[str]:
@@ -194,17 +208,11 @@ class Ledger:
                 "lease_expires_at": new.lease_expires_at, "updated_at": new.updated_at,
             },
             where=sa.or_(_eligible(now), sa.and_(c.status == Status.FAILED, changed)),
-        ).returning(c.customer_id, c.status, c.attempts, c.attempted_at)  # fmt: skip
+        ).returning(c.customer_id, c.attempts, c.attempted_at)  # fmt: skip
         with self.engine.begin() as conn:  # executemany: one statement, compiled once per run
             won = {r.customer_id: r for r in conn.execute(upsert, rows)}
         return [
-            Candidate(
-                cand.row,
-                cand.source_hash,
-                won[cid].status,
-                won[cid].attempts,
-                won[cid].attempted_at,
-            )
+            Candidate(cand.row, cand.source_hash, won[cid].attempts, won[cid].attempted_at)
             for cand in candidates
             if (cid := cand.customer_id) in won
         ]
@@ -231,14 +239,17 @@ class Ledger:
         *,
         max_attempts: int,
         requeue: timedelta,
-        attempts: Mapping[str, int] | None = None,
-    ) -> None:
-        """Write each customer's outcome in one statement; park what ran out of attempts.
+        attempts: Mapping[str, int],
+    ) -> list[Outcome]:
+        """Write each customer's outcome in one statement; return them as written.
 
-        A customer to try again waits `requeue`, doubled for each attempt it already made.
+        `attempts` is each customer's attempt count (as `record_intent` left it). A customer
+        still pending after `max_attempts` is parked FAILED; one to try again waits `requeue`,
+        doubled for each attempt it already made.
         """
-        if not outcomes:
-            return
+        written = park(outcomes, attempts, max_attempts)
+        if not written:
+            return written
         c = ledger.c
         error = sa.bindparam("b_error", type_=sa.Text)
         history = sa.case(
@@ -246,9 +257,6 @@ class Ledger:
             (c.last_error.is_(None), error),
             else_=sa.func.substr(c.last_error + "\n" + error, 1, MAX_ERROR_HISTORY),
         )
-        status = sa.bindparam("b_status", type_=sa.String)
-        transient = sa.or_(status == Status.IN_DOUBT, status == Status.RETRY)
-        parked = sa.and_(transient, c.attempts >= max_attempts)
 
         def keep(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
             return sa.func.coalesce(sa.bindparam(f"b_{column.key}", type_=column.type), column)
@@ -257,46 +265,32 @@ class Ledger:
             ledger.update()
             .where(c.company_id == self.company_id, c.customer_id == sa.bindparam("b_cid"))
             .values(
-                status=sa.case((parked, Status.FAILED), else_=status),
+                status=sa.bindparam("b_status", type_=sa.String),
                 rootfi_id=keep(c.rootfi_id), platform_id=keep(c.platform_id),
-                sync_id=keep(c.sync_id), payload_hash=keep(c.payload_hash),
-                last_error=history,
+                sync_id=keep(c.sync_id), last_error=history,
                 synced_at=sa.bindparam("b_synced_at", type_=c.synced_at.type),
                 next_attempt_at=sa.bindparam("b_next_attempt_at", type_=c.next_attempt_at.type),
                 lease_owner=None, lease_expires_at=None, updated_at=now,
             )
         )  # fmt: skip
-        tries = attempts or {}
         rows = [
-            self._outcome_params(o, now, requeue * 2 ** min(tries.get(o.customer_id, 1) - 1, 10))
-            for o in outcomes
+            self._outcome_params(o, now, requeue * 2 ** min(attempts.get(o.customer_id, 1) - 1, 10))
+            for o in written
         ]
         with self.engine.begin() as conn:
             conn.execute(stmt, rows)
+        return written
 
     @staticmethod
     def _outcome_params(outcome: Outcome, now: datetime, requeue: timedelta) -> dict[str, Any]:
         error = f"{now:%Y-%m-%dT%H:%M:%SZ} {outcome.error}" if outcome.error else None
-        transient = outcome.status in (Status.IN_DOUBT, Status.RETRY)
         return {
             "b_cid": outcome.customer_id, "b_status": str(outcome.status),
             "b_rootfi_id": outcome.rootfi_id, "b_platform_id": outcome.platform_id,
-            "b_sync_id": outcome.sync_id, "b_payload_hash": outcome.payload_hash,
-            "b_error": error,
+            "b_sync_id": outcome.sync_id, "b_error": error,
             "b_synced_at": now if outcome.status == Status.SYNCED else None,
-            "b_next_attempt_at": now + requeue if transient else None,
+            "b_next_attempt_at": now + requeue if outcome.status in TRANSIENT else None,
         }  # fmt: skip
-
-    def release(self, customer_ids: Iterable[str]) -> None:
-        """Give back leases without recording anything (a dry or stopped run)."""
-        c = ledger.c
-        with self.engine.begin() as conn:
-            conn.execute(
-                ledger.update()
-                .where(c.company_id == self.company_id, c.lease_owner == self.owner,
-                       c.customer_id.in_(list(customer_ids)))
-                .values(lease_owner=None, lease_expires_at=None)
-            )  # fmt: skip
 
 
 def utcnow() -> datetime:

@@ -81,11 +81,10 @@ def _ensure_rate_limit(client: SyncPrefectClient, per_minute: int | None) -> str
 
     if not per_minute:
         return f"no rate limit given: concurrency limit {RATE_LIMIT} left as is"
-    from rootfi_sync.governor import burst_for
+    from rootfi_sync.governor import pacing
 
     # A burst plus a refill that add up to the budget: never more than it in any 60 seconds.
-    burst = burst_for(per_minute)
-    decay = (per_minute - burst) / 60
+    burst, decay = pacing(per_minute)
     wanted = f"{per_minute} a minute: burst {burst}, slot decay {decay:.2f}/s"
     try:
         limit = client.read_global_concurrency_limit_by_name(RATE_LIMIT)

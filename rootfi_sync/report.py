@@ -73,7 +73,7 @@ class RunSummary:
         self.synced += counts[Status.SYNCED]
         self.adopted += sum(1 for o in outcomes if o.adopted)
         self.failed += counts[Status.FAILED]
-        self.refused += counts[Status.FAILED]
+        self.refused += sum(1 for o in outcomes if o.status == Status.FAILED and not o.parked)
         self.in_doubt += counts[Status.IN_DOUBT]
         self.retry_later += counts[Status.RETRY]
         for o in outcomes:

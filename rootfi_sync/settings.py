@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import pydantic_settings
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -77,19 +79,17 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown column(s) {unknown}; known: {', '.join(SOURCE_COLUMNS)}")
         return value
 
-    def require_run_settings(self, *, needs_key: bool = True) -> None:
-        """Raise SettingsError naming each setting a run needs but lacks."""
-        missing = [] if self.rootfi_company_id else ["ROOTFI_COMPANY_ID"]
-        if needs_key and self.rootfi_api_key is None:
-            missing.append("ROOTFI_API_KEY")
-        if missing:
-            raise SettingsError(f"missing setting(s): {', '.join(missing)}")
-
 
 def load_settings(**overrides: Any) -> Settings:
     """Return the settings, or raise SettingsError naming every bad setting (never its value)."""
     try:
         return Settings(**overrides)
+    except pydantic_settings.SettingsError as exc:  # a complex value (JSON) that does not parse
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = field[1].upper() if field else "SETTINGS"
+        raise SettingsError(
+            f"invalid settings:\n  {name}: not valid JSON ({exc.__cause__})"
+        ) from None
     except ValidationError as exc:
         lines = [
             f"{'.'.join(str(p) for p in err['loc']).upper() or 'SETTINGS'}: {err['msg']}"

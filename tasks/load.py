@@ -56,20 +56,15 @@ SENT_BATCHES = (
 )
 def send_batch(
     client: RootFiClient, ledger: Ledger, company_id: int, items: list[Item], *, base_url: str,
-    mode: str,
-    batch_no: int, attempted_at: datetime, doubtful: dict[str, datetime],
-    options: dict[str, Any], pool: Executor | None = None,
+    mode: str, batch_no: int, attempted_at: datetime, doubtful: dict[str, datetime],
+    options: AsyncOptions, pool: Executor,
 ) -> list[Outcome]:  # fmt: skip
     """Return each customer's outcome; raise BatchIncomplete while some got no answer."""
     if (runtime.task_run.run_count or 1) > 1:  # the last attempt may have created some
         doubtful = {i.customer_id: attempted_at for i in items}
     return deliver(
         client, company_id, items, mode=mode, attempted_at=attempted_at, doubtful=doubtful,
-        known=ledger.known_rootfi_ids, concurrency=options.get("concurrency", 4), pool=pool,
-        options=AsyncOptions(
-            poll_timeout=options.get("poll_timeout", 300.0),
-            skew=timedelta(seconds=options.get("skew_seconds", 120.0)),
-        ),
+        known=ledger.known_rootfi_ids, pool=pool, options=options,
     )  # fmt: skip
 
 

@@ -20,10 +20,10 @@ def record_intent(ledger: Ledger, items: list[Item], *, batch_no: int) -> None:
 @task(name="record-outcomes", cache_policy=NO_CACHE, task_run_name="record-outcomes-{batch_no}")
 def record_outcomes(
     ledger: Ledger, outcomes: list[Outcome], *, batch_no: int, max_attempts: int,
-    requeue_seconds: float, attempts: dict[str, int] | None = None,
-) -> None:  # fmt: skip
-    """Write the batch's outcomes; customers out of attempts are parked FAILED."""
-    ledger.record_outcomes(
+    requeue_seconds: float, attempts: dict[str, int],
+) -> list[Outcome]:  # fmt: skip
+    """Write the batch's outcomes; return them as written (out of attempts: parked FAILED)."""
+    return ledger.record_outcomes(
         outcomes, utcnow(), max_attempts=max_attempts,
         requeue=timedelta(seconds=requeue_seconds), attempts=attempts,
     )  # fmt: skip

@@ -50,7 +50,7 @@ def test_run_exits_0_with_failures_recorded_and_retry_re_drives_a_parked_custome
 ) -> None:
     rows = [make_customer() for _ in range(4)] + [make_customer(email="x@refused.example")]
     seed_source(sqlite_url, rows)
-    configure(sqlite_url)
+    configure(sqlite_url, rootfi_batch_size=4)  # the refused one alone: its retry is the same batch
 
     result = invoke("run")
 

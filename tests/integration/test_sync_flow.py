@@ -61,6 +61,41 @@ def test_a_second_run_sends_nothing(
     assert counts["picked"] == 0
 
 
+def test_a_page_of_parked_customers_does_not_end_the_run_before_new_ones(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    rows = [make_customer(name="   ") for _ in range(3)] + [make_customer()]
+    seed_source(sqlite_url, rows)
+    configure(sqlite_url, rootfi_batch_size=3)
+    sync_customers()  # the first three are parked FAILED, the fourth is synced
+    newcomer = make_customer()
+    seed_source(sqlite_url, [newcomer])
+
+    counts = sync_customers()  # its first page holds only the parked three
+
+    assert (counts["picked"], counts["synced"]) == (1, 1)
+    assert ledger_rows(sqlite_url)[str(newcomer["id"])].status == "SYNCED"
+
+
+def test_a_customer_out_of_attempts_is_parked_and_the_run_counts_it_as_failed(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    row = make_customer()
+    seed_source(sqlite_url, [row])
+    configure(sqlite_url, rootfi_retries=0, rootfi_max_attempts=2)
+    sandbox.admin.set_faults(error_500_rate=1.0)
+
+    first = sync_customers()
+    second = sync_customers()
+
+    assert (first["in_doubt"], first["failed"]) == (1, 0)
+    assert (second["in_doubt"], second["failed"], second["refused"]) == (0, 1, 0)
+    assert [f["customer_id"] for f in second["failures"]] == [str(row["id"])]
+    parked = ledger_rows(sqlite_url)[str(row["id"])]
+    assert parked.status == "FAILED" and parked.attempts == 2
+    assert parked.last_error.count("500") == 2 and "gave up after 2 attempts" in parked.last_error
+
+
 def test_dry_run_sends_nothing_and_writes_nothing(
     sqlite_url: str, sandbox: SandboxServer, configure: Any
 ) -> None:

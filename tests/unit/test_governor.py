@@ -54,3 +54,11 @@ def test_a_zero_rate_means_no_pacing() -> None:
     for _ in range(1000):
         bucket.acquire()
     assert clock.now == 0.0
+
+
+def test_a_budget_under_one_a_second_is_still_paced() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(1, clock=clock, sleep=clock.sleep)
+    for _ in range(4):
+        bucket.acquire()
+    assert clock.now >= 3 * 60 - 1e-6  # one a minute after the first

@@ -57,7 +57,9 @@ def test_never_shows_the_api_key_in_errors_or_reprs(monkeypatch: pytest.MonkeyPa
     assert "sk-very-secret" not in str(caught.value)
 
 
-def test_a_run_without_company_or_key_names_both_missing_settings() -> None:
-    settings = load_settings(rootfi_api_key=None, rootfi_company_id=None)
-    with pytest.raises(SettingsError, match="ROOTFI_COMPANY_ID, ROOTFI_API_KEY"):
-        settings.require_run_settings()
+def test_a_value_from_the_environment_that_is_not_json_is_named_by_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SOURCE_COLUMNS", "{bad")
+    with pytest.raises(SettingsError, match="SOURCE_COLUMNS: not valid JSON"):
+        load_settings()
