@@ -1,9 +1,10 @@
 """How many synchronous single-record creates per second the local RootFi sandbox answers.
 
-Starts the sandbox in a subprocess (`python -m rootfi_sync.sandbox --port 0`, in-memory,
-no faults, no rate limit), then drives `POST /v3/ecommerce/customers` from this process
-with N concurrent keep-alive connections until --requests creates are answered or
---max-seconds pass, and prints requests/s. It asserts nothing.
+Starts the sandbox in a subprocess with `bench.procs.start_sandbox` (`python -m
+rootfi_sync.sandbox --port 0`, in-memory, no faults, no rate limit, ROOTFI_SANDBOX_* variables
+ignored, output to a log in a temporary directory), then drives `POST /v3/ecommerce/customers`
+from this process with N concurrent keep-alive connections until --requests creates are
+answered or --max-seconds pass, and prints requests/s. It asserts nothing.
 
     uv run python bench/sandbox_throughput.py [--requests 20000] [--concurrency 64]
                                               [--client raw|httpx] [--max-seconds 60]
@@ -17,13 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
-import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
+
+from bench.procs import Children, start_sandbox
+from rootfi_sync.sandbox.adminclient import SandboxAdmin
 
 API_KEY = "sandbox-key"
 COMPANY_ID = 1089
@@ -104,26 +110,6 @@ async def drive(
     return tally, time.monotonic() - started
 
 
-def start_sandbox() -> tuple[subprocess.Popen[str], str]:
-    """The sandbox subprocess and its base URL (read from its first line of output)."""
-    command = [sys.executable, "-m", "rootfi_sync.sandbox", "--port", "0"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    match = re.search(r"http://[\w.\-\[\]:]+:\d+", proc.stdout.readline())
-    if match is None:
-        proc.kill()
-        raise SystemExit("the sandbox did not say where it listens")
-    url = match.group(0)
-    for _ in range(200):
-        try:
-            httpx.get(f"{url}/_sandbox/state", timeout=1).raise_for_status()
-            return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the sandbox did not answer")
-
-
 def main() -> None:
     """Parse arguments, run warm-up and load, print the figure."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -132,17 +118,20 @@ def main() -> None:
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
     parser.add_argument("--max-seconds", type=float, default=60.0)
     args = parser.parse_args()
-    proc, url = start_sandbox()
+    children = Children()
+    log = Path(tempfile.mkdtemp(prefix="rootfi-sandbox-bench-")) / "sandbox.log"
     try:
-        asyncio.run(drive(url, args.client, 500, 16, 10.0))  # warm-up
-        httpx.post(f"{url}/_sandbox/reset").raise_for_status()
-        tally, elapsed = asyncio.run(
-            drive(url, args.client, args.requests, args.concurrency, args.max_seconds)
-        )
-        stored = httpx.get(f"{url}/_sandbox/state").json()["customers"]
+        _, url = start_sandbox(children, sys.executable, latency=0.0, api_key=API_KEY,
+                               company_id=COMPANY_ID, env=os.environ, log=log)  # fmt: skip
+        with SandboxAdmin(url) as admin:
+            asyncio.run(drive(url, args.client, 500, 16, 10.0))  # warm-up
+            admin.reset()
+            tally, elapsed = asyncio.run(
+                drive(url, args.client, args.requests, args.concurrency, args.max_seconds)
+            )
+            stored = admin.state()["customers"]
     finally:
-        proc.terminate()
-        proc.wait(10)
+        children.stop_all()
     rate = tally.ok / elapsed
     print(f"client={args.client} concurrency={args.concurrency} requests={tally.sent} "
           f"ok={tally.ok} other={tally.other or 0} stored={stored} "

@@ -18,8 +18,9 @@ The sandbox's own rules where the RootFi docs are silent:
   COMPANY_NOT_FOUND, >1 record without run_async 400 BATCH_NOT_SUPPORTED, then schema
   checks (400 VALIDATION_ERROR, field `data[i].<field>`, whole request refused), then the
   platform rule (email domain `refused.example` or `*.invalid`: 400
-  PLATFORM_VALIDATION_ERROR for a sync create, a FAILED job for an async one). `name` is
-  required; `null` is accepted for the other fields.
+  PLATFORM_VALIDATION_ERROR for a sync create, a FAILED job for an async one). Every
+  customer field is optional and `null` is accepted for each; a `name` that is given must
+  be a non-blank string of at most 255 characters.
 - Async answers 200 `{"data": {"sync_id"}, "sync_id"}`; the sync stays CREATED for
   `async_delay_seconds`, then RUNNING while records are written, then SUCCESS or FAILED.
   Jobs carry no customer id (listing is the only way to find the ids).
@@ -28,9 +29,11 @@ The sandbox's own rules where the RootFi docs are silent:
   `include_deleted_records` ignored (nothing is ever deleted).
 - Rate limit: a fixed 60 s window per key opened by its first request; `X-RateLimit-*` on
   every authenticated `/v3` answer, omitted entirely when no limit is configured.
-- Faults only hit creates; `PUT /_sandbox/faults` re-seeds, `POST /_sandbox/reset`
-  restores the configured faults and limit. `requests.creates` in the admin state counts
-  create requests of any outcome; dropped answers count under status "lost".
+- The 500, 429, lost-answer and slow-answer faults hit only creates; `latency_seconds`
+  delays every `/v3` request (before the api_key check); `PUT /_sandbox/faults` re-seeds,
+  `POST /_sandbox/reset` restores the configured faults and limit. `requests.creates` in
+  the admin state counts create requests of any outcome; dropped answers count under
+  status "lost".
 """
 
 from __future__ import annotations

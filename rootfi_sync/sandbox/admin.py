@@ -4,14 +4,12 @@
 - `GET /_sandbox/customers[?company_id=]`: every stored customer record, unpaged
 - `GET /_sandbox/faults`: the running faults
 - `PUT /_sandbox/faults`: merge any Faults fields into the running ones (re-seeds the dice)
-- `PUT /_sandbox/rate-limit`: `{"rate_limit_per_minute": int | null}` (windows restart)
+- `PUT /_sandbox/rate-limit`: exactly `{"rate_limit_per_minute": int | null}` (windows
+  restart; a missing or unknown key is a 400 VALIDATION_ERROR)
 - `POST /_sandbox/reset`: forget all state and counters; back to configured faults and limit
 """
 
 from __future__ import annotations
-
-import json
-from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -19,18 +17,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from rootfi_sync.sandbox.config import Faults
-from rootfi_sync.sandbox.errors import INVALID_REQUEST, VALIDATION_ERROR, ApiError, json_response
+from rootfi_sync.sandbox.errors import (
+    VALIDATION_ERROR,
+    ApiError,
+    invalid,
+    json_object,
+    json_response,
+)
 from rootfi_sync.sandbox.runtime import SandboxState
 
-
-async def _json_object(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise ApiError(400, INVALID_REQUEST, "The request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, INVALID_REQUEST, "The request body must be a JSON object")
-    return body
+RATE_LIMIT_KEY = "rate_limit_per_minute"
 
 
 def _validation_error(exc: ValidationError) -> ApiError:
@@ -61,13 +57,14 @@ class Admin:
         return json_response(self.state.state_json())
 
     async def customers(self, request: Request) -> Response:
-        """Every stored customer (optionally of one company), in rootfi_id order."""
+        """Every stored customer (optionally of one company), in rootfi_id order (the store's
+        listing order is rootfi_id order too: ids and timestamps only ever grow together)."""
         raw = request.query_params.get("company_id")
         try:
             company_id = None if raw is None else int(raw)
         except ValueError:
-            raise ApiError(400, INVALID_REQUEST, "company_id must be an integer") from None
-        rows = sorted(self.state.store.customers_of(company_id), key=lambda c: c.rootfi_id)
+            raise invalid("company_id must be an integer") from None
+        rows = self.state.store.customers_of(company_id)
         return json_response({"data": [c.record for c in rows], "total_count": len(rows)})
 
     async def get_faults(self, request: Request) -> Response:
@@ -76,7 +73,7 @@ class Admin:
 
     async def put_faults(self, request: Request) -> Response:
         """Change some fault fields; the others keep their running values."""
-        changes = await _json_object(request)
+        changes = json_object(await request.body() or b"{}")
         merged = {**self.state.faults.current.model_dump(), **changes}
         try:
             faults = Faults.model_validate(merged)
@@ -87,13 +84,20 @@ class Admin:
 
     async def put_rate_limit(self, request: Request) -> Response:
         """Set (or with null, remove) the per-minute limit; all windows restart."""
-        body = await _json_object(request)
-        limit = body.get("rate_limit_per_minute")
+        body = json_object(await request.body() or b"{}")
+        for key in body:
+            if key != RATE_LIMIT_KEY:
+                message = f"Unknown field {key}; the only field is {RATE_LIMIT_KEY}"
+                raise ApiError(400, VALIDATION_ERROR, message, key)
+        if RATE_LIMIT_KEY not in body:
+            message = f"{RATE_LIMIT_KEY} is required (null removes the limit)"
+            raise ApiError(400, VALIDATION_ERROR, message, RATE_LIMIT_KEY)
+        limit = body[RATE_LIMIT_KEY]
         if limit is not None and (type(limit) is not int or limit < 1):
-            message = "rate_limit_per_minute must be a positive integer or null"
-            raise ApiError(400, VALIDATION_ERROR, message, "rate_limit_per_minute")
+            message = f"{RATE_LIMIT_KEY} must be a positive integer or null"
+            raise ApiError(400, VALIDATION_ERROR, message, RATE_LIMIT_KEY)
         self.state.limiter.reset(limit)
-        return json_response({"rate_limit_per_minute": limit})
+        return json_response({RATE_LIMIT_KEY: limit})
 
     async def reset(self, request: Request) -> Response:
         """Forget all customers, syncs, counters; back to the configured faults and limit."""

@@ -9,13 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rootfi_sync.sandbox.errors import INVALID_REQUEST, ApiError, error_response, json_response
+from rootfi_sync.sandbox.errors import ApiError, error_response, invalid, json_response
 from rootfi_sync.sandbox.faults import DroppedAnswer
-from rootfi_sync.sandbox.listing import MAX_LIMIT, page_json, page_of, parse_list_query
+from rootfi_sync.sandbox.listing import page_json, page_of, parse_limit, parse_list_query
 from rootfi_sync.sandbox.runtime import SandboxState
 from rootfi_sync.sandbox.validation import check_records, parse_create, platform_error
 
-DEFAULT_JOBS_LIMIT = 50
 _TRUE = ("true", "1")
 
 
@@ -28,19 +27,14 @@ def _query_async(request: Request) -> bool:
 def _jobs_window(request: Request) -> tuple[int, int]:
     """(limit, index to start at) for the jobs list; `next` is base64 of that index."""
     params = request.query_params
-    try:
-        limit = int(params.get("limit", DEFAULT_JOBS_LIMIT))
-    except ValueError:
-        raise ApiError(400, INVALID_REQUEST, "limit must be an integer", "limit") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ApiError(400, INVALID_REQUEST, f"limit must be 1..{MAX_LIMIT}", "limit")
+    limit = parse_limit(params)
     cursor = params.get("next")
     if not cursor:
         return limit, 0
     try:
         start = int(base64.urlsafe_b64decode(cursor))
     except (ValueError, binascii.Error):
-        raise ApiError(400, INVALID_REQUEST, "next is not a valid cursor", "next") from None
+        raise invalid("next is not a valid cursor", "next") from None
     return limit, max(0, start)
 
 

@@ -29,6 +29,22 @@ class ApiError(Exception):
         return {"message": self.message, "code": self.code, "field": self.field}
 
 
+def invalid(message: str, field: str | None = None) -> ApiError:
+    """A 400 INVALID_REQUEST (a malformed body, envelope or query parameter)."""
+    return ApiError(400, INVALID_REQUEST, message, field)
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """`raw` parsed as a JSON object; anything else is a 400 INVALID_REQUEST."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise invalid("The request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise invalid("The request body must be a JSON object")
+    return body
+
+
 def json_response(
     content: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:

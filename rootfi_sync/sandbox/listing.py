@@ -13,9 +13,10 @@ import json
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
-from rootfi_sync.sandbox.errors import INVALID_REQUEST, ApiError
+from rootfi_sync.sandbox.errors import invalid
 from rootfi_sync.sandbox.models import Customer
 from rootfi_sync.sandbox.timefmt import ms_from_iso
 
@@ -47,20 +48,17 @@ class Page:
     total_count: int | None
 
 
-def _invalid(message: str, field: str) -> ApiError:
-    return ApiError(400, INVALID_REQUEST, message, field)
-
-
-def _parse_limit(params: Mapping[str, str]) -> int:
+def parse_limit(params: Mapping[str, str]) -> int:
+    """The `limit` query parameter (customers and sync jobs): DEFAULT_LIMIT, or 1..MAX_LIMIT."""
     raw = params.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
     try:
         limit = int(raw)
     except ValueError:
-        raise _invalid("limit must be an integer", "limit") from None
+        raise invalid("limit must be an integer", "limit") from None
     if not 1 <= limit <= MAX_LIMIT:
-        raise _invalid(f"limit must be between 1 and {MAX_LIMIT}", "limit")
+        raise invalid(f"limit must be between 1 and {MAX_LIMIT}", "limit")
     return limit
 
 
@@ -70,15 +68,15 @@ def _parse_filters(params: Mapping[str, str]) -> tuple[int | None, int | None, b
         try:
             company_id = int(raw)
         except ValueError:
-            raise _invalid(f"{COMPANY} must be an integer", "rootfi_company_id") from None
+            raise invalid(f"{COMPANY} must be an integer", "rootfi_company_id") from None
     if (raw := params.get(UPDATED_GTE)) is not None:
         try:
             gte = ms_from_iso(raw)
         except ValueError:
-            raise _invalid(f"{UPDATED_GTE} must be ISO 8601", "rootfi_updated_at") from None
+            raise invalid(f"{UPDATED_GTE} must be ISO 8601", "rootfi_updated_at") from None
     sort = params.get(SORT, "ASC").upper()
     if sort not in ("ASC", "DESC"):
-        raise _invalid(f"{SORT} must be ASC or DESC", "sort")
+        raise invalid(f"{SORT} must be ASC or DESC", "sort")
     return company_id, gte, sort == "DESC"
 
 
@@ -97,15 +95,15 @@ def _decode_cursor(cursor: str) -> tuple[int | None, int | None, bool, tuple[int
         if not ok or type(ms) is not int or type(rid) is not int:
             raise ValueError
     except (ValueError, TypeError, binascii.Error):
-        raise _invalid("next is not a cursor this API handed out", "next") from None
+        raise invalid("next is not a cursor this API handed out", "next") from None
     return company_id, gte, descending, (ms, rid)
 
 
 def parse_list_query(params: Mapping[str, str]) -> ListQuery:
     """Read the query string; a `next` cursor carries (and overrides) filters and sort."""
     if params.get("prev"):
-        raise _invalid("prev cursors are not handed out by the sandbox", "prev")
-    limit = _parse_limit(params)
+        raise invalid("prev cursors are not handed out by the sandbox", "prev")
+    limit = parse_limit(params)
     return_count = params.get("return_count", "").lower() == "true"
     cursor = params.get("next")
     if cursor:
@@ -115,8 +113,7 @@ def parse_list_query(params: Mapping[str, str]) -> ListQuery:
     return ListQuery(company_id, gte, descending, limit, None, return_count)
 
 
-def _key(customer: Customer) -> tuple[int, int]:
-    return (customer.updated_ms, customer.rootfi_id)
+_key = attrgetter("key")  # Customer.key: (updated_ms, rootfi_id)
 
 
 def page_of(customers: list[Customer], query: ListQuery) -> Page:

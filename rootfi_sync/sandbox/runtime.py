@@ -59,8 +59,6 @@ class SyncRunner:
 
     async def _run(self, sync: Sync) -> None:
         await asyncio.sleep(self.delay_seconds)
-        if self.store.syncs.get(sync.sync_id) is not sync:
-            return  # the sandbox was reset meanwhile
         self.store.start_sync(sync)
         pending = [job for job in sync.jobs if job.status == RUNNING]
         for start in range(0, len(pending), JOBS_PER_STEP):

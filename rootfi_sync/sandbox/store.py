@@ -167,7 +167,8 @@ class Store:
         return sync
 
     def customers_of(self, company_id: int | None) -> list[Customer]:
-        """Customers of one company (or all), in listing order."""
+        """Customers of one company (or all), in listing order (which is also rootfi_id order:
+        ids and timestamps grow together, and `_load` restores both counters)."""
         if company_id is None:
             return self.customers
         return self.by_company.get(company_id, [])

@@ -6,12 +6,11 @@ the platform rule is per record (an email domain `refused.example` or `*.invalid
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from rootfi_sync.sandbox.errors import INVALID_REQUEST, VALIDATION_ERROR, ApiError
+from rootfi_sync.sandbox.errors import VALIDATION_ERROR, ApiError, invalid, json_object
 from rootfi_sync.sandbox.timefmt import parse_iso
 
 STATUSES = frozenset({"ACTIVE", "ARCHIVED", "UNKNOWN"})
@@ -34,29 +33,20 @@ class CreateRequest:
     run_async: bool
 
 
-def _invalid(message: str, field: str | None = None) -> ApiError:
-    return ApiError(400, INVALID_REQUEST, message, field)
-
-
 def parse_create(raw: bytes, query_async: bool) -> CreateRequest:
     """The envelope `{"company_id", "data", "run_async"}`; anything else is INVALID_REQUEST."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise _invalid("The request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise _invalid("The request body must be a JSON object")
+    body = json_object(raw)
     company_id = body.get("company_id")
     if type(company_id) is not int:
-        raise _invalid("company_id is required and must be an integer", "company_id")
+        raise invalid("company_id is required and must be an integer", "company_id")
     records = body.get("data")
     if not isinstance(records, list) or not records:
-        raise _invalid("data must be a non-empty list of customers", "data")
+        raise invalid("data must be a non-empty list of customers", "data")
     run_async = body.get("run_async", False)
     if run_async is None:
         run_async = False
     if not isinstance(run_async, bool):
-        raise _invalid("run_async must be a boolean", "run_async")
+        raise invalid("run_async must be a boolean", "run_async")
     return CreateRequest(company_id, records, run_async or query_async)
 
 
@@ -108,10 +98,11 @@ def check_record(index: int, record: Any) -> None:
         if key not in RECORD_FIELDS:
             raise _refuse(index, key, f"Unknown field {key}")
     name = record.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise _refuse(index, "name", "name is required and must be a non-empty string")
-    if len(name) > MAX_NAME:
-        raise _refuse(index, "name", f"name must be at most {MAX_NAME} characters")
+    if name is not None:
+        if not isinstance(name, str) or not name.strip():
+            raise _refuse(index, "name", "name must be a non-empty string")
+        if len(name) > MAX_NAME:
+            raise _refuse(index, "name", f"name must be at most {MAX_NAME} characters")
     for field in STRING_FIELDS:
         value = record.get(field)
         if value is None:

@@ -227,9 +227,10 @@ def test_refuses_a_malformed_body_as_an_invalid_request(
     ("fields", "field"),
     [
         ({"nickname": "x"}, "nickname"),
-        ({"name": None}, "name"),
         ({"name": ""}, "name"),
         ({"name": "N" * 256}, "name"),
+        ({"name": 42}, "name"),
+        ({"name": ["N"]}, "name"),
         ({"status": "DELETED"}, "status"),
         ({"currency_id": "usd"}, "currency_id"),
         ({"currency_id": "EURO"}, "currency_id"),
@@ -252,6 +253,22 @@ def test_refuses_the_whole_request_when_a_record_breaks_the_schema(
     response = create(sandbox_client, *records, run_async=run_async)
     assert_error(response, 400, "VALIDATION_ERROR", f"data[{index}].{field}")
     assert sandbox_fresh.admin.state()["syncs"] == 0
+
+
+def test_accepts_a_customer_without_a_name(
+    sandbox_fresh: SandboxServer, sandbox_client: httpx.Client
+) -> None:
+    nameless = {"email": "nameless@example.com"}
+    response = create(sandbox_client, nameless)
+    assert response.status_code == 200, response.text
+    [record] = response.json()["data"]
+    assert "name" not in record and record["email"] == nameless["email"]
+    assert create(sandbox_client, {"name": None, "email": "null@example.com"}).status_code == 200
+    sync_id = create(sandbox_client, nameless, {"phone": "+1 555 0100"}, run_async=True).json()[
+        "sync_id"
+    ]
+    assert wait_for_sync(sandbox_client, sync_id)["success_count"] == 2
+    assert sandbox_fresh.admin.state()["customers"] == 4
 
 
 @pytest.mark.parametrize("email", ["a@refused.example", "b@shop.invalid", "c@REFUSED.example"])
@@ -559,6 +576,25 @@ def test_refuses_invalid_faults_from_the_admin_api(
 # --- admin -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"rate_limit_per_minut": 5}, "rate_limit_per_minut"),
+        ({"rate_limit_per_minute": 5, "burst": 10}, "burst"),
+        ({}, "rate_limit_per_minute"),
+    ],
+)
+def test_refuses_a_rate_limit_body_without_exactly_its_one_key(
+    sandbox_fresh: SandboxServer, sandbox_bare: httpx.Client, body: dict[str, Any], field: str
+) -> None:
+    sandbox_fresh.admin.set_rate_limit(50)
+    response = sandbox_bare.put(f"{sandbox_fresh.url}/_sandbox/rate-limit", json=body)
+    assert_error(response, 400, "VALIDATION_ERROR", field)
+    assert sandbox_fresh.admin.state()["rate_limit_per_minute"] == 50
+    with api_client(sandbox_fresh) as client:
+        assert client.get("/core/companies").headers["X-RateLimit-Limit"] == "50"
+
+
 def test_reports_state_and_forgets_it_on_reset(
     sandbox_fresh: SandboxServer, sandbox_client: httpx.Client
 ) -> None:
@@ -596,6 +632,8 @@ def test_keeps_customers_syncs_and_jobs_across_a_restart_with_a_db_path(tmp_path
         assert jobs[1]["error"]["code"] == "PLATFORM_VALIDATION_ERROR"
         newest = create(client, customer(4)).json()["data"][0]
         assert newest["rootfi_id"] > max(r["rootfi_id"] for r in before)
+        ids = [c["rootfi_id"] for c in server.admin.customers()]
+        assert ids == sorted(ids) and len(ids) == 3
 
 
 def test_resumes_an_unfinished_async_write_after_a_restart(
