@@ -1,10 +1,12 @@
 """A larger exactly-once run under injected faults: runs to converge, duplicates, lost.
 
-    uv run python -m bench.fault_run --n 20000 --mode single
+    uv run python -m bench.fault_run --n 20000 --mode single [--out bench/out]
 
 Seeds N customers (SQLite), starts the sandbox with 15% 500s, 10% 429s, 10% lost answers
 and 5% slow answers (longer than the client timeout), and runs the real flow until a run
-leaves nothing in doubt or to retry (at most --max-runs). Prints one JSON line of figures.
+leaves nothing in doubt or to retry (at most --max-runs). Prints one JSON line of figures and
+writes them, with the git commit of this tree and whether it had uncommitted changes, to
+--out/<timestamp>-fault_run.json.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench.procs import write_result
+
+BENCH = Path(__file__).resolve().parent
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -24,11 +30,15 @@ def main() -> None:
     parser.add_argument("--mode", choices=["single", "batch"], default="single")
     parser.add_argument("--max-runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", type=Path, default=BENCH / "out",
+                        help="directory for the JSON result")  # fmt: skip
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="rootfi-fault-run-"))
     os.environ.update(PREFECT_HOME=str(home / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                       PREFECT_LOGGING_LEVEL="WARNING")  # fmt: skip
-    print(json.dumps(run(args, home)))
+    result = run(args, home)
+    print(json.dumps(result))
+    print(f"written to {write_result(args.out, 'fault_run', result, BENCH.parent)}")
 
 
 def run(args: argparse.Namespace, home: Path) -> dict[str, object]:

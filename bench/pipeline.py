@@ -15,14 +15,17 @@ one PostgreSQL server the way the test suite does (`bench/pg.py`). Then for each
    PREFECT_API_URL set) against another fresh sandbox subprocess with the same latency.
    Its rate is N / counts["duration_seconds"] (the flow's own clock); its peak RSS is the
    child's own VmHWM (read by the child at its end, and sampled from /proc every 0.25 s);
-4. checks: every customer settled in the ledger, the sandbox stores exactly the SYNCED ones,
-   the Prefect server's task-run count for the flow run (per batch, not per customer), the
-   SQL statements the flow sent, and the CPU other people's processes took meanwhile (the
-   machine is shared: a run where they took over 5% of it is flagged "disturbed").
+4. checks: every customer settled in the ledger, the sandbox stores exactly the SYNCED ones
+   (the SYNCED rows' rootfi_ids are the stored customers' ids, one for one, and no email is
+   stored twice), the Prefect server's task-run count for the flow run (per batch, not per
+   customer), the SQL statements the flow sent, and the CPU other people's processes took
+   meanwhile (the machine is shared: a run where they took over 5% of it is flagged
+   "disturbed").
 
 The code measured is a copy of flows/, tasks/ and rootfi_sync/ taken at start (from --src,
 default this tree): people edit the tree while a benchmark runs, and every run of one
-invocation must measure the same code; the commit and a hash of that code are recorded.
+invocation must measure the same code; the commit and a hash of that code are recorded, and
+the commit, uncommitted changes and a hash of the harness's own bench/*.py files too.
 
 Each subprocess is bounded by 120 s + N / --min-rate; a run cut short is reported with the
 share it settled. A table is printed; raw JSON goes to --out (one file per run plus
@@ -45,19 +48,25 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from bench.procs import (
     Children,
     ForeignCpu,
+    git,
     read_status,
     start_prefect_server,
     start_sandbox,
 )
+
+if TYPE_CHECKING:  # imported at run time from the snapshot, once it is on sys.path
+    from rootfi_sync.sandbox.adminclient import SandboxAdmin
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -74,7 +83,6 @@ class Context:
     args: argparse.Namespace
     children: Children
     tmp: Path
-    out: Path
     python: str
     src: Path = ROOT
     code: dict[str, Any] = field(default_factory=dict)
@@ -122,30 +130,34 @@ def _pythonpath(ctx: Context) -> str:
 CODE_DIRS = ("flows", "tasks", "rootfi_sync")
 
 
+def _digest(root: Path, paths: list[Path]) -> str:
+    """sha256 (first 16 hex digits) of each file's path under `root` and bytes, in order."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def snapshot(src: Path, dest: Path) -> dict[str, Any]:
     """Copy the project's code (flows/, tasks/, rootfi_sync/) from `src`; describe what it is.
 
     Other people edit the tree while a benchmark runs: every run of one invocation imports
     this copy, so they all measure the same code, and the record says which code that was.
+    The harness itself (bench/ of this tree, not copied: its subprocesses import it from
+    here) is described too, by its own hash and git state.
     """
-    digest = hashlib.sha256()
     for name in CODE_DIRS:
         shutil.copytree(src / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        for path in sorted((dest / name).rglob("*.py")):
-            digest.update(str(path.relative_to(dest)).encode() + b"\0" + path.read_bytes())
-
-    def git(*argv: str) -> str:
-        try:
-            done = subprocess.run(["git", "-C", str(src), *argv], capture_output=True,
-                                  text=True, timeout=20, check=False)  # fmt: skip
-        except (OSError, subprocess.SubprocessError):
-            return ""
-        return done.stdout.strip()
-
-    changed = git("status", "--porcelain", "--", *CODE_DIRS)
+    # code_sha256 covers the same files as in earlier records, so hashes stay comparable.
+    code = _digest(dest, [p for name in CODE_DIRS for p in sorted((dest / name).rglob("*.py"))])
+    changed = git(src, "status", "--porcelain", "--", *CODE_DIRS)
+    bench_changed = git(ROOT, "status", "--porcelain", "--untracked-files=no", "--", "bench")
     return {
-        "src": str(src), "commit": git("rev-parse", "--short", "HEAD"),
-        "uncommitted": changed.splitlines(), "code_sha256": digest.hexdigest()[:16],
+        "src": str(src), "commit": git(src, "rev-parse", "--short", "HEAD"),
+        "uncommitted": changed.splitlines(), "code_sha256": code,
+        "bench": {"commit": git(ROOT, "rev-parse", "--short", "HEAD"),
+                  "uncommitted": bench_changed.splitlines(),
+                  "sha256": _digest(ROOT, sorted(BENCH.glob("*.py")))},
     }  # fmt: skip
 
 
@@ -173,12 +185,33 @@ def make_source(ctx: Context, db: str, n: int, run_dir: Path) -> tuple[str, Any]
     return url, janitor
 
 
-def run_ceiling(ctx: Context, mode: str, n: int, url: str, run_dir: Path) -> dict[str, Any]:
+def _start_sandbox(ctx: Context, run_dir: Path, name: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A fresh sandbox subprocess with the run's latency and async delay; it and its URL."""
     args = ctx.args
-    sandbox, base = start_sandbox(
+    return start_sandbox(
         ctx.children, ctx.python, latency=args.latency, api_key=API_KEY, company_id=COMPANY_ID,
-        async_delay=args.async_delay, env=_clean_env(), log=run_dir / "sandbox-ceiling.log",
+        async_delay=args.async_delay, env=_clean_env(), log=run_dir / f"sandbox-{name}.log",
     )  # fmt: skip
+
+
+def _wait(
+    proc: subprocess.Popen[bytes], deadline: float, interval: float, tick: Callable[[float], None]
+) -> bool:
+    """Call `tick(now)` every `interval` s while `proc` runs; True if `deadline` came first."""
+    while proc.poll() is None:
+        now = time.perf_counter()
+        if now > deadline:
+            return True
+        tick(now)
+        time.sleep(interval)
+    return False
+
+
+def run_ceiling(ctx: Context, mode: str, n: int, url: str, run_dir: Path) -> dict[str, Any]:
+    from rootfi_sync.sandbox.adminclient import SandboxAdmin
+
+    args = ctx.args
+    sandbox, base = _start_sandbox(ctx, run_dir, "ceiling")
     out = run_dir / "ceiling.json"
     argv = [
         ctx.python, "-m", "bench.ceiling", "--db-url", url, "--base-url", f"{base}/v3",
@@ -190,29 +223,26 @@ def run_ceiling(ctx: Context, mode: str, n: int, url: str, run_dir: Path) -> dic
     try:
         proc = ctx.children.start(argv, env=env, log=run_dir / "ceiling.log", cwd=run_dir)
         meter, started = _foreign(ctx), time.perf_counter()
-        deadline = started + _timeout(args, n)
-        while proc.poll() is None and time.perf_counter() < deadline:
-            meter.sample()
-            time.sleep(1.0)
+        timed_out = _wait(proc, started + _timeout(args, n), 1.0, lambda _: meter.sample())
         foreign = _foreign_record(meter, time.perf_counter() - started)
-        if proc.poll() is None:
-            ctx.children.stop(proc)
+        ctx.children.stop(proc)  # ends it if it timed out, else reaps it
+        if timed_out:
             return {"error": "timeout", "customers_per_second": None, "foreign_cpu": foreign}
-        ctx.children.stop(proc)
         if proc.returncode != 0 or not out.exists():
             tail = (run_dir / "ceiling.log").read_text(errors="replace")[-2000:]
             return {"error": f"exit {proc.returncode}: {tail}", "customers_per_second": None}
         result: dict[str, Any] = json.loads(out.read_text())
-        result["sandbox_customers"] = httpx.get(f"{base}/_sandbox/state").json()["customers"]
+        with SandboxAdmin(base) as admin:
+            result["sandbox_customers"] = admin.state()["customers"]
         result["foreign_cpu"] = foreign
         return result
     finally:
         ctx.children.stop(sandbox)
 
 
-def _stored(base: str) -> int | None:
+def _stored(admin: SandboxAdmin) -> int | None:
     try:
-        return int(httpx.get(f"{base}/_sandbox/state", timeout=2).json()["customers"])
+        return int(admin.state()["customers"])
     except (httpx.HTTPError, ValueError, KeyError):
         return None
 
@@ -243,13 +273,11 @@ def _task_runs(api: str, flow_run_id: str) -> dict[str, int]:
 
 
 def run_pipeline(ctx: Context, mode: str, n: int, url: str, run_dir: Path) -> dict[str, Any]:
-    from bench.source import ledger_counts
+    from bench.source import ledger_state
+    from rootfi_sync.sandbox.adminclient import SandboxAdmin
 
     args = ctx.args
-    sandbox, base = start_sandbox(
-        ctx.children, ctx.python, latency=args.latency, api_key=API_KEY, company_id=COMPANY_ID,
-        async_delay=args.async_delay, env=_clean_env(), log=run_dir / "sandbox-flow.log",
-    )  # fmt: skip
+    sandbox, base = _start_sandbox(ctx, run_dir, "flow")
     home = run_dir / "prefect-home"
     home.mkdir()
     env = _clean_env() | {
@@ -265,35 +293,31 @@ def run_pipeline(ctx: Context, mode: str, n: int, url: str, run_dir: Path) -> di
     samples: list[tuple[float, int]] = []
     stored: list[tuple[float, int | None]] = []
     hwm = 0
+    # The final listing of every stored customer can take seconds at N=100,000.
+    sampler, checker = SandboxAdmin(base, timeout=2.0), SandboxAdmin(base, timeout=300.0)
     try:
         meter, started = _foreign(ctx), time.perf_counter()
         proc = ctx.children.start(
             [ctx.python, "-m", "bench.run_flow", str(out)], env=env, log=run_dir / "flow.log",
             cwd=run_dir,
         )  # fmt: skip
-        deadline = started + _timeout(args, n)
-        timed_out = False
         next_count = started
-        while proc.poll() is None:
-            now = time.perf_counter()
+
+        def sample(now: float) -> None:
+            nonlocal hwm, next_count
             status = read_status(proc.pid)
             if status:
                 hwm = max(hwm, status.get("VmHWM", 0))
                 samples.append((round(now - started, 2), status.get("VmRSS", 0)))
             if now >= next_count:  # customers created so far, for the throughput over time
-                stored.append((round(now - started, 1), _stored(base)))
+                stored.append((round(now - started, 1), _stored(sampler)))
                 next_count = now + STORED_SAMPLE_SECONDS
                 meter.sample()
-            if now > deadline:
-                timed_out = True
-                break
-            time.sleep(RSS_SAMPLE_SECONDS)
+
+        timed_out = _wait(proc, started + _timeout(args, n), RSS_SAMPLE_SECONDS, sample)
         wall = time.perf_counter() - started
         result["foreign_cpu"] = _foreign_record(meter, wall)
-        if timed_out:
-            ctx.children.stop(proc)
-        else:
-            ctx.children.stop(proc)  # reaps it; it has exited already
+        ctx.children.stop(proc)  # ends it if it timed out, else reaps it
         result["wall_seconds"] = wall
         result["vmhwm_sampled_kib"] = hwm
         result["rss_samples"] = samples[:: max(1, len(samples) // 400)]
@@ -305,12 +329,15 @@ def run_pipeline(ctx: Context, mode: str, n: int, url: str, run_dir: Path) -> di
         elif not timed_out:
             tail = (run_dir / "flow.log").read_text(errors="replace")[-3000:]
             result["error"] = f"exit {proc.returncode}: {tail}"
-        ledger = ledger_counts(url, COMPANY_ID)
+        ledger, synced_ids = ledger_state(url, COMPANY_ID)
         result["ledger"] = ledger
-        state = httpx.get(f"{base}/_sandbox/state").json()
+        state = checker.state()
+        customers = checker.customers(COMPANY_ID)
         result["sandbox_customers"] = state["customers"]
         result["sandbox_requests"] = state["requests"]  # what the run spent of a key's budget
     finally:
+        sampler.close()
+        checker.close()
         ctx.children.stop(sandbox)
     counts = result.get("counts") or {}
     settled = ledger.get("SYNCED", 0) + ledger.get("FAILED", 0)
@@ -319,7 +346,15 @@ def run_pipeline(ctx: Context, mode: str, n: int, url: str, run_dir: Path) -> di
     else:  # cut short: what it settled over the time it had
         result["customers_per_second"] = settled / wall if wall else None
     result["settled"] = settled
-    result["exactly_once"] = settled == n and ledger.get("SYNCED", 0) == result["sandbox_customers"]
+    # Exactly once: the SYNCED rows' rootfi_ids are the stored customers' ids, one for one,
+    # and no email is stored twice.
+    stored_ids = sorted(str(c["rootfi_id"]) for c in customers)
+    emails = Counter(c.get("email") for c in customers)
+    result["rootfi_ids_match"] = sorted(synced_ids) == stored_ids
+    result["duplicate_emails"] = sum(k - 1 for k in emails.values() if k > 1)
+    result["exactly_once"] = (
+        settled == n and result["rootfi_ids_match"] and result["duplicate_emails"] == 0
+    )
     if result.get("flow_run_id"):
         result["task_runs"] = _task_runs(ctx.prefect_api, result["flow_run_id"])
     return result
@@ -532,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     ctx = Context(
         args=args, children=Children(), tmp=Path(tempfile.mkdtemp(prefix="rootfi-bench-")),
-        out=args.out, python=sys.executable,
+        python=sys.executable,
     )  # fmt: skip
     records: list[dict[str, Any]] = []
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -545,7 +580,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         sys.path.insert(0, str(ctx.src))  # seeding and ledger checks use the same code
         started = time.perf_counter()
-        ctx.rows = __import__("bench.source", fromlist=["make_rows"]).make_rows(max(args.n))
+        from bench.source import make_rows  # after the path change: the snapshot's code
+
+        ctx.rows = make_rows(max(args.n))
         _log(f"made {len(ctx.rows)} synthetic customers in {time.perf_counter() - started:.1f}s")
         prefect_bin = str(Path(sys.executable).parent / "prefect")
         _, ctx.prefect_api = start_prefect_server(

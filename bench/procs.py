@@ -8,14 +8,17 @@ anything by name. `Children.stop_all()` runs on normal exit, on failure and on C
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -89,14 +92,18 @@ def _http_ok(url: str) -> bool:
 
 def start_sandbox(
     children: Children, python: str, *, latency: float, api_key: str, company_id: int,
-    env: Mapping[str, str], log: Path, async_delay: float = 0.2, timeout: float = 30.0,
+    env: Mapping[str, str], log: Path, async_delay: float = 0.2, rate_limit: int | None = None,
+    timeout: float = 30.0,
 ) -> tuple[subprocess.Popen[bytes], str]:  # fmt: skip
-    """Start `python -m rootfi_sync.sandbox` (in memory, no rate limit); return it and its URL."""
+    """Start `python -m rootfi_sync.sandbox` (in memory; a per-key limit of `rate_limit`
+    requests a minute if given, else none); return it and its URL."""
     argv = [
         python, "-m", "rootfi_sync.sandbox", "--host", HOST, "--port", "0",
         "--latency", str(latency), "--async-delay", str(async_delay), "--api-key", api_key,
         "--company-id", str(company_id),
     ]  # fmt: skip
+    if rate_limit is not None:
+        argv += ["--rate-limit", str(rate_limit)]
     env = {k: v for k, v in env.items() if not k.startswith("ROOTFI_SANDBOX_")}
     proc = children.start(argv, env=env | {"COLUMNS": "200"}, log=log)
     found: list[str] = []
@@ -137,6 +144,31 @@ def start_prefect_server(
 
     wait_until(healthy, timeout, "prefect server", interval=0.25)
     return proc, api
+
+
+def git(tree: Path, *argv: str) -> str:
+    """`git -C tree argv...`'s output, stripped ("" if git fails or is missing)."""
+    try:
+        done = subprocess.run(["git", "-C", str(tree), *argv], capture_output=True, text=True,
+                              timeout=20, check=False)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.rstrip()  # not strip(): a porcelain line may start with a space
+
+
+def git_state(tree: Path) -> dict[str, Any]:
+    """The tree's commit (`git rev-parse HEAD`) and whether it has uncommitted changes."""
+    return {"commit": git(tree, "rev-parse", "HEAD"),
+            "dirty": bool(git(tree, "status", "--porcelain", "--untracked-files=no"))}  # fmt: skip
+
+
+def write_result(out: Path, name: str, result: Mapping[str, Any], tree: Path) -> Path:
+    """Write `result` with the tree's git state to out/<timestamp>-<name>.json; return it."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.json"
+    record = {"git": git_state(tree), "argv": sys.argv, **result}
+    path.write_text(json.dumps(record, indent=1, default=str))
+    return path
 
 
 def read_status(pid: int) -> dict[str, int]:

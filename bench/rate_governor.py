@@ -1,11 +1,13 @@
 """Two concurrent runs against a sandbox limited to 600 requests a minute, sharing one budget.
 
-    uv run python -m bench.rate_governor [--budget 600] [--window 60]
+    uv run python -m bench.rate_governor [--budget 600] [--window 60] [--out bench/out]
 
 Starts a Prefect server, `rootfi-sync setup` (the `rootfi-api` global rate limit), a sandbox
 with the same per-key limit, and two flow runs of the same company (each in its own process,
 as two workers would run them). It samples the sandbox's request counter for one window
-from the first request on, and prints the share of the budget used and the 429s seen.
+from the first request on, and prints the share of the budget used and the 429s seen; the
+same JSON, with the git commit of this tree and whether it had uncommitted changes, goes to
+--out/<timestamp>-rate_governor.json.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
-from bench.procs import Children, free_port, start_prefect_server, wait_until
+from bench.procs import Children, start_prefect_server, start_sandbox, wait_until, write_result
 from bench.source import make_rows, seed
+from rootfi_sync.sandbox.adminclient import SandboxAdmin
+
+BENCH = Path(__file__).resolve().parent
 
 KEY, COMPANY = "bench-rate-key", 1089
 
@@ -30,31 +33,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--budget", type=int, default=600)
     parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument("--out", type=Path, default=BENCH / "out",
+                        help="directory for the JSON result")  # fmt: skip
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rootfi-rate-bench-"))
     children = Children()
     try:
-        print(json.dumps(measure(args, work, children), indent=2))
+        result = measure(args, work, children)
     finally:
         children.stop_all()
-
-
-def start_limited_sandbox(children: Children, budget: int, log: Path) -> str:
-    port = free_port()
-    argv = [sys.executable, "-m", "rootfi_sync.sandbox", "--port", str(port), "--api-key", KEY,
-            "--company-id", str(COMPANY), "--rate-limit", str(budget),
-            "--latency", "0.01"]  # fmt: skip
-    children.start(argv, env=dict(os.environ), log=log)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _ok(f"{url}/_sandbox/state"), 30, "sandbox")
-    return url
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+    print(json.dumps(result, indent=2))
+    print(f"written to {write_result(args.out, 'rate_governor', result, BENCH.parent)}")
 
 
 def measure(args: argparse.Namespace, work: Path, children: Children) -> dict[str, object]:
@@ -67,14 +56,16 @@ def measure(args: argparse.Namespace, work: Path, children: Children) -> dict[st
     setup_prefect(work_pool="rootfi-sync", api_key=None, rate_limit_per_minute=args.budget)
     url = f"sqlite:///{work / 'source.db'}"
     seed(url, make_rows(args.budget * 3))  # more than two runs can send in the window
-    sandbox = start_limited_sandbox(children, args.budget, work / "sandbox.log")
+    _, sandbox = start_sandbox(children, sys.executable, latency=0.01, api_key=KEY,
+                               company_id=COMPANY, env=os.environ, log=work / "sandbox.log",
+                               rate_limit=args.budget)  # fmt: skip
     env = {**os.environ, "SOURCE_DATABASE_URL": url, "ROOTFI_BASE_URL": f"{sandbox}/v3",
            "ROOTFI_API_KEY": KEY, "ROOTFI_COMPANY_ID": str(COMPANY), "ROOTFI_BATCH_SIZE": "50",
            "ROOTFI_RATE_LIMIT_PER_MINUTE": str(args.budget), "ROOTFI_CONCURRENCY": "4",
            "PREFECT_LOGGING_LEVEL": "WARNING"}  # fmt: skip
     runs = [children.start([sys.executable, "-m", "flows.sync_customers"], env=env,
                            log=work / f"run{i}.log") for i in (1, 2)]  # fmt: skip
-    state = lambda: httpx.get(f"{sandbox}/_sandbox/state", timeout=5).json()  # noqa: E731
+    state = SandboxAdmin(sandbox, timeout=5).state
     wait_until(lambda: state()["requests"]["total"] > 0, 120, "first request")
     start, first = time.monotonic(), state()["requests"]["total"]
     time.sleep(args.window)

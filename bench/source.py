@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from rootfi_sync.db import init_db, make_engine
+from rootfi_sync.ledger import Status, status_counts
 from rootfi_sync.settings import SOURCE_COLUMNS, load_settings
 from rootfi_sync.tables import ledger, source_table
 
@@ -68,16 +69,16 @@ def _copy_postgres(engine: sa.Engine, name: str, rows: list[dict[str, Any]]) -> 
         raw.close()
 
 
-def ledger_counts(url: str, company_id: int) -> dict[str, int]:
-    """How many ledger rows the company has in each state."""
+def ledger_state(url: str, company_id: int) -> tuple[dict[str, int], list[str]]:
+    """The company's ledger rows per state (`status_counts`), and its SYNCED rows' rootfi_ids
+    (as strings; a SYNCED row without one gives "None")."""
     engine = make_engine(url)
     try:
+        counts = status_counts(engine, company_id)
+        query = sa.select(ledger.c.rootfi_id).where(
+            ledger.c.company_id == company_id, ledger.c.status == Status.SYNCED
+        )
         with engine.connect() as conn:
-            query = (
-                sa.select(ledger.c.status, sa.func.count())
-                .where(ledger.c.company_id == company_id)
-                .group_by(ledger.c.status)
-            )
-            return {status: n for status, n in conn.execute(query)}
+            return counts, [str(rootfi_id) for rootfi_id in conn.execute(query).scalars()]
     finally:
         engine.dispose()

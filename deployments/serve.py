@@ -1,7 +1,7 @@
-"""Serve both deployments from this process, without a work pool: `python -m deployments.serve`.
+"""Serve the deployments from this process, without a work pool: `python -m deployments.serve`.
 
-The same two deployments as prefect.yaml (names, schedule, tags, parameters); use one or the
-other against a Prefect server, since they share the names `sync-customers/<deployment>`.
+The same three deployments as prefect.yaml (names, schedule, tags, parameters); use one or the
+other against a Prefect server, since they share the names `<flow>/<deployment>`.
 """
 
 from __future__ import annotations
