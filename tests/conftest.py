@@ -13,4 +13,10 @@ for name in list(os.environ):
     if name.startswith(("ROOTFI_", "SOURCE_")):
         del os.environ[name]
 
+# A developer's `.env` in the working directory must not leak into the tests' settings.
+# (Processes the tests start run elsewhere: see tests/integration/helpers.py.)
+from rootfi_sync.settings import Settings  # noqa: E402
+
+Settings.model_config["env_file"] = None
+
 pytest_plugins = ["tests.postgres"]

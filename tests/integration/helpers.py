@@ -1,15 +1,28 @@
-"""Small helpers for integration tests: a seeded source database and ledger reads."""
+"""Small helpers for integration tests: a seeded source database, ledger reads and edits,
+the exactly-once check against the sandbox, and a flow run in its own process."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from rootfi_sync.db import init_db, make_engine
+from rootfi_sync.sandbox import SandboxServer
 from rootfi_sync.settings import load_settings
 from rootfi_sync.tables import ledger, source_table
+from tests.integration.conftest import COMPANY
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def seed_source(url: str, rows: Iterable[dict[str, Any]], **settings: Any) -> None:
@@ -33,3 +46,83 @@ def ledger_rows(url: str) -> dict[str, Any]:
         rows = {r.customer_id: r for r in conn.execute(sa.select(ledger))}
     engine.dispose()
     return rows
+
+
+def make_due_now(url: str) -> int:
+    """Move every ledger row's `next_attempt_at` into the past; return how many were moved."""
+    engine = make_engine(url)
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    with engine.begin() as conn:
+        moved = conn.execute(
+            sa.update(ledger)
+            .where(ledger.c.next_attempt_at.is_not(None))
+            .values(next_attempt_at=past)
+        ).rowcount
+    engine.dispose()
+    return moved
+
+
+def assert_exactly_once(sandbox: SandboxServer, url: str, rows: list[dict[str, Any]]) -> None:
+    """Each row is stored once in the sandbox, SYNCED in the ledger, with that record's id."""
+    stored = sandbox.admin.customers(COMPANY)
+    counts = Counter(c["email"] for c in stored)
+    duplicates = {email: n for email, n in counts.items() if n > 1}
+    lost = [r["email"] for r in rows if r["email"] not in counts]
+    assert duplicates == {} and lost == []
+    ledger_by_id = ledger_rows(url)
+    assert Counter(r.status for r in ledger_by_id.values()) == {"SYNCED": len(rows)}
+    rootfi_id = {c["email"]: str(c["rootfi_id"]) for c in stored}
+    wrong = {
+        r["id"]: (ledger_by_id[str(r["id"])].rootfi_id, rootfi_id[r["email"]])
+        for r in rows
+        if ledger_by_id[str(r["id"])].rootfi_id != rootfi_id[r["email"]]
+    }
+    assert wrong == {}, "customer id: (ledger's rootfi_id, the sandbox record's)"
+
+
+REPORT_COUNTS = (
+    "import json; from flows.sync_customers import sync_customers; "
+    "print(json.dumps(sync_customers(), default=str))"
+)
+
+
+def start_flow_process(env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+    """Run the flow in a new process against the current Prefect API.
+
+    It prints the run's counts as JSON on the last line of stdout (see `counts_of`). It runs
+    in `cwd` (not the repository, whose `.env` must not leak in) with the repository on
+    PYTHONPATH.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    full = {
+        **os.environ, **env, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", REPORT_COUNTS], cwd=cwd, env=full,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def wait_for_claim_owners(url: str, owners: int, timeout: float = 120.0) -> None:
+    """Wait until `owners` different runs have held leases in the ledger (not all at once)."""
+    engine = make_engine(url)
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while len(seen) < owners:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {len(seen)} run(s) claimed customers")
+            with engine.connect() as conn:
+                query = sa.select(ledger.c.lease_owner).distinct()
+                seen.update(o for o in conn.execute(query).scalars() if o is not None)
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+
+
+def counts_of(stdout: bytes) -> dict[str, Any]:
+    """The counts a `start_flow_process` run printed."""
+    result: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
+    return result

@@ -25,7 +25,10 @@ def test_init_db_then_seed_then_status_shows_nothing_synced_yet(
 ) -> None:
     configure(sqlite_url)
     assert "created the sample source table" in invoke("init-db").output
-    assert "already" not in invoke("init-db").output  # idempotent, quiet the second time
+    again = invoke("init-db")  # idempotent: the table exists, so it is not created again
+    assert again.exit_code == 0, again.output
+    assert "ledger ready" in again.output
+    assert "created the sample source table" not in again.output
     assert "added 25 customers" in invoke("seed", "--count", "25").output
     result = invoke("status")
     assert result.exit_code == 0 and "ledger, company 1089" in result.output

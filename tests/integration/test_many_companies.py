@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from flows.sync_all_companies import sync_all_companies
-from rootfi_sync.sandbox import SandboxConfig, SandboxServer
-from tests.factories import make_customer
+from rootfi_sync.sandbox import SandboxServer
+from tests.factories import make_customer, sandbox_for
 from tests.integration.conftest import API_KEY
 from tests.integration.helpers import ledger_rows, seed_source
 
@@ -20,19 +20,18 @@ COMPANIES = (1089, 2001, 2002)
 
 @pytest.fixture
 def many_company_sandbox() -> Iterator[SandboxServer]:
-    config = SandboxConfig(api_keys=frozenset({API_KEY}), company_ids=frozenset(COMPANIES))
-    with SandboxServer(config) as server:
+    with sandbox_for(API_KEY, *COMPANIES) as server:
         yield server
 
 
 def test_each_company_gets_its_own_customers_exactly_once(
-    sqlite_url: str, many_company_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch,
-    configure: Any,
-) -> None:  # fmt: skip
+    sqlite_url: str, many_company_sandbox: SandboxServer, configure: Any
+) -> None:
     rows = [{**make_customer(), "company_id": COMPANIES[i % 3]} for i in range(45)]
     seed_source(sqlite_url, rows, source_company_column="tenant")
-    configure(sqlite_url, source_company_column="tenant")
-    monkeypatch.setenv("ROOTFI_BASE_URL", many_company_sandbox.api_url)
+    configure(
+        sqlite_url, source_company_column="tenant", rootfi_base_url=many_company_sandbox.api_url
+    )
 
     results = sync_all_companies(deployment=None, max_concurrent=2)
 

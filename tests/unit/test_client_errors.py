@@ -96,22 +96,22 @@ def test_gives_up_on_429s_past_its_wait_budget() -> None:
     assert caught.value.retry_after == 1.0
 
 
-def test_a_connection_that_never_opened_is_marked_not_sent() -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
+@pytest.mark.parametrize(
+    ("failure", "sent"),
+    [
+        (httpx.ConnectError, False),  # the connection never opened: surely not sent
+        (httpx.RemoteProtocolError, True),  # the answer was lost: in doubt
+    ],
+)
+def test_a_transport_failure_says_whether_the_request_may_have_been_sent(
+    failure: type[httpx.TransportError], sent: bool
+) -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise failure("it broke", request=request)
 
-    with client_for(refuse) as client, pytest.raises(errors.TransportError) as caught:
+    with client_for(fail) as client, pytest.raises(errors.TransportError) as caught:
         client.create_customer(1089, {"name": "A"})
-    assert caught.value.sent is False
-
-
-def test_a_lost_answer_is_marked_in_doubt() -> None:
-    def drop(request: httpx.Request) -> httpx.Response:
-        raise httpx.RemoteProtocolError("Server disconnected", request=request)
-
-    with client_for(drop) as client, pytest.raises(errors.TransportError) as caught:
-        client.create_customer(1089, {"name": "A"})
-    assert caught.value.sent is True
+    assert caught.value.sent is sent
 
 
 def test_follows_next_cursors_until_null() -> None:
