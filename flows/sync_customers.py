@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.futures import PrefectFuture, PrefectWrappedFuture
+from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 from pydantic import Field, SecretStr
 
 from rootfi_sync import errors
-from rootfi_sync.delivery import AsyncOptions, BatchIncomplete, Item
+from rootfi_sync.decisions import fresh_send
+from rootfi_sync.delivery import BatchIncomplete, Delivery, Item
 from rootfi_sync.ledger import Candidate, Outcome, Status, utcnow
+from rootfi_sync.models import CustomerPayload
 from rootfi_sync.prefect_setup import SECRET_BLOCK
 from rootfi_sync.report import RunSummary
-from rootfi_sync.run import RunParts, open_run
+from rootfi_sync.run import RunParts, open_run, timing_of
 from rootfi_sync.settings import Settings, load_settings
 from tasks.extract import claim_batch, count_pending
 from tasks.load import RETRYABLE, check_access, send_batch
@@ -114,9 +116,9 @@ def _sync_batches(
         total = min(total, limit)
     progress = create_progress_artifact(0.0, description=f"Customers processed (of ~{total})")
     next_progress = time.monotonic() + PROGRESS_SECONDS
+    delivery = _delivery(parts, settings, summary)
     after: Any = None
     in_flight: deque[Sending] = deque()
-    error: BaseException | None = None
     try:
         while limit is None or summary.picked < limit:
             size = settings.rootfi_batch_size
@@ -124,8 +126,8 @@ def _sync_batches(
                 size = min(size, limit - summary.picked)
             with summary.timed("extract"):
                 claimed = claim_batch(
-                    parts.ledger, batch_no=summary.batches + 1, after=after, limit=size,
-                    lease_seconds=settings.rootfi_lease_seconds, only=only, dry_run=dry_run,
+                    parts.ledger, None if dry_run else parts.leases,
+                    batch_no=summary.batches + 1, after=after, limit=size, only=only,
                 )  # fmt: skip
             if claimed.last_id is None:  # no row left (a page of parked rows still counts)
                 break
@@ -133,10 +135,11 @@ def _sync_batches(
             after = claimed.last_id
             summary.skipped += claimed.seen - len(claimed.candidates)
             summary.picked += len(claimed.candidates)
-            sending = _start_batch(parts, settings, summary, claimed.candidates, dry_run=dry_run)
+            sending = _start_batch(parts, settings, summary, delivery, claimed.candidates,
+                                   dry_run=dry_run)  # fmt: skip
             if sending is not None:
                 in_flight.append(sending)
-            while len(in_flight) >= depth or (in_flight and _is_done(in_flight[0])):
+            while len(in_flight) >= depth or (in_flight and in_flight[0].done()):
                 _finish_batch(parts, settings, summary, in_flight.popleft())
             if time.monotonic() >= next_progress:
                 done = summary.picked + summary.skipped
@@ -149,6 +152,19 @@ def _sync_batches(
         raise error
     update_progress_artifact(progress, 100.0)
     summary.check_breaker(settings.rootfi_max_refused_share)
+
+
+def _delivery(parts: RunParts, settings: Settings, summary: RunSummary) -> Delivery:
+    """Return how this run delivers: its client, mode, timings, leases and breaker."""
+    share = settings.rootfi_max_refused_share
+    return Delivery(
+        client=parts.client, company_id=parts.ledger.company_id,
+        mode=settings.rootfi_write_mode, pool=parts.pool, known=parts.ledger.known_rootfi_ids,
+        timing=timing_of(settings), may_send=parts.leases.may_send,
+        on_accepted=parts.ledger.record_pending_sync,
+        stop_splitting=lambda sent, refused: summary.breaker_would_open(share, sent, refused),
+        poll_timeout=settings.rootfi_poll_timeout_seconds,
+    )  # fmt: skip
 
 
 def _drain(
@@ -164,14 +180,6 @@ def _drain(
     return first
 
 
-def _is_done(sending: Sending) -> bool:
-    """Whether the batch's send has ended, without asking the Prefect API (`future.state` does)."""
-    future = sending.future
-    if isinstance(future, PrefectWrappedFuture):
-        return bool(future.wrapped_future.done())
-    return future is None or future.state.is_final()
-
-
 @dataclass(slots=True)
 class Sending:
     """A batch whose request is on its way: what is needed to record its outcomes."""
@@ -181,11 +189,22 @@ class Sending:
     rejects: list[Outcome]
     attempts: dict[str, int]
     future: PrefectFuture[list[Outcome]] | None
+    ended: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        if self.future is None:
+            self.ended.set()
+        else:
+            self.future.add_done_callback(lambda _future: self.ended.set())
+
+    def done(self) -> bool:
+        """Whether the batch's send has ended (told by the future, not the Prefect API)."""
+        return self.ended.is_set()
 
 
 def _start_batch(
-    parts: RunParts, settings: Settings, summary: RunSummary, claimed: list[Candidate], *,
-    dry_run: bool,
+    parts: RunParts, settings: Settings, summary: RunSummary, delivery: Delivery,
+    claimed: list[Candidate], *, dry_run: bool,
 ) -> Sending | None:  # fmt: skip
     """Build the batch, record its intent and start sending it; None when nothing to send."""
     if not claimed:
@@ -199,7 +218,8 @@ def _start_batch(
     ]
     for cid, r in transformed.rejected:
         summary.add_rejection(cid, f"invalid row: {r.message}")
-    items = [Item(str(cid), payload) for cid, payload in transformed.accepted]
+    history = {c.customer_id: c for c in claimed}
+    items = [_item(history[str(cid)], payload) for cid, payload in transformed.accepted]
     if dry_run:
         for item in items:
             summary.add_preview(item.customer_id, item.payload.to_api())
@@ -208,18 +228,20 @@ def _start_batch(
         )
         return None
     attempts = {c.customer_id: c.attempts + 1 for c in claimed}
-    doubtful = {c.customer_id: c.attempted_at for c in claimed if c.attempted_at is not None}
     with summary.timed("write_back"):
-        record_intent(parts.ledger, quote(items), batch_no=batch_no)
-    # A customer re-driven (or changed) after being parked must really be sent, not answered
-    # from the cache with its old refusal.
-    fresh = any(c.attempts == 0 and c.attempted_at is not None for c in claimed)
-    future = (
-        _submit(parts, settings, items, batch_no=batch_no, doubtful=doubtful, fresh=fresh)
-        if items
-        else None
-    )
-    return Sending(batch_no, items, rejects, attempts, future)
+        sendable = record_intent(parts.ledger, parts.leases, quote(items), batch_no=batch_no)
+    summary.lease_lost += len(items) - len(sendable)
+    fresh = any(fresh_send(c.attempts, c.doubt_since is not None) for c in claimed)
+    future = _submit(parts, settings, delivery, sendable, batch_no, fresh) if sendable else None
+    return Sending(batch_no, sendable, rejects, attempts, future)
+
+
+def _item(candidate: Candidate, payload: CustomerPayload) -> Item:
+    return Item(
+        candidate.customer_id, payload, doubt_since=candidate.doubt_since,
+        last_sent=candidate.attempted_at, sync_id=candidate.sync_id,
+        sent_keys=candidate.sent_keys,
+    )  # fmt: skip
 
 
 def _finish_batch(
@@ -230,26 +252,28 @@ def _finish_batch(
     Raises what stopped the send, after recording, when it is not a passing failure.
     """
     outcomes: list[Outcome] = []
-    settle, error = 0.0, None
+    error = None
     if sending.future is not None:
         with summary.timed("load"):
-            outcomes, settle, error = _outcomes(settings, sending)
-    summary.sent += len(sending.items)
+            outcomes, error = _outcomes(sending)
+    summary.sent += sum(1 for o in outcomes if o.status != Status.RETRY)
     with summary.timed("write_back"):
         written = record_outcomes(
-            parts.ledger, quote(sending.rejects + outcomes), batch_no=sending.batch_no,
-            max_attempts=settings.rootfi_max_attempts,
-            requeue_seconds=max(settings.rootfi_requeue_delay_seconds, settle),
+            parts.ledger, parts.leases, quote(sending.rejects + outcomes),
+            batch_no=sending.batch_no, max_attempts=settings.rootfi_max_attempts,
+            requeue_seconds=settings.rootfi_requeue_delay_seconds,
             attempts=quote(sending.attempts),
         )  # fmt: skip
-    summary.add_outcomes(written[len(sending.rejects) :], sending.attempts)  # rejects: counted
+    recorded = written[len(sending.rejects) :]  # rejects: counted when built
+    summary.lease_lost += len(outcomes) - len(recorded)
+    summary.add_outcomes(recorded, sending.attempts)
     if error is not None:
         raise error
 
 
 def _submit(
-    parts: RunParts, settings: Settings, items: list[Item], *, batch_no: int,
-    doubtful: dict[str, Any], fresh: bool,
+    parts: RunParts, settings: Settings, delivery: Delivery, items: list[Item], batch_no: int,
+    fresh: bool,
 ) -> PrefectFuture[list[Outcome]]:  # fmt: skip
     """Start the batch's send task (with its retries) and return its future."""
     sender = send_batch.with_options(
@@ -258,39 +282,28 @@ def _submit(
         refresh_cache=fresh,
     )
     return sender.submit(
-        parts.client, parts.ledger, parts.ledger.company_id, quote(items),
-        base_url=settings.rootfi_base_url, mode=settings.rootfi_write_mode, batch_no=batch_no,
-        attempted_at=utcnow(), doubtful=quote(doubtful), pool=parts.pool,
-        options=AsyncOptions(
-            poll_timeout=settings.rootfi_poll_timeout_seconds,
-            skew=timedelta(seconds=settings.rootfi_reconcile_skew_seconds),
-        ),
+        quote(delivery), parts.ledger, quote(items), base_url=settings.rootfi_base_url,
+        company_id=parts.ledger.company_id, mode=settings.rootfi_write_mode, batch_no=batch_no,
     )  # fmt: skip
 
 
-def _outcomes(
-    settings: Settings, sending: Sending
-) -> tuple[list[Outcome], float, BaseException | None]:
-    """Return the batch's outcomes, how long the unsettled must wait, and an error to raise.
+def _outcomes(sending: Sending) -> tuple[list[Outcome], BaseException | None]:
+    """Return the batch's outcomes, and an error that must stop the run.
 
-    When retries run out, what is known is kept and the rest is left IN_DOUBT. The error is
-    one that must stop the run (401/403, a bug); its batch is recorded first, IN_DOUBT, since
-    what was sent may exist and must be looked up before a resend.
+    When retries run out, what is known is kept and the rest stays pending, each with its
+    own wait. The error is one that must stop the run (401/403, a bug); its batch is recorded
+    first, IN_DOUBT, since what was sent may exist and must be looked up before a resend.
     """
     assert sending.future is not None
     sending.future.wait()
     state = sending.future.state
     result = state.result(raise_on_failure=False)
-    items = sending.items
     if not state.is_failed():
-        return list(result), 0.0, None
+        return list(result), None
     if isinstance(result, BatchIncomplete):
-        settle = 0.0 if result.resend_now else settings.rootfi_async_settle_seconds
-        return _complete(items, result.outcomes + list(result.pending.values())), settle, None
-    pending = _complete(items, [], error=f"send failed: {result}")
-    if isinstance(result, RETRYABLE):  # the last retry failed while looking up: try next run
-        return pending, 0.0, None
-    return pending, 0.0, result
+        return _complete(sending.items, result.outcomes + list(result.pending.values())), None
+    pending = _complete(sending.items, [], error=f"send failed: {result}")
+    return pending, None if isinstance(result, RETRYABLE) else result
 
 
 def _complete(

@@ -154,10 +154,9 @@ class RootFiClient:
             params["rootfi_updated_at[gte]"] = iso_ms(updated_since)
         yield from self._paginate("ecommerce/customers", params)
 
-    def list_companies(self) -> list[dict[str, Any]]:
-        """Return the companies this key can reach."""
-        data: list[dict[str, Any]] = self._request("GET", "core/companies")["data"]
-        return data
+    def iter_companies(self, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Yield the companies this key can reach, following `next` cursors."""
+        yield from self._paginate("core/companies", {"limit": page_size})
 
     # -- transport ---------------------------------------------------------------------------
 

@@ -1,78 +1,47 @@
 """Sending a batch of customers to RootFi, and finding out what a lost request did.
 
-The rule that keeps delivery exactly-once: a customer that may already exist in RootFi
-(its request got no answer) is looked up before it is sent again. Lookup lists the company's
-customers updated since the attempt (minus a clock-skew margin) and matches them to payloads:
+The rule that keeps delivery exactly-once: a customer that may already exist in RootFi is
+looked up before it is sent again, and resent only once what was sent had time to land (the
+rules, and their timings, are in `rootfi_sync.decisions`). A lookup lists the company's
+customers updated since the customer's first unresolved attempt (less a clock-skew margin) and
+matches them to what was sent:
 
-* Two records match when their fingerprints are equal: name, email, phone, currency and the
-  address fields, compared after trimming, collapsing inner spaces and case-folding. Status and
+* A record matches a customer when its match key equals the key of any payload sent for that
+  customer since its first unresolved attempt: name, email, phone, currency and the address
+  fields, compared after trimming, collapsing inner spaces and case-folding. Status and
   timestamps are left out because the platform may set its own.
 * A record already given to a customer in the ledger is never adopted again.
-* Customers with identical fingerprints are paired with records in order (lowest rootfi_id
-  first) and never share one: with three identical customers in doubt and two records found,
-  two are adopted and one is sent again.
+* Customers with identical keys are paired with records in order (lowest rootfi_id first) and
+  never share one: with three identical customers in doubt and two records found, two are
+  adopted and one waits.
+
+A customer held by an async write whose sync is known is never resent before that sync is
+final; the sync id is recorded as soon as RootFi names it, so later runs ask RootFi about it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from rootfi_sync import errors
 from rootfi_sync.client import RootFiClient
-from rootfi_sync.ledger import Outcome, Status
+from rootfi_sync.decisions import Event, Timing, pending, retry_in_run, wait_left
 from rootfi_sync.models import CustomerPayload
+from rootfi_sync.outcomes import Outcome, Status
 from rootfi_sync.transform import ADDRESS_FIELDS
 
 KEY_FIELDS = ("name", "email", "phone", "currency_id")
-KnownIds = Callable[[Iterable[str]], set[str]]
 ACCEPTED_MARGIN = timedelta(seconds=2)  # the Date header is to the second
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One customer to send: its id in the source and its payload."""
-
-    customer_id: str
-    payload: CustomerPayload
-
-    @property
-    def payload_hash(self) -> str:
-        return self.payload.content_hash()
-
-
-class BatchIncomplete(errors.RootFiSyncError):
-    """Some customers of a batch got no final answer; `outcomes` holds those that did.
-
-    `resend_now` is False when what was sent may still be landing (an async write whose
-    answer was lost, or whose records are not listed yet): looking now could miss them, so
-    they wait for a later run instead of a retry in this one.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        outcomes: list[Outcome],
-        pending: dict[str, Outcome],
-        resend_now: bool = True,
-    ) -> None:
-        super().__init__(message)
-        self.outcomes, self.pending, self.resend_now = outcomes, pending, resend_now
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (BatchIncomplete, (str(self), self.outcomes, self.pending, self.resend_now))
-
-    def merged(self, other: BatchIncomplete) -> BatchIncomplete:
-        """Return one error holding both errors' outcomes and pending customers."""
-        return BatchIncomplete(
-            f"{self}; {other}", self.outcomes + other.outcomes, self.pending | other.pending,
-            self.resend_now and other.resend_now,
-        )  # fmt: skip
+PASSING = (errors.RateLimited, errors.ServerError, errors.TransportError)
+FINAL = ("SUCCESS", "FAILED")
 
 
 def _norm(value: Any) -> str | None:
@@ -90,48 +59,95 @@ def fingerprint(record: Mapping[str, Any]) -> tuple[str | None, ...]:
     )
 
 
-def _rootfi_order(record: Mapping[str, Any]) -> tuple[int, str]:
-    value = str(record.get("rootfi_id"))
-    return (int(value), "") if value.isdigit() else (0, value)
+def match_key(record: Mapping[str, Any]) -> str:
+    """Return a short digest of a record's fingerprint: what the ledger keeps of a payload sent."""
+    text = json.dumps(fingerprint(record), separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One customer to send: its source id, its payload, and what the ledger knows of it."""
+
+    customer_id: str
+    payload: CustomerPayload
+    doubt_since: datetime | None = None  # first unresolved attempt: lookups start here
+    last_sent: datetime | None = None  # a resend waits the settle time after this
+    sync_id: str | None = None  # the async write holding it, until that is final
+    sent_keys: tuple[str, ...] = ()  # match keys of what was sent since `doubt_since`
+
+    @property
+    def payload_hash(self) -> str:
+        return self.payload.content_hash()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The match keys a lookup accepts: every payload sent before, and this one."""
+        return tuple(dict.fromkeys((*self.sent_keys, match_key(self.payload.to_api()))))
+
+    def sent_at(self, moment: datetime) -> Item:
+        """Return the item as it stands once sent at `moment` (for the next attempt's lookup)."""
+        return replace(
+            self, doubt_since=self.doubt_since or moment, last_sent=moment, sent_keys=self.keys
+        )
+
+
+class BatchIncomplete(errors.RootFiSyncError):
+    """Some customers of a batch got no final answer; `outcomes` holds those that did.
+
+    `pending` holds the others with how long each must wait; a retry in the same run is worth
+    it only when one of them may be tried now (`retry_now`).
+    """
+
+    def __init__(self, message: str, outcomes: list[Outcome], pending: dict[str, Outcome]) -> None:
+        super().__init__(message)
+        self.outcomes, self.pending = outcomes, pending
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BatchIncomplete, (str(self), self.outcomes, self.pending))
+
+    @property
+    def retry_now(self) -> bool:
+        return retry_in_run(self.pending.values())
+
+    def merged(self, other: BatchIncomplete) -> BatchIncomplete:
+        """Return one error holding both errors' outcomes and pending customers."""
+        outcomes, pending = self.outcomes + other.outcomes, self.pending | other.pending
+        return BatchIncomplete(f"{self}; {other}", outcomes, pending)
 
 
 def match_records(
     items: Sequence[Item], records: Iterable[Mapping[str, Any]], taken: set[str]
 ) -> dict[str, Mapping[str, Any]]:
-    """Pair items with RootFi records of the same fingerprint; return customer_id -> record."""
-    pool: dict[tuple[str | None, ...], deque[Mapping[str, Any]]] = defaultdict(deque)
+    """Pair items with RootFi records of a key they sent; return customer_id -> record."""
+    pool: dict[str, deque[Mapping[str, Any]]] = defaultdict(deque)
     for record in sorted(records, key=_rootfi_order):
         if str(record.get("rootfi_id")) not in taken:
-            pool[fingerprint(record)].append(record)
+            pool[match_key(record)].append(record)
     matched: dict[str, Mapping[str, Any]] = {}
     for item in items:
-        candidates = pool.get(fingerprint(item.payload.to_api()))
-        if candidates:
-            matched[item.customer_id] = candidates.popleft()
+        for key in item.keys:
+            if pool.get(key):
+                matched[item.customer_id] = pool[key].popleft()
+                break
     return matched
+
+
+def _rootfi_order(record: Mapping[str, Any]) -> tuple[int, str]:
+    value = str(record.get("rootfi_id"))
+    return (int(value), "") if value.isdigit() else (0, value)
 
 
 def synced(item: Item, record: Mapping[str, Any], sync_id: str | None = None) -> Outcome:
     """Return the SYNCED outcome of an item from RootFi's record."""
     platform_id = record.get("platform_id")
     return Outcome(
-        item.customer_id, Status.SYNCED, rootfi_id=str(record["rootfi_id"]),
+        item.customer_id,
+        Status.SYNCED,
+        rootfi_id=str(record["rootfi_id"]),
         platform_id=str(platform_id) if platform_id is not None else None,
         sync_id=str(record.get("sync_id") or sync_id or "") or None,
-    )  # fmt: skip
-
-
-def reconcile(
-    client: RootFiClient, company_id: int, items: Sequence[Item], since: datetime, known: KnownIds
-) -> tuple[list[Outcome], list[Item]]:
-    """Look items up in RootFi; return (adopted outcomes, items still to send)."""
-    if not items:
-        return [], []
-    records = list(client.iter_customers(company_id, updated_since=since))
-    taken = known(str(r.get("rootfi_id")) for r in records)
-    matched = match_records(items, records, taken)
-    adopted = [synced(i, matched[i.customer_id]) for i in items if i.customer_id in matched]
-    return adopted, [i for i in items if i.customer_id not in matched]
+    )
 
 
 def refusal(item: Item, exc: errors.HTTPStatusError | str) -> Outcome:
@@ -144,137 +160,280 @@ def refusal(item: Item, exc: errors.HTTPStatusError | str) -> Outcome:
     return Outcome(item.customer_id, Status.FAILED, error=message)
 
 
-def unanswered(item: Item, exc: Exception) -> Outcome:
-    """Return the pending outcome of a customer whose request got no final answer."""
-    status = Status.IN_DOUBT if getattr(exc, "sent", True) else Status.RETRY
-    return Outcome(item.customer_id, status, error=str(exc))
+@dataclass(slots=True)
+class Delivery:
+    """Delivers batches of one company in one write mode, through one client.
 
-
-def _send_one(client: RootFiClient, company_id: int, item: Item) -> Outcome | Exception:
-    try:
-        return synced(item, client.create_customer(company_id, item.payload.to_api()))
-    except errors.AuthError:
-        raise
-    except errors.Refused as exc:
-        return refusal(item, exc)
-    except (errors.RateLimited, errors.ServerError, errors.TransportError) as exc:
-        return exc
-
-
-def send_single(
-    client: RootFiClient, company_id: int, items: Sequence[Item], pool: Executor
-) -> list[Outcome]:
-    """Create each customer with its own synchronous request, through the run's `pool`.
-
-    The pool is shared by the run's batches, so batches that overlap still keep at most its
-    size (ROOTFI_CONCURRENCY) in flight.
+    `known` tells which RootFi ids the ledger already gives to customers; `may_send` whether
+    this run still holds a customer's lease (nothing is sent for one it does not);
+    `on_accepted` records the sync id of an async write as soon as RootFi names it;
+    `stop_splitting(sent, refused)` is the circuit breaker, asked while a batch refused whole
+    is split.
     """
-    results = list(pool.map(lambda i: _send_one(client, company_id, i), items))
-    done = [r for r in results if isinstance(r, Outcome)]
-    pending = {
-        i.customer_id: unanswered(i, r) for i, r in zip(items, results, strict=True)
-        if isinstance(r, Exception)
-    }  # fmt: skip
-    if pending:
-        first = next(iter(pending.values())).error
-        raise BatchIncomplete(
-            f"{len(pending)} of {len(items)} got no answer ({first})", done, pending
-        )
-    return done
 
-
-@dataclass(frozen=True, slots=True)
-class AsyncOptions:
-    """How long to follow an async write, and how far back to look for its records."""
-
+    client: RootFiClient
+    company_id: int
+    mode: str
+    pool: Executor
+    known: Callable[[Iterable[str]], set[str]]
+    timing: Timing = field(default_factory=Timing)
+    may_send: Callable[[str], bool] = lambda _cid: True
+    on_accepted: Callable[[list[str], str], None] = lambda _ids, _sync: None
+    stop_splitting: Callable[[int, int], bool] = lambda _sent, _refused: False
     poll_timeout: float = 300.0
     poll_interval: float = 0.25
-    skew: timedelta = timedelta(minutes=2)
 
+    def deliver(self, items: Sequence[Item], now: datetime) -> list[Outcome]:
+        """Settle what is in doubt, then send the rest; return every item's outcome.
 
-def send_async(
-    client: RootFiClient, company_id: int, items: Sequence[Item], *, since: datetime,
-    known: KnownIds, options: AsyncOptions,
-) -> list[Outcome]:  # fmt: skip
-    """Create the batch in one async write, splitting it while RootFi refuses it whole."""
-    try:
-        sync_id, accepted_at = client.create_customers_async(
-            company_id, [i.payload.to_api() for i in items]
-        )
-    except errors.AuthError:
-        raise
-    except errors.Refused as exc:
-        if len(items) == 1:
-            return [refusal(items[0], exc)]
-        return _bisect(client, company_id, items, since=since, known=known, options=options)
-    except (errors.RateLimited, errors.ServerError, errors.TransportError) as exc:
-        pending = {i.customer_id: unanswered(i, exc) for i in items}
-        landing = any(o.status == Status.IN_DOUBT for o in pending.values())
-        raise BatchIncomplete(
-            f"async write of {len(items)} got no answer ({exc})", [], pending, not landing
-        ) from exc
-    # RootFi's own clock when it took the write bounds the records tightly; else ours, less skew.
-    since = accepted_at - ACCEPTED_MARGIN if accepted_at else since - options.skew
-    return _collect(client, company_id, items, sync_id, since=since, known=known, options=options)
-
-
-def _bisect(
-    client: RootFiClient, company_id: int, items: Sequence[Item], **kwargs: Any
-) -> list[Outcome]:
-    """Send each half on its own, so one bad record cannot hold back the others."""
-    half, outcomes, incomplete = len(items) // 2, [], None
-    for part in (items[:half], items[half:]):
+        Raises BatchIncomplete (carrying the outcomes known so far) when some got no answer.
+        """
+        done, waiting, to_send = self._resolve_doubt(items, now)
+        allowed = [i for i in to_send if self.may_send(i.customer_id)]
+        waiting |= {
+            i.customer_id: pending(i.customer_id, Event.NOT_SENT, "not sent: lease not held")
+            for i in to_send
+            if not self.may_send(i.customer_id)
+        }
         try:
-            outcomes += send_async(client, company_id, part, **kwargs)
+            done += self._send(allowed, now) if allowed else []
         except BatchIncomplete as exc:
-            incomplete = exc if incomplete is None else incomplete.merged(exc)
-    if incomplete is not None:
-        raise BatchIncomplete(
-            str(incomplete), outcomes + incomplete.outcomes, incomplete.pending,
-            incomplete.resend_now,
-        )  # fmt: skip
-    return outcomes
+            raise BatchIncomplete(str(exc), done + exc.outcomes, waiting | exc.pending) from None
+        if waiting:
+            first = next(iter(waiting.values())).error
+            raise BatchIncomplete(
+                f"{len(waiting)} of {len(items)} pending ({first})", done, waiting
+            )
+        return done
 
+    # -- what is in doubt ----------------------------------------------------------------------
 
-def _wait_for_sync(client: RootFiClient, sync_id: str, options: AsyncOptions) -> dict[str, Any]:
-    deadline, delay = time.monotonic() + options.poll_timeout, options.poll_interval
-    while True:
-        sync = client.get_sync(sync_id)
-        if sync.get("status") in ("SUCCESS", "FAILED") or time.monotonic() > deadline:
-            return sync
-        time.sleep(delay)
-        delay = min(delay * 1.5, 5.0)
+    def _resolve_doubt(
+        self, items: Sequence[Item], now: datetime
+    ) -> tuple[list[Outcome], dict[str, Outcome], list[Item]]:
+        """Return (settled outcomes, pending outcomes, items to send)."""
+        doubtful = [i for i in items if i.doubt_since is not None]
+        to_send = [i for i in items if i.doubt_since is None]
+        waiting = self._open_syncs(doubtful)
+        doubtful = [i for i in doubtful if i.customer_id not in waiting]
+        try:
+            found, missing = self._lookup(doubtful)
+        except PASSING as exc:
+            return [], waiting | self._lookup_failed(doubtful, now, exc), to_send
+        settle = self.timing.settle(self.mode)
+        for item in missing:
+            left = wait_left(item.last_sent, now, settle)
+            if left <= 0:
+                to_send.append(item)
+            else:
+                error = "not found in RootFi yet; resent once what was sent had time to land"
+                waiting[item.customer_id] = Outcome(
+                    item.customer_id, Status.IN_DOUBT, sync_id=item.sync_id, wait=left, error=error
+                )
+        return [replace(o, adopted=True) for o in found], waiting, to_send
 
+    def _open_syncs(self, items: Sequence[Item]) -> dict[str, Outcome]:
+        """Ask RootFi about the async writes holding these items; return those not final."""
+        groups: dict[str, list[Item]] = defaultdict(list)
+        for item in items:
+            if item.sync_id:
+                groups[item.sync_id].append(item)
+        waiting: dict[str, Outcome] = {}
+        for sync_id, group in groups.items():
+            try:
+                state = self.client.get_sync(sync_id).get("status")
+            except errors.Refused:  # RootFi no longer knows it: look the records up
+                continue
+            except PASSING as exc:
+                state = f"unknown ({exc})"
+            if state not in FINAL:
+                error = f"async write {sync_id} not final yet: {state}"
+                waiting |= self._waiting(group, Event.ASYNC_OPEN, error, sync_id)
+        return waiting
 
-def _collect(
-    client: RootFiClient, company_id: int, items: Sequence[Item], sync_id: str, *,
-    since: datetime, known: KnownIds, options: AsyncOptions,
-) -> list[Outcome]:  # fmt: skip
-    """Follow an async write to its end; learn each created record's id from the list."""
-    sync = _wait_for_sync(client, sync_id, options)
-    jobs = (
-        list(client.iter_sync_jobs(sync_id)) if sync.get("status") in ("SUCCESS", "FAILED") else []
-    )
-    job_errors = _job_errors(jobs, items)
-    outcomes = [refusal(i, job_errors[i.customer_id]) for i in items if i.customer_id in job_errors]
-    rest = [i for i in items if i.customer_id not in job_errors]
-    adopted, missing = reconcile(client, company_id, rest, since, known)
-    outcomes += [replace(o, sync_id=sync_id) for o in adopted]
-    if sync.get("status") == "FAILED" and len(jobs) != len(items):
-        reason = "; ".join(sorted({_job_message(j) for j in jobs if j.get("status") == "FAILED"}))
-        outcomes += [refusal(i, f"async write {sync_id} failed: {reason}") for i in missing]
+    def _lookup(self, items: Sequence[Item]) -> tuple[list[Outcome], list[Item]]:
+        """Look items up in RootFi; return (adopted outcomes, items not found)."""
+        if not items:
+            return [], []
+        since = min(i.doubt_since for i in items if i.doubt_since is not None)
+        return self._find(items, since - self.timing.skew)
+
+    def _find(self, items: Sequence[Item], since: datetime) -> tuple[list[Outcome], list[Item]]:
+        records = list(self.client.iter_customers(self.company_id, updated_since=since))
+        taken = self.known(str(r.get("rootfi_id")) for r in records)
+        matched = match_records(items, records, taken)
+        adopted = [synced(i, matched[i.customer_id]) for i in items if i.customer_id in matched]
+        return adopted, [i for i in items if i.customer_id not in matched]
+
+    def _lookup_failed(
+        self, items: Sequence[Item], now: datetime, exc: Exception
+    ) -> dict[str, Outcome]:
+        return {
+            i.customer_id: pending(
+                i.customer_id,
+                Event.LOOKUP_FAILED,
+                f"lookup failed: {exc}",
+                self.timing,
+                mode=self.mode,
+                sync_id=i.sync_id,
+                last_sent=i.last_sent,
+                now=now,
+            )
+            for i in items
+        }
+
+    def _waiting(
+        self, items: Iterable[Item], event: Event, error: str, sync_id: str | None = None
+    ) -> dict[str, Outcome]:
+        return {
+            i.customer_id: pending(i.customer_id, event, error, self.timing, sync_id=sync_id)
+            for i in items
+        }
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _send(self, items: Sequence[Item], now: datetime) -> list[Outcome]:
+        if self.mode == "single":
+            return self._send_single(items)
+        return self._send_async(items, since=now, split=_Split())
+
+    def _send_single(self, items: Sequence[Item]) -> list[Outcome]:
+        """Create each customer with its own synchronous request, through the run's pool.
+
+        The pool is shared by the run's batches, so batches that overlap still keep at most its
+        size (ROOTFI_CONCURRENCY) in flight. A lease is checked just before each request.
+        """
+        results = list(self.pool.map(self._send_one, items))
+        done = [r for r in results if isinstance(r, Outcome) and r.status not in _PENDING]
+        waiting = {
+            r.customer_id: r for r in results if isinstance(r, Outcome) and r.status in _PENDING
+        }
+        if waiting:
+            first = next(iter(waiting.values())).error
+            raise BatchIncomplete(
+                f"{len(waiting)} of {len(items)} got no answer ({first})", done, waiting
+            )
+        return done
+
+    def _send_one(self, item: Item) -> Outcome:
+        if not self.may_send(item.customer_id):
+            return pending(item.customer_id, Event.NOT_SENT, "not sent: lease not held")
+        try:
+            return synced(item, self.client.create_customer(self.company_id, item.payload.to_api()))
+        except errors.AuthError:
+            raise
+        except errors.Refused as exc:
+            return refusal(item, exc)
+        except PASSING as exc:
+            event = Event.NO_ANSWER if exc.sent else Event.NOT_SENT
+            return pending(item.customer_id, event, str(exc), self.timing)
+
+    def _send_async(
+        self, items: Sequence[Item], *, since: datetime, split: _Split
+    ) -> list[Outcome]:
+        """Create the batch in one async write, splitting it while RootFi refuses it whole."""
+        try:
+            sync_id, accepted_at = self.client.create_customers_async(
+                self.company_id, [i.payload.to_api() for i in items]
+            )
+        except errors.AuthError:
+            raise
+        except errors.Refused as exc:
+            if len(items) == 1:
+                split.refused += 1
+                return [refusal(items[0], exc)]
+            return self._bisect(items, since=since, split=split)
+        except PASSING as exc:
+            event = Event.ASYNC_LOST if exc.sent else Event.NOT_SENT
+            waiting = self._waiting(items, event, str(exc))
+            raise BatchIncomplete(
+                f"async write of {len(items)} got no answer ({exc})", [], waiting
+            ) from exc
+        split.sent += len(items)
+        self.on_accepted([i.customer_id for i in items], sync_id)
+        # RootFi's own clock when it took the write bounds the records tightly; else ours.
+        since = accepted_at - ACCEPTED_MARGIN if accepted_at else since - self.timing.skew
+        try:
+            return self._collect(items, sync_id, since=since)
+        except PASSING as exc:  # a follow-up GET failed: the write is known; ask again later
+            error = f"async write {sync_id}: could not follow it ({exc})"
+            waiting = self._waiting(items, Event.ASYNC_OPEN, error, sync_id)
+            raise BatchIncomplete(error, [], waiting) from exc
+
+    def _bisect(self, items: Sequence[Item], *, since: datetime, split: _Split) -> list[Outcome]:
+        """Send each half on its own, so one bad record cannot hold back the others.
+
+        The circuit breaker is asked before each half: when the run (this split included) has
+        had too much refused, what is left is not sent.
+        """
+        half, outcomes, incomplete = len(items) // 2, [], None
+        for part in (items[:half], items[half:]):
+            if self.stop_splitting(split.sent + split.refused, split.refused):
+                error = "not sent: the circuit breaker opened while a refused batch was split"
+                outcomes += [pending(i.customer_id, Event.NOT_SENT, error) for i in part]
+                continue
+            try:
+                outcomes += self._send_async(part, since=since, split=split)
+            except BatchIncomplete as exc:
+                incomplete = exc if incomplete is None else incomplete.merged(exc)
+        outcomes, waiting = _separate(outcomes)
+        if incomplete is not None or waiting:
+            extra = incomplete or BatchIncomplete("split", [], {})
+            raise BatchIncomplete(str(extra), outcomes + extra.outcomes, waiting | extra.pending)
         return outcomes
-    if missing:
+
+    def _wait_for_sync(self, sync_id: str) -> dict[str, Any]:
+        deadline, delay = time.monotonic() + self.poll_timeout, self.poll_interval
+        while True:
+            sync = self.client.get_sync(sync_id)
+            if sync.get("status") in FINAL or time.monotonic() > deadline:
+                return sync
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+
+    def _collect(self, items: Sequence[Item], sync_id: str, *, since: datetime) -> list[Outcome]:
+        """Follow an async write to its end; learn each created record's id from the list."""
+        sync = self._wait_for_sync(sync_id)
         state = sync.get("status")
-        error = errors.TransportError(
-            f"async write {sync_id} ended {state} but records are missing"
-        )
-        pending = {i.customer_id: unanswered(i, error) for i in missing}
-        raise BatchIncomplete(
-            f"{len(missing)} of {len(items)} not found after sync {sync_id}", outcomes, pending,
-            resend_now=False,
-        )  # fmt: skip
-    return outcomes
+        if state not in FINAL:
+            error = f"async write {sync_id} still {state} after {self.poll_timeout:.0f} s"
+            waiting = self._waiting(items, Event.ASYNC_OPEN, error, sync_id)
+            raise BatchIncomplete(error, [], waiting)
+        jobs = list(self.client.iter_sync_jobs(sync_id))
+        job_errors = _job_errors(jobs, items)
+        outcomes = [
+            refusal(i, job_errors[i.customer_id]) for i in items if i.customer_id in job_errors
+        ]
+        adopted, missing = self._find([i for i in items if i.customer_id not in job_errors], since)
+        outcomes += [replace(o, sync_id=sync_id) for o in adopted]
+        if state == "FAILED" and len(jobs) != len(items):
+            reason = "; ".join(
+                sorted({_job_message(j) for j in jobs if j.get("status") == "FAILED"})
+            )
+            return outcomes + [
+                refusal(i, f"async write {sync_id} failed: {reason}") for i in missing
+            ]
+        if missing:
+            error = f"async write {sync_id} ended {state} but its records are not listed yet"
+            waiting = self._waiting(missing, Event.ASYNC_GONE, error, sync_id)
+            raise BatchIncomplete(f"{len(missing)} of {len(items)}: {error}", outcomes, waiting)
+        return outcomes
+
+
+_PENDING = (Status.IN_DOUBT, Status.RETRY)
+
+
+@dataclass(slots=True)
+class _Split:
+    """How many customers one async batch's split has sent and had refused so far."""
+
+    sent: int = 0
+    refused: int = 0
+
+
+def _separate(outcomes: list[Outcome]) -> tuple[list[Outcome], dict[str, Outcome]]:
+    final = [o for o in outcomes if o.status not in _PENDING]
+    return final, {o.customer_id: o for o in outcomes if o.status in _PENDING}
 
 
 def _job_message(job: Mapping[str, Any]) -> str:
@@ -294,35 +453,3 @@ def _job_errors(jobs: Sequence[Mapping[str, Any]], items: Sequence[Item]) -> dic
         for item, job in zip(items, jobs, strict=True)
         if job.get("status") == "FAILED"
     }
-
-
-def deliver(
-    client: RootFiClient, company_id: int, items: Sequence[Item], *, mode: str,
-    attempted_at: datetime, doubtful: Mapping[str, datetime], known: KnownIds, pool: Executor,
-    options: AsyncOptions = AsyncOptions(),
-) -> list[Outcome]:  # fmt: skip
-    """Look up the doubtful items, then send the rest; return every item's outcome.
-
-    `doubtful` maps the customers that may already exist to the time of their last attempt.
-    Raises BatchIncomplete (carrying the outcomes known so far) when some got no answer.
-    """
-    in_doubt = [i for i in items if i.customer_id in doubtful]
-    adopted: list[Outcome] = []
-    if in_doubt:
-        since = min(doubtful[i.customer_id] for i in in_doubt) - options.skew
-        found_now, _ = reconcile(client, company_id, in_doubt, since, known)
-        adopted = [replace(o, adopted=True) for o in found_now]
-        found = {o.customer_id for o in adopted}
-        items = [i for i in items if i.customer_id not in found]
-    try:
-        if not items:
-            return adopted
-        if mode == "single":
-            return adopted + send_single(client, company_id, items, pool)
-        return adopted + send_async(
-            client, company_id, items, since=attempted_at, known=known, options=options
-        )
-    except BatchIncomplete as exc:
-        raise BatchIncomplete(
-            str(exc), adopted + exc.outcomes, exc.pending, exc.resend_now
-        ) from None

@@ -6,10 +6,14 @@ A customer moves through these states for a company (one ledger row each):
                                            │
                                            └─no answer─► IN_DOUBT  (looked up before any resend)
     RETRY: failed for a passing reason and never processed; comes back at `next_attempt_at`.
+    When each may be tried again is decided in `rootfi_sync.decisions`.
 
-Claims are conditional upserts guarded by a lease, so two runs never hold the same customer.
-A customer that was ever sent (`attempted_at` set) is claimed back as IN_DOUBT: it is looked
-up in RootFi before it is sent again.
+Leases are fenced on the database's clock: a claim leases customers to one run (`owner`) until
+`lease_expires_at`; the run renews its leases while it sends (`renew`), records an intent only
+for customers it still holds (and sends only those), and writes an outcome only where it is
+still the owner. A SYNCED row is never written again. A customer that was ever sent
+(`doubt_since` set) is claimed back as IN_DOUBT: it is looked up in RootFi, from its first
+unresolved attempt and for every payload sent since (`sent_keys`), before it is sent again.
 """
 
 from __future__ import annotations
@@ -17,26 +21,21 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from rootfi_sync.decisions import next_attempt_at, park
+from rootfi_sync.outcomes import Outcome, Status
 from rootfi_sync.tables import ledger
 
+__all__ = ["Candidate", "Ledger", "Outcome", "Status"]
+
 MAX_ERROR_HISTORY = 4000
-
-
-class Status(StrEnum):
-    CLAIMED = "CLAIMED"
-    SENDING = "SENDING"
-    IN_DOUBT = "IN_DOUBT"
-    RETRY = "RETRY"
-    SYNCED = "SYNCED"
-    FAILED = "FAILED"
+CHUNK = 500  # ids per IN (...) list
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,40 +46,13 @@ class Candidate:
     source_hash: str
     attempts: int
     attempted_at: datetime | None
+    doubt_since: datetime | None = None  # first attempt not resolved yet, if any
+    sent_keys: tuple[str, ...] = ()  # match keys of the payloads sent since then
+    sync_id: str | None = None  # the async write that holds it, until that write is final
 
     @property
     def customer_id(self) -> str:
         return str(self.row["id"])
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What became of one customer in one attempt."""
-
-    customer_id: str
-    status: Status
-    rootfi_id: str | None = None
-    platform_id: str | None = None
-    sync_id: str | None = None
-    error: str | None = None
-    adopted: bool = False  # found in RootFi by a lookup rather than created by our request
-    parked: bool = False  # FAILED because its attempts ran out, not because it was refused
-
-
-TRANSIENT = (Status.IN_DOUBT, Status.RETRY)
-
-
-def park(
-    outcomes: Iterable[Outcome], attempts: Mapping[str, int], max_attempts: int
-) -> list[Outcome]:
-    """Return the outcomes, with customers that are still pending after `max_attempts` parked."""
-    return [
-        replace(o, status=Status.FAILED, parked=True,
-                error=f"gave up after {attempts[o.customer_id]} attempts: {o.error}")
-        if o.status in TRANSIENT and attempts.get(o.customer_id, 0) >= max_attempts
-        else o
-        for o in outcomes
-    ]  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -181,61 +153,215 @@ class Ledger:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def claim(
-        self, candidates: Sequence[Candidate], now: datetime, lease: timedelta
-    ) -> list[Candidate]:
-        """Lease these customers to this run; return the ones won, IN_DOUBT if ever sent."""
+    def now(self) -> datetime:
+        """Return the database's clock: every lease is set and checked against it."""
+        with self.engine.connect() as conn:
+            return db_now(conn)
+
+    def claim(self, candidates: Sequence[Candidate], lease: timedelta) -> list[Candidate]:
+        """Lease these customers to this run; return the ones won, with their history.
+
+        Portable across SQLite, PostgreSQL and MySQL: new customers are inserted (a conflict
+        means another run got there first), free ones are taken by a conditional update,
+        which each database applies to a row atomically, and the winners are read back.
+        """
         if not candidates:
             return []
-        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        rows = [
-            {"customer_id": cand.customer_id, "company_id": self.company_id,
-             "status": Status.CLAIMED, "source_hash": cand.source_hash, "attempts": 0,
-             "lease_owner": self.owner, "lease_expires_at": now + lease, "updated_at": now}
-            for cand in candidates
-        ]  # fmt: skip
-        stmt = insert(ledger)
-        c, new = ledger.c, stmt.excluded
-        changed = sa.or_(c.source_hash.is_(None), c.source_hash != new.source_hash)
-        upsert = stmt.on_conflict_do_update(
-            index_elements=[c.customer_id, c.company_id],
-            set_={
-                "status": sa.case(
-                    (c.attempted_at.is_not(None), Status.IN_DOUBT), else_=Status.CLAIMED
-                ),
-                "attempts": sa.case((c.status == Status.FAILED, 0), else_=c.attempts),
-                "source_hash": new.source_hash, "lease_owner": new.lease_owner,
-                "lease_expires_at": new.lease_expires_at, "updated_at": new.updated_at,
-            },
-            where=sa.or_(_eligible(now), sa.and_(c.status == Status.FAILED, changed)),
-        ).returning(c.customer_id, c.attempts, c.attempted_at)  # fmt: skip
-        with self.engine.begin() as conn:  # executemany: one statement, compiled once per run
-            won = {r.customer_id: r for r in conn.execute(upsert, rows)}
+        c = ledger.c
+        with self.engine.begin() as conn:
+            now = db_now(conn)
+            conn.execute(
+                _insert_ignore(conn),
+                [
+                    {
+                        "customer_id": cand.customer_id,
+                        "company_id": self.company_id,
+                        "status": Status.CLAIMED,
+                        "source_hash": cand.source_hash,
+                        "attempts": 0,
+                        "lease_owner": self.owner,
+                        "lease_expires_at": now + lease,
+                        "updated_at": now,
+                    }
+                    for cand in candidates
+                ],
+            )
+            changed = sa.or_(c.source_hash.is_(None), c.source_hash != sa.bindparam("b_hash"))
+            ever_sent = sa.func.coalesce(c.doubt_since, c.attempted_at).is_not(None)
+            take = (
+                ledger.update()
+                .where(
+                    c.company_id == self.company_id,
+                    c.customer_id == sa.bindparam("b_cid"),
+                    sa.or_(_eligible(now), sa.and_(c.status == Status.FAILED, changed)),
+                )
+                .values(
+                    status=sa.case((ever_sent, Status.IN_DOUBT), else_=Status.CLAIMED),
+                    attempts=sa.case((c.status == Status.FAILED, 0), else_=c.attempts),
+                    source_hash=sa.bindparam("b_hash"),
+                    lease_owner=self.owner,
+                    lease_expires_at=now + lease,
+                    updated_at=now,
+                )
+            )
+            conn.execute(
+                take, [{"b_cid": x.customer_id, "b_hash": x.source_hash} for x in candidates]
+            )
+            won = {
+                r.customer_id: r for r in self._held(conn, [x.customer_id for x in candidates], now)
+            }
         return [
-            Candidate(cand.row, cand.source_hash, won[cid].attempts, won[cid].attempted_at)
+            Candidate(
+                cand.row,
+                cand.source_hash,
+                r.attempts,
+                r.attempted_at,
+                r.doubt_since or r.attempted_at,
+                _split_keys(r.sent_keys),
+                r.sync_id,
+            )
             for cand in candidates
-            if (cid := cand.customer_id) in won
+            if (r := won.get(cand.customer_id)) is not None
         ]
 
-    def record_intent(self, hashes: Mapping[str, str], now: datetime) -> None:
-        """Mark customers SENDING with their payload hash, before the request leaves."""
-        if not hashes:
-            return
+    def _held(
+        self, conn: sa.Connection, customer_ids: Sequence[str], now: datetime | None
+    ) -> list[Any]:
+        """Return the ledger rows of these customers that this run holds (leased until after
+        `now`, when given), locked until the transaction ends where the database can lock."""
+        c, rows = ledger.c, list[Any]()
+        for start in range(0, len(customer_ids), CHUNK):
+            query = (
+                sa.select(
+                    c.customer_id, c.attempts, c.attempted_at, c.doubt_since, c.sent_keys, c.sync_id
+                )
+                .where(
+                    c.company_id == self.company_id,
+                    c.lease_owner == self.owner,
+                    c.customer_id.in_(customer_ids[start : start + CHUNK]),
+                )
+                .with_for_update()
+            )
+            if now is not None:
+                query = query.where(c.lease_expires_at > now)
+            rows += conn.execute(query).all()
+        return rows
+
+    def renew(self, customer_ids: Sequence[str], lease: timedelta) -> set[str]:
+        """Extend the leases this run still holds on these customers; return those held.
+
+        A lease that has run out is not renewed: another run may already have taken it.
+        """
+        if not customer_ids:
+            return set()
         c = ledger.c
-        stmt = (
-            ledger.update()
-            .where(c.company_id == self.company_id, c.customer_id == sa.bindparam("b_cid"),
-                   c.lease_owner == self.owner)
-            .values(status=Status.SENDING, payload_hash=sa.bindparam("b_hash"),
-                    attempts=c.attempts + 1, attempted_at=now, updated_at=now)
-        )  # fmt: skip
+        ids = list(customer_ids)
         with self.engine.begin() as conn:
-            conn.execute(stmt, [{"b_cid": cid, "b_hash": h} for cid, h in hashes.items()])
+            now = db_now(conn)
+            for start in range(0, len(ids), CHUNK):
+                conn.execute(
+                    ledger.update()
+                    .where(
+                        c.company_id == self.company_id,
+                        c.lease_owner == self.owner,
+                        c.lease_expires_at > now,
+                        c.customer_id.in_(ids[start : start + CHUNK]),
+                    )
+                    .values(lease_expires_at=now + lease)
+                )
+            return {r.customer_id for r in self._held(conn, ids, now)}
+
+    def record_intent(self, intents: Mapping[str, tuple[str, tuple[str, ...]]]) -> set[str]:
+        """Mark customers SENDING, before the request leaves; return those this run may send.
+
+        `intents` maps each customer to its payload hash and the match keys of every payload
+        sent since its first unresolved attempt, this one included. Customers whose lease this
+        run no longer holds are left alone, and must not be sent.
+        """
+        if not intents:
+            return set()
+        c = ledger.c
+        with self.engine.begin() as conn:
+            now = db_now(conn)
+            held = [r.customer_id for r in self._held(conn, list(intents), now)]
+            stmt = (
+                ledger.update()
+                .where(
+                    c.company_id == self.company_id,
+                    c.customer_id == sa.bindparam("b_cid"),
+                    c.lease_owner == self.owner,
+                )
+                .values(
+                    status=Status.SENDING,
+                    payload_hash=sa.bindparam("b_hash"),
+                    sent_keys=sa.bindparam("b_keys"),
+                    attempts=c.attempts + 1,
+                    attempted_at=now,
+                    doubt_since=sa.func.coalesce(c.doubt_since, now),
+                    updated_at=now,
+                )
+            )
+            if held:
+                conn.execute(
+                    stmt,
+                    [
+                        {
+                            "b_cid": cid,
+                            "b_hash": intents[cid][0],
+                            "b_keys": " ".join(intents[cid][1]),
+                        }
+                        for cid in held
+                    ],
+                )
+        return set(held)
+
+    def touch(self, sent_keys: Mapping[str, tuple[str, ...]]) -> set[str]:
+        """Before a task retry sends again: stamp the new attempt (not counted as one more);
+        return the customers this run still holds, the only ones it may send."""
+        if not sent_keys:
+            return set()
+        c = ledger.c
+        with self.engine.begin() as conn:
+            now = db_now(conn)
+            held = [r.customer_id for r in self._held(conn, list(sent_keys), now)]
+            stmt = (
+                ledger.update()
+                .where(
+                    c.company_id == self.company_id,
+                    c.customer_id == sa.bindparam("b_cid"),
+                    c.lease_owner == self.owner,
+                )
+                .values(
+                    sent_keys=sa.bindparam("b_keys"),
+                    attempted_at=now,
+                    doubt_since=sa.func.coalesce(c.doubt_since, now),
+                    updated_at=now,
+                )
+            )
+            if held:
+                conn.execute(stmt, [{"b_cid": k, "b_keys": " ".join(sent_keys[k])} for k in held])
+        return set(held)
+
+    def record_pending_sync(self, customer_ids: Sequence[str], sync_id: str) -> None:
+        """Remember the async write that holds these customers, as soon as RootFi names it."""
+        c = ledger.c
+        ids = list(customer_ids)
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), CHUNK):
+                conn.execute(
+                    ledger.update()
+                    .where(
+                        c.company_id == self.company_id,
+                        c.lease_owner == self.owner,
+                        c.status != Status.SYNCED,
+                        c.customer_id.in_(ids[start : start + CHUNK]),
+                    )
+                    .values(sync_id=sync_id)
+                )
 
     def record_outcomes(
         self,
         outcomes: Sequence[Outcome],
-        now: datetime,
         *,
         max_attempts: int,
         requeue: timedelta,
@@ -243,54 +369,145 @@ class Ledger:
     ) -> list[Outcome]:
         """Write each customer's outcome in one statement; return them as written.
 
-        `attempts` is each customer's attempt count (as `record_intent` left it). A customer
-        still pending after `max_attempts` is parked FAILED; one to try again waits `requeue`,
-        doubled for each attempt it already made.
+        Only outcomes of customers this run still owns are written (fencing): a run that lost
+        a lease to another run leaves that customer to it. `attempts` is each customer's
+        attempt count (as `record_intent` left it); when it may be tried again is decided in
+        `rootfi_sync.decisions`. A record the ledger already gives to another customer is not
+        adopted: that customer stays IN_DOUBT.
         """
-        written = park(outcomes, attempts, max_attempts)
-        if not written:
-            return written
-        c = ledger.c
-        error = sa.bindparam("b_error", type_=sa.Text)
-        history = sa.case(
-            (error.is_(None), c.last_error),
-            (c.last_error.is_(None), error),
-            else_=sa.func.substr(c.last_error + "\n" + error, 1, MAX_ERROR_HISTORY),
-        )
+        outcomes = park(outcomes, attempts, max_attempts)
+        if not outcomes:
+            return []
+        try:
+            return self._write_outcomes(outcomes, requeue, attempts)
+        except sa.exc.IntegrityError:  # two customers matched one record: keep it for one
+            return self._write_outcomes(self._unclaimed(outcomes), requeue, attempts)
 
-        def keep(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
-            return sa.func.coalesce(sa.bindparam(f"b_{column.key}", type_=column.type), column)
-
-        stmt = (
-            ledger.update()
-            .where(c.company_id == self.company_id, c.customer_id == sa.bindparam("b_cid"))
-            .values(
-                status=sa.bindparam("b_status", type_=sa.String),
-                rootfi_id=keep(c.rootfi_id), platform_id=keep(c.platform_id),
-                sync_id=keep(c.sync_id), last_error=history,
-                synced_at=sa.bindparam("b_synced_at", type_=c.synced_at.type),
-                next_attempt_at=sa.bindparam("b_next_attempt_at", type_=c.next_attempt_at.type),
-                lease_owner=None, lease_expires_at=None, updated_at=now,
-            )
-        )  # fmt: skip
-        rows = [
-            self._outcome_params(o, now, requeue * 2 ** min(attempts.get(o.customer_id, 1) - 1, 10))
-            for o in written
-        ]
+    def _write_outcomes(
+        self, outcomes: Sequence[Outcome], requeue: timedelta, attempts: Mapping[str, int]
+    ) -> list[Outcome]:
         with self.engine.begin() as conn:
-            conn.execute(stmt, rows)
+            now = db_now(conn)
+            held = {
+                r.customer_id for r in self._held(conn, [o.customer_id for o in outcomes], None)
+            }
+            written = [o for o in outcomes if o.customer_id in held]
+            rows = [
+                _outcome_params(o, now, next_attempt_at(o, now, attempts.get(cid, 1), requeue))
+                for o in written
+                if (cid := o.customer_id)
+            ]
+            if rows:
+                conn.execute(
+                    _OUTCOME_UPDATE.where(
+                        ledger.c.company_id == self.company_id, ledger.c.lease_owner == self.owner
+                    ),
+                    rows,
+                )
         return written
 
-    @staticmethod
-    def _outcome_params(outcome: Outcome, now: datetime, requeue: timedelta) -> dict[str, Any]:
-        error = f"{now:%Y-%m-%dT%H:%M:%SZ} {outcome.error}" if outcome.error else None
-        return {
-            "b_cid": outcome.customer_id, "b_status": str(outcome.status),
-            "b_rootfi_id": outcome.rootfi_id, "b_platform_id": outcome.platform_id,
-            "b_sync_id": outcome.sync_id, "b_error": error,
-            "b_synced_at": now if outcome.status == Status.SYNCED else None,
-            "b_next_attempt_at": now + requeue if outcome.status in TRANSIENT else None,
-        }  # fmt: skip
+    def _unclaimed(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
+        """Return the outcomes, those adopting a record another customer holds made IN_DOUBT."""
+        ids = [o.rootfi_id for o in outcomes if o.rootfi_id is not None]
+        taken = self.known_rootfi_ids(ids)
+        return [
+            Outcome(
+                o.customer_id,
+                Status.IN_DOUBT,
+                error=f"RootFi record {o.rootfi_id} already belongs to another customer",
+            )
+            if o.rootfi_id in taken
+            else o
+            for o in outcomes
+        ]
+
+
+def _split_keys(value: str | None) -> tuple[str, ...]:
+    return tuple(value.split()) if value else ()
+
+
+def _insert_ignore(conn: sa.Connection) -> sa.Insert:
+    """An INSERT that skips rows whose key exists (another run got there first)."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(ledger).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(ledger).on_conflict_do_nothing()
+    return ledger.insert().prefix_with("IGNORE")  # MySQL, MariaDB
+
+
+def db_now(conn: sa.Connection) -> datetime:
+    """Return the database server's current time, aware, in UTC."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        query = "SELECT clock_timestamp() AT TIME ZONE 'UTC'"
+    elif dialect in ("mysql", "mariadb"):
+        query = "SELECT UTC_TIMESTAMP(6)"
+    else:
+        query = "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"
+    value: datetime | str = conn.execute(sa.text(query)).scalar_one()
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _newest(text: sa.ColumnElement[str], limit: int) -> sa.ColumnElement[str]:
+    """The last `limit` characters of `text` (the newest history), on every dialect."""
+    return sa.case(
+        (sa.func.length(text) > limit, sa.func.substr(text, sa.func.length(text) - (limit - 1))),
+        else_=text,
+    )
+
+
+def _keep(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+    return sa.func.coalesce(sa.bindparam(f"b_{column.key}", type_=column.type), column)
+
+
+def _outcome_update() -> sa.Update:
+    c = ledger.c
+    error = sa.bindparam("b_error", type_=sa.Text)
+    history = sa.case(
+        (error.is_(None), c.last_error),
+        (c.last_error.is_(None), error),
+        else_=_newest(c.last_error + "\n" + error, MAX_ERROR_HISTORY),
+    )
+    synced = sa.bindparam("b_status", type_=sa.String) == Status.SYNCED
+    return (
+        ledger.update()
+        .where(c.customer_id == sa.bindparam("b_cid"), c.status != Status.SYNCED)
+        .values(
+            status=sa.bindparam("b_status", type_=sa.String),
+            rootfi_id=_keep(c.rootfi_id),
+            platform_id=_keep(c.platform_id),
+            sync_id=_keep(c.sync_id),
+            last_error=history,
+            synced_at=sa.bindparam("b_synced_at", type_=c.synced_at.type),
+            next_attempt_at=sa.bindparam("b_next_attempt_at", type_=c.next_attempt_at.type),
+            doubt_since=sa.case((synced, None), else_=c.doubt_since),
+            sent_keys=sa.case((synced, None), else_=c.sent_keys),
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=sa.bindparam("b_now"),
+        )
+    )
+
+
+_OUTCOME_UPDATE = _outcome_update()
+
+
+def _outcome_params(outcome: Outcome, now: datetime, next_at: datetime | None) -> dict[str, Any]:
+    error = f"{now:%Y-%m-%dT%H:%M:%SZ} {outcome.error}" if outcome.error else None
+    return {
+        "b_cid": outcome.customer_id,
+        "b_status": str(outcome.status),
+        "b_rootfi_id": outcome.rootfi_id,
+        "b_platform_id": outcome.platform_id,
+        "b_sync_id": outcome.sync_id,
+        "b_error": error,
+        "b_synced_at": now if outcome.status == Status.SYNCED else None,
+        "b_next_attempt_at": next_at,
+        "b_now": now,
+    }
 
 
 def utcnow() -> datetime:

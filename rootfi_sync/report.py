@@ -30,6 +30,7 @@ class RunSummary:
     rejected: int = 0
     in_doubt: int = 0
     retry_later: int = 0
+    lease_lost: int = 0
     skipped: int = 0
     sent: int = 0
     refused: int = 0
@@ -86,12 +87,16 @@ class RunSummary:
                 {"customer_id": str(customer_id), "reason": reason, "attempts": attempts}
             )
 
+    def breaker_would_open(self, max_refused_share: float, sent: int = 0, refused: int = 0) -> bool:
+        """Whether the breaker opens once `sent` more customers, `refused` of them refused,
+        are added to the run's counts (asked while a batch refused whole is split)."""
+        total, bad = self.sent + sent, self.refused + refused
+        return total >= MIN_SAMPLE_FOR_BREAKER and bad / total > max_refused_share
+
     def check_breaker(self, max_refused_share: float) -> None:
         """Raise CircuitOpen when RootFi refuses too large a share of what was sent."""
-        if self.sent < MIN_SAMPLE_FOR_BREAKER:
-            return
-        share = self.refused / self.sent
-        if share > max_refused_share:
+        if self.breaker_would_open(max_refused_share):
+            share = self.refused / self.sent
             self.stopped = (
                 f"circuit breaker: RootFi refused {self.refused} of {self.sent} customers sent "
                 f"({share:.0%} > ROOTFI_MAX_REFUSED_SHARE={max_refused_share:.0%}); "

@@ -1,4 +1,4 @@
-"""The real parts of one run, built at the edge: engine, ledger, governor and client."""
+"""The real parts of one run, built at the edge: engine, ledger, leases, client, pool."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 from pydantic import SecretStr
 
 from rootfi_sync.client import RootFiClient
 from rootfi_sync.db import make_engine, source_for
+from rootfi_sync.decisions import Timing
 from rootfi_sync.governor import SharedRateLimit, make_governor
+from rootfi_sync.lease import LeaseKeeper
 from rootfi_sync.ledger import Ledger
 from rootfi_sync.settings import Settings
 
@@ -21,13 +24,24 @@ class RunParts:
     ledger: Ledger
     client: RootFiClient
     pool: ThreadPoolExecutor  # the run's requests in flight: at most ROOTFI_CONCURRENCY
+    leases: LeaseKeeper
+
+
+def timing_of(settings: Settings) -> Timing:
+    """Return the settle and lookup timings the settings ask for."""
+    return Timing(
+        sync_settle=settings.rootfi_sync_settle_seconds,
+        async_settle=settings.rootfi_async_settle_seconds,
+        sync_poll=settings.rootfi_sync_poll_seconds,
+        skew=timedelta(seconds=settings.rootfi_reconcile_skew_seconds),
+    )
 
 
 @contextmanager
 def open_run(
     settings: Settings, company_id: int, api_key: SecretStr, owner: str
 ) -> Iterator[RunParts]:
-    """Yield the run's ledger and client; close both afterwards."""
+    """Yield the run's ledger, lease keeper, client and pool; close them all afterwards."""
     engine = make_engine(settings.source_database_url)
     source = source_for(settings)
     governor = make_governor(settings.rootfi_rate_limit_per_minute, settings.rootfi_rate_limit_name)
@@ -39,9 +53,10 @@ def open_run(
         max_connections=max(4, settings.rootfi_concurrency * 2),
     )
     pool = ThreadPoolExecutor(settings.rootfi_concurrency, thread_name_prefix="rootfi-send")
+    ledger = Ledger(engine, source, company_id, owner)
     try:
-        with client, pool:
-            yield RunParts(Ledger(engine, source, company_id, owner), client, pool)
+        with client, pool, LeaseKeeper(ledger, settings.rootfi_lease_seconds) as leases:
+            yield RunParts(ledger, client, pool, leases)
     finally:
         if isinstance(governor, SharedRateLimit):
             governor.close()

@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     rootfi_max_refused_share: float = Field(default=0.5, gt=0, le=1)
     rootfi_alert_failed_share: float = Field(default=0.1, ge=0, le=1)
     rootfi_poll_timeout_seconds: float = Field(default=300.0, gt=0)
+    rootfi_sync_settle_seconds: float = Field(default=300.0, ge=0)
     rootfi_async_settle_seconds: float = Field(default=900.0, ge=0)
+    rootfi_sync_poll_seconds: float = Field(default=60.0, ge=0)
     rootfi_reconcile_skew_seconds: float = Field(default=120.0, ge=0)
 
     @field_validator("rootfi_base_url")

@@ -50,8 +50,13 @@ ledger = sa.Table(
     sa.Column("next_attempt_at", UTCDateTime),
     sa.Column("lease_owner", sa.String(64)),
     sa.Column("lease_expires_at", UTCDateTime),
+    # Since the first attempt that is not resolved yet: where a lookup starts (0002).
+    sa.Column("doubt_since", UTCDateTime),
+    # The match keys of every payload sent since then: what a lookup looks for (0002).
+    sa.Column("sent_keys", sa.Text),
     sa.Index("ix_rootfi_customer_sync_company_status", "company_id", "status"),
-    sa.Index("ix_rootfi_customer_sync_company_rootfi_id", "company_id", "rootfi_id"),
+    # One RootFi record belongs to one customer at most (0002).
+    sa.Index("ux_rootfi_customer_sync_company_rootfi_id", "company_id", "rootfi_id", unique=True),
 )
 
 

@@ -1,35 +1,40 @@
 """Load: send a batch to RootFi, with task-level retries and caching.
 
-A retry is never blind: every attempt after the first looks the batch up in RootFi first
-and sends only what it did not find (see `rootfi_sync.delivery`).
+A retry is never blind: it starts from what the previous attempt learnt (outcomes known,
+customers surely not sent, customers in doubt since when), looks the doubtful ones up in
+RootFi first, and sends only what it did not find and may send (`rootfi_sync.decisions`).
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
+import threading
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import runtime, task
-from prefect.cache_policies import INPUTS, NO_CACHE
+from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
+from prefect.utilities.hashing import hash_objects
 
 from rootfi_sync import errors
 from rootfi_sync.client import RootFiClient
-from rootfi_sync.delivery import AsyncOptions, BatchIncomplete, Item, deliver
-from rootfi_sync.ledger import Ledger, Outcome
+from rootfi_sync.delivery import BatchIncomplete, Delivery, Item
+from rootfi_sync.ledger import Ledger, Outcome, Status
 
 RETRYABLE = (BatchIncomplete, errors.RateLimited, errors.ServerError, errors.TransportError)
 
 
 def is_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what a later attempt can fix: no answer, 429, 5xx; never 4xx or 401/403.
+    """Retry only what a later attempt in this run can move on; never 4xx or 401/403.
 
-    An async write that may still be landing is not retried in this run (see BatchIncomplete).
+    Customers in doubt wait their settle time, which is usually longer than a run's retries:
+    a batch holding only those is left to a later run (see BatchIncomplete.retry_now).
     """
     try:
         state.result()
     except BatchIncomplete as exc:
-        return exc.resend_now
+        return exc.retry_now
     except RETRYABLE:
         return True
     except Exception:
@@ -37,11 +42,21 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-# The key is the API, the company and the exact payloads, not the run: a re-run that meets a
-# batch whose request already succeeded gets the recorded outcomes back instead of resending.
-SENT_BATCHES = (
-    INPUTS - "client" - "ledger" - "pool" - "batch_no" - "attempted_at" - "doubtful" - "options"
-)
+def sent_batch_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    """The send cache's key: the API, the company, the mode and the exact payloads. Not the
+    run: a re-run that meets a batch whose request already succeeded gets its outcomes back."""
+    items = parameters["items"]
+    items = items.unquote() if hasattr(items, "unquote") else items
+    return hash_objects(
+        parameters["base_url"],
+        parameters["company_id"],
+        parameters["mode"],
+        [(i.customer_id, i.payload_hash) for i in items],
+    )
+
+
+_previous: dict[str, tuple[datetime, BatchIncomplete]] = {}
+_previous_lock = threading.Lock()
 
 
 @task(
@@ -49,36 +64,81 @@ SENT_BATCHES = (
     task_run_name="send-batch-{batch_no}",
     retry_condition_fn=is_transient,
     retry_jitter_factor=0.5,
-    cache_policy=SENT_BATCHES,
+    cache_key_fn=sent_batch_key,
     cache_expiration=timedelta(hours=6),
     persist_result=True,
     cache_result_in_memory=False,  # persisted for the cache; memory stays flat over a run
 )
 def send_batch(
-    client: RootFiClient, ledger: Ledger, company_id: int, items: list[Item], *, base_url: str,
-    mode: str, batch_no: int, attempted_at: datetime, doubtful: dict[str, datetime],
-    options: AsyncOptions, pool: Executor,
-) -> list[Outcome]:  # fmt: skip
+    delivery: Delivery,
+    ledger: Ledger,
+    items: list[Item],
+    *,
+    base_url: str,
+    company_id: int,
+    mode: str,
+    batch_no: int,
+) -> list[Outcome]:
     """Return each customer's outcome; raise BatchIncomplete while some got no answer."""
-    if (runtime.task_run.run_count or 1) > 1:  # the last attempt may have created some
-        doubtful = {i.customer_id: attempted_at for i in items}
-    return deliver(
-        client, company_id, items, mode=mode, attempted_at=attempted_at, doubtful=doubtful,
-        known=ledger.known_rootfi_ids, pool=pool, options=options,
-    )  # fmt: skip
+    run_id = str(runtime.task_run.id)
+    now = ledger.now()
+    with _previous_lock:
+        previous = _previous.pop(run_id, None)
+    known: list[Outcome] = []
+    if (runtime.task_run.run_count or 1) > 1:
+        known, items = _resume(items, previous, now)
+        held = ledger.touch({i.customer_id: i.keys for i in items})
+        items = [i for i in items if i.customer_id in held]
+    try:
+        return known + delivery.deliver(items, now)
+    except BatchIncomplete as exc:
+        incomplete = BatchIncomplete(str(exc), known + exc.outcomes, exc.pending)
+        with _previous_lock:
+            _previous[run_id] = (now, incomplete)
+        raise incomplete from None
 
 
-@task(name="check-access", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2,
-      retry_condition_fn=is_transient)  # fmt: skip
+def _resume(
+    items: list[Item], previous: tuple[datetime, BatchIncomplete] | None, now: datetime
+) -> tuple[list[Outcome], list[Item]]:
+    """Return what the previous attempt settled, and the items left, as it left them.
+
+    Without a record of it (it failed otherwise), every item may have been sent then.
+    """
+    if previous is None:
+        return [], [i.sent_at(now) for i in items]
+    at, incomplete = previous
+    pending = incomplete.pending
+    left = []
+    for item in items:
+        outcome = pending.get(item.customer_id)
+        if outcome is None:
+            continue
+        if outcome.status == Status.IN_DOUBT:
+            item = item.sent_at(at)
+            item = replace(item, sync_id=outcome.sync_id or item.sync_id)
+        left.append(item)
+    return list(incomplete.outcomes), left
+
+
+@task(
+    name="check-access",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=is_transient,
+)
 def check_access(client: RootFiClient, company_id: int) -> None:
     """Fail before anything is sent when the key is refused or cannot reach the company."""
+    seen = 0
     try:
-        companies = client.list_companies()
+        for company in client.iter_companies():
+            if str(company.get("rootfi_id")) == str(company_id):
+                return
+            seen += 1
     except errors.AuthError as exc:
         raise errors.SettingsError(f"ROOTFI_API_KEY was refused by RootFi: {exc}") from None
-    known = {str(c.get("rootfi_id")) for c in companies}
-    if str(company_id) not in known:
-        raise errors.SettingsError(
-            f"ROOTFI_COMPANY_ID {company_id} is not a company this key can reach "
-            f"(it reaches: {', '.join(sorted(known)) or 'none'})"
-        )
+    raise errors.SettingsError(
+        f"ROOTFI_COMPANY_ID {company_id} is not among the {seen} companies this key can reach "
+        "(GET /v3/core/companies lists them)"
+    )

@@ -47,6 +47,7 @@ def configure(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer) -> Any:
             "ROOTFI_RATE_LIMIT_PER_MINUTE": "0", "ROOTFI_RETRY_DELAY_SECONDS": "0.05",
             "ROOTFI_REQUEUE_DELAY_SECONDS": "0", "ROOTFI_RECONCILE_SKEW_SECONDS": "5",
             "ROOTFI_TIMEOUT_SECONDS": "5", "ROOTFI_ASYNC_SETTLE_SECONDS": "0",
+            "ROOTFI_SYNC_SETTLE_SECONDS": "0", "ROOTFI_SYNC_POLL_SECONDS": "0",
         }  # fmt: skip
         env.update({k.upper(): str(v) for k, v in settings.items()})
         for name, value in env.items():

@@ -1,0 +1,147 @@
+"""May this customer be sent again, and when? Every delivery rule, as pure functions.
+
+What happened to one customer's attempt decides its next ledger state and how long it waits
+before anything may be sent for it again:
+
+    event                                                    state      may be tried again
+    ─────────────────────────────────────────────────────────────────────────────────────────
+    CREATED    RootFi answered with the record               SYNCED     never
+    FOUND      a lookup found what an earlier attempt made   SYNCED     never
+    REFUSED    4xx for this customer, or its platform job    FAILED     when its row changes,
+               failed                                                   or `rootfi-sync retry`
+    NOT_SENT   429, no connection, lease not vouched for:    RETRY      now
+               RootFi surely holds nothing of this attempt
+    NO_ANSWER  a synchronous create got no answer (timeout,  IN_DOUBT   after the sync settle
+               reset, 5xx): it may still land                           time (lookup first)
+    ASYNC_LOST an async write got no sync id back            IN_DOUBT   after the async settle
+               (lookup first)
+    ASYNC_OPEN its sync is known but not final, or could     IN_DOUBT   the sync is asked again
+               not be read: never resent before it is final             after `sync_poll`
+    ASYNC_GONE its sync ended, its records are not listed    IN_DOUBT   after the async settle
+    LOOKUP_FAILED  the lookup itself failed                  IN_DOUBT   when the settle time of
+                                                                        its last attempt is over
+    any IN_DOUBT or RETRY after ROOTFI_MAX_ATTEMPTS attempts    FAILED (parked), keeps its doubt
+
+An in-doubt customer is looked up (customers listed since its *first* unresolved attempt, less
+the skew margin, matched on every payload sent since) before it is sent again; a customer not
+found is resent only once the settle time of its *last* attempt is over. A task retry in the
+same run happens only for outcomes that may be tried now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from rootfi_sync.outcomes import Outcome, Status
+
+MAX_BACKOFF_DOUBLINGS = 10
+
+
+class Event(StrEnum):
+    NOT_SENT = "not_sent"
+    NO_ANSWER = "no_answer"
+    ASYNC_LOST = "async_lost"
+    ASYNC_OPEN = "async_open"
+    ASYNC_GONE = "async_gone"
+    LOOKUP_FAILED = "lookup_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """How long what was sent is given to land, per write mode, and how far back to look."""
+
+    sync_settle: float = 300.0
+    async_settle: float = 900.0
+    sync_poll: float = 60.0
+    skew: timedelta = timedelta(minutes=2)
+
+    def settle(self, mode: str) -> float:
+        """Return the settle time of an attempt made in `mode` (single or batch)."""
+        return self.sync_settle if mode == "single" else self.async_settle
+
+
+DEFAULT_TIMING = Timing()
+
+
+def wait_left(last_sent: datetime | None, now: datetime, settle: float) -> float:
+    """Return how many seconds remain before a customer last sent at `last_sent` may be resent."""
+    if last_sent is None:
+        return 0.0
+    return max(0.0, settle - (now - last_sent).total_seconds())
+
+
+def pending(
+    customer_id: str,
+    event: Event,
+    error: str,
+    timing: Timing = DEFAULT_TIMING,
+    *,
+    mode: str = "single",
+    sync_id: str | None = None,
+    last_sent: datetime | None = None,
+    now: datetime | None = None,
+) -> Outcome:
+    """Return the outcome of a customer that got no final answer, with how long it waits."""
+    if event is Event.NOT_SENT:
+        return Outcome(customer_id, Status.RETRY, error=error)
+    if event is Event.LOOKUP_FAILED:
+        assert now is not None
+        wait = wait_left(last_sent, now, timing.settle(mode))
+    else:
+        wait = {
+            Event.NO_ANSWER: timing.sync_settle,
+            Event.ASYNC_LOST: timing.async_settle,
+            Event.ASYNC_OPEN: timing.sync_poll,
+            Event.ASYNC_GONE: timing.async_settle,
+        }[event]
+    return Outcome(customer_id, Status.IN_DOUBT, sync_id=sync_id, error=error, wait=wait)
+
+
+def retry_in_run(outcomes: Iterable[Outcome]) -> bool:
+    """Whether a task retry in this run could move any of these pending outcomes on."""
+    return any(o.status in TRANSIENT and o.wait <= 0 for o in outcomes)
+
+
+TRANSIENT = (Status.IN_DOUBT, Status.RETRY)
+
+
+def park(
+    outcomes: Iterable[Outcome], attempts: Mapping[str, int], max_attempts: int
+) -> list[Outcome]:
+    """Return the outcomes, with customers still pending after `max_attempts` parked FAILED."""
+    return [
+        replace(
+            o,
+            status=Status.FAILED,
+            parked=True,
+            error=f"gave up after {attempts[o.customer_id]} attempts: {o.error}",
+        )
+        if o.status in TRANSIENT and attempts.get(o.customer_id, 0) >= max_attempts
+        else o
+        for o in outcomes
+    ]
+
+
+def next_attempt_at(
+    outcome: Outcome, now: datetime, attempts: int, requeue: timedelta
+) -> datetime | None:
+    """Return when a later run may take the customer again (None: not pending).
+
+    The wait is the outcome's own (its settle time) or the requeue delay doubled for each
+    attempt already made, whichever is longer.
+    """
+    if outcome.status not in TRANSIENT:
+        return None
+    backoff: timedelta = requeue * 2 ** min(max(attempts - 1, 0), MAX_BACKOFF_DOUBLINGS)
+    return now + max(backoff, timedelta(seconds=outcome.wait))
+
+
+def fresh_send(attempts: int, ever_sent: bool) -> bool:
+    """Whether a customer was re-driven (or changed) after being parked or refused.
+
+    Such a customer must really be sent: never answered from the send cache.
+    """
+    return attempts == 0 and ever_sent

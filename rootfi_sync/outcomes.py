@@ -1,0 +1,30 @@
+"""The ledger's states, and what became of one customer in one attempt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    CLAIMED = "CLAIMED"
+    SENDING = "SENDING"
+    IN_DOUBT = "IN_DOUBT"
+    RETRY = "RETRY"
+    SYNCED = "SYNCED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one customer in one attempt."""
+
+    customer_id: str
+    status: Status
+    rootfi_id: str | None = None
+    platform_id: str | None = None
+    sync_id: str | None = None
+    error: str | None = None
+    adopted: bool = False  # found in RootFi by a lookup rather than created by our request
+    parked: bool = False  # FAILED because its attempts ran out, not because it was refused
+    wait: float = 0.0  # pending: seconds before anything may be sent for it again
