@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from rootfi_sync.sandbox.errors import ApiError, error_response, invalid, json_response
-from rootfi_sync.sandbox.faults import DroppedAnswer
+from rootfi_sync.sandbox.faults import DroppedAnswer, fault_response
 from rootfi_sync.sandbox.listing import page_json, page_of, parse_limit, parse_list_query
 from rootfi_sync.sandbox.runtime import SandboxState
 from rootfi_sync.sandbox.validation import check_records, parse_create, platform_error
 
 _TRUE = ("true", "1")
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _query_async(request: Request) -> bool:
@@ -45,14 +47,25 @@ class Api:
         self.state = state
 
     def routes(self) -> list[Route]:
-        """The /v3 routes."""
-        return [
-            Route("/v3/core/companies", self.companies, methods=["GET"]),
-            Route("/v3/core/syncs/{sync_id}", self.sync, methods=["GET"]),
-            Route("/v3/core/syncs/{sync_id}/jobs", self.jobs, methods=["GET"]),
-            Route("/v3/ecommerce/customers", self.list_customers, methods=["GET"]),
-            Route("/v3/ecommerce/customers", self.create_customers, methods=["POST"]),
+        """The /v3 routes; every GET goes through the GET faults first."""
+        gets = {
+            "/v3/core/companies": self.companies,
+            "/v3/core/syncs/{sync_id}": self.sync,
+            "/v3/core/syncs/{sync_id}/jobs": self.jobs,
+            "/v3/ecommerce/customers": self.list_customers,
+        }
+        routes = [
+            Route(path, self._with_get_faults(get), methods=["GET"]) for path, get in gets.items()
         ]
+        routes.append(Route("/v3/ecommerce/customers", self.create_customers, methods=["POST"]))
+        return routes
+
+    def _with_get_faults(self, handler: Handler) -> Handler:
+        async def faulty(request: Request) -> Response:
+            fault = self.state.faults.decide_get()
+            return await handler(request) if fault is None else fault_response(fault)
+
+        return faulty
 
     async def companies(self, request: Request) -> Response:
         """`GET /v3/core/companies`: the configured companies."""
@@ -67,13 +80,11 @@ class Api:
         """`POST /v3/ecommerce/customers`, with the configured faults."""
         raw = await request.body()
         fault = self.state.faults.decide()
-        if fault == "429":
-            error = ApiError(429, "RATE_LIMITED", "Too many requests (sandbox fault)")
-            return error_response(error, {"Retry-After": "1"})
-        if fault == "500":
-            return error_response(ApiError(500, "INTERNAL_SERVER_ERROR", "Internal error"))
+        if fault == "429" or fault == "500":
+            return fault_response(fault)
+        landing = self.state.faults.current.lost_answer_landing_seconds if fault == "lost" else 0
         try:
-            response = self._create(raw, _query_async(request))
+            response = self._create(raw, _query_async(request), landing)
         except ApiError as exc:
             response = error_response(exc)
         if fault == "lost":
@@ -82,7 +93,9 @@ class Api:
             await self.state.pause(self.state.faults.current.slow_answer_seconds)
         return response
 
-    def _create(self, raw: bytes, query_async: bool) -> Response:
+    def _create(self, raw: bytes, query_async: bool, landing_seconds: float) -> Response:
+        """Check and carry out a create; a synchronous one is stored `landing_seconds` later
+        when that is > 0 (its answer is lost: what is returned then is never sent)."""
         req = parse_create(raw, query_async)
         self.state.require_company(req.company_id)
         if not req.run_async and len(req.records) != 1:
@@ -97,6 +110,9 @@ class Api:
         error = platform_error(req.records[0])
         if error is not None:
             raise error
+        if landing_seconds > 0:
+            self.state.runner.land(req.company_id, req.records[0], landing_seconds)
+            return DroppedAnswer()
         customer, sync = store.write_now(req.company_id, req.records[0])
         return json_response({"data": [customer.record], "sync_id": sync.sync_id})
 
