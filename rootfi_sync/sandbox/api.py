@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,11 +13,18 @@ from starlette.routing import Route
 
 from rootfi_sync.sandbox.errors import ApiError, error_response, invalid, json_response
 from rootfi_sync.sandbox.faults import DroppedAnswer, fault_response
-from rootfi_sync.sandbox.listing import page_json, page_of, parse_limit, parse_list_query
+from rootfi_sync.sandbox.listing import (
+    DEFAULT_LIMIT,
+    page_json,
+    page_of,
+    parse_limit,
+    parse_list_query,
+)
 from rootfi_sync.sandbox.runtime import SandboxState
 from rootfi_sync.sandbox.validation import check_records, parse_create, platform_error
 
 _TRUE = ("true", "1")
+COMPANIES_LIMIT = 100
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -26,10 +34,10 @@ def _query_async(request: Request) -> bool:
     return request.query_params.get("run_async", "").lower() in _TRUE
 
 
-def _jobs_window(request: Request) -> tuple[int, int]:
-    """(limit, index to start at) for the jobs list; `next` is base64 of that index."""
+def _window(request: Request, default_limit: int) -> tuple[int, int]:
+    """(limit, index to start at) for a list paged by position; `next` is base64 of that index."""
     params = request.query_params
-    limit = parse_limit(params)
+    limit = parse_limit(params, default_limit)
     cursor = params.get("next")
     if not cursor:
         return limit, 0
@@ -38,6 +46,21 @@ def _jobs_window(request: Request) -> tuple[int, int]:
     except (ValueError, binascii.Error):
         raise invalid("next is not a valid cursor", "next") from None
     return limit, max(0, start)
+
+
+def _next_cursor(end: int, total: int) -> str | None:
+    """The `next` cursor of a page that ends before index `end`, or None on the last page."""
+    return base64.urlsafe_b64encode(str(end).encode()).decode() if end < total else None
+
+
+def _company(rootfi_id: int) -> dict[str, Any]:
+    return {
+        "rootfi_id": rootfi_id,
+        "name": f"Sandbox company {rootfi_id}",
+        "platform": "SANDBOX",
+        "platform_type": "ECOMMERCE",
+        "connection_status": "HEALTHY",
+    }
 
 
 class Api:
@@ -68,13 +91,13 @@ class Api:
         return faulty
 
     async def companies(self, request: Request) -> Response:
-        """`GET /v3/core/companies`: the configured companies."""
-        data = [
-            {"rootfi_id": cid, "name": f"Sandbox company {cid}", "platform": "SANDBOX",
-             "platform_type": "ECOMMERCE", "connection_status": "HEALTHY"}
-            for cid in sorted(self.state.config.company_ids)
-        ]  # fmt: skip
-        return json_response({"data": data})
+        """`GET /v3/core/companies`: the configured companies by rootfi_id, paged."""
+        limit, start = _window(request, COMPANIES_LIMIT)
+        ids = self.state.company_ids
+        end = start + limit
+        data = [_company(cid) for cid in ids[start:end]]
+        body = {"data": data, "next": _next_cursor(end, len(ids)), "total_count": len(ids)}
+        return json_response(body)
 
     async def create_customers(self, request: Request) -> Response:
         """`POST /v3/ecommerce/customers`, with the configured faults."""
@@ -132,9 +155,7 @@ class Api:
     async def jobs(self, request: Request) -> Response:
         """`GET /v3/core/syncs/{sync_id}/jobs`: one job per record, in the order sent."""
         sync = self.state.store.get_sync(request.path_params["sync_id"])
-        limit, start = _jobs_window(request)
+        limit, start = _window(request, DEFAULT_LIMIT)
         end = start + limit
         data = [job.to_json() for job in sync.jobs[start:end]]
-        more = end < len(sync.jobs)
-        cursor = base64.urlsafe_b64encode(str(end).encode()).decode() if more else None
-        return json_response({"data": data, "next": cursor})
+        return json_response({"data": data, "next": _next_cursor(end, len(sync.jobs))})

@@ -98,6 +98,7 @@ class SandboxState:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self.api_keys = frozenset(key.encode("latin-1") for key in config.api_keys)
+        self.company_ids = sorted(config.company_ids)
         self.store = Store(config.db_path)
         self.faults = FaultInjector(config.faults)
         self.limiter = RateLimiter(config.rate_limit_per_minute)

@@ -108,6 +108,19 @@ def list_all(client: httpx.Client, **params: Any) -> tuple[list[dict[str, Any]],
     raise AssertionError("following next never ended")
 
 
+def list_companies(client: httpx.Client, limit: int) -> list[list[dict[str, Any]]]:
+    """Follow `next` through /core/companies; returns the pages."""
+    pages: list[list[dict[str, Any]]] = []
+    params: dict[str, Any] = {"limit": limit}
+    while len(pages) < 100:
+        body = client.get("/core/companies", params=params).json()
+        pages.append(body["data"])
+        if body["next"] is None:
+            return pages
+        params = {"limit": limit, "next": body["next"]}
+    raise AssertionError("following next never ended")
+
+
 def get_paths(client: httpx.Client) -> list[str]:
     """One path of each GET endpoint under /v3 (a sync is created for the two sync paths)."""
     sync_id = create(client, customer(99)).json()["sync_id"]
@@ -144,10 +157,37 @@ def assert_error(response: httpx.Response, status: int, code: str, field: str | 
 
 
 def test_lists_the_configured_companies(sandbox_client: httpx.Client) -> None:
-    data = sandbox_client.get("/core/companies").json()["data"]
-    assert [(c["rootfi_id"], c["name"]) for c in data] == [
+    body = sandbox_client.get("/core/companies").json()
+    assert [(c["rootfi_id"], c["name"]) for c in body["data"]] == [
         (COMPANY, "Sandbox company 1089"), (OTHER_COMPANY, "Sandbox company 2002"),
     ]  # fmt: skip
+    assert (body["next"], body["total_count"]) == (None, 2)
+
+
+def test_pages_companies_by_rootfi_id_a_hundred_at_a_time_until_next_is_null() -> None:
+    config = SandboxConfig(company_ids=frozenset(range(1, 152)))
+    with SandboxServer(config) as server, api_client(server) as client:
+        first = client.get("/core/companies").json()
+        second = client.get("/core/companies", params={"next": first["next"]}).json()
+        by_fifty = list_companies(client, limit=50)
+    assert [c["rootfi_id"] for c in first["data"]] == list(range(1, 101))
+    assert first["next"] is not None and first["total_count"] == 151
+    assert [c["rootfi_id"] for c in second["data"]] == list(range(101, 152))
+    assert (second["next"], second["total_count"]) == (None, 151)
+    sizes = [len(page) for page in by_fifty]
+    ids = [c["rootfi_id"] for page in by_fifty for c in page]
+    assert sizes == [50, 50, 50, 1] and ids == list(range(1, 152))
+
+
+BAD_COMPANY_PARAMS = [{"limit": 0}, {"limit": 1001}, {"limit": "ten"}, {"next": "not a cursor"}]
+
+
+@pytest.mark.parametrize("params", BAD_COMPANY_PARAMS)
+def test_refuses_bad_company_list_parameters(
+    sandbox_client: httpx.Client, params: dict[str, Any]
+) -> None:
+    response = sandbox_client.get("/core/companies", params=params)
+    assert_error(response, 400, "INVALID_REQUEST", next(iter(params)))
 
 
 @pytest.mark.parametrize("headers", [{}, {"api_key": "wrong"}, {"Authorization": f"Bearer {KEY}"}])
