@@ -1,5 +1,6 @@
 """A local stand-in for the RootFi v3 API that behaves as `/work/shared/rootfi-api.md` says,
-unpleasant parts included (batch refusal, platform refusals, rate limits, lost answers).
+unpleasant parts included (batch refusal, platform refusals, rate limits, lost answers, failing
+GETs, records that land late, slow async writes).
 
     from rootfi_sync.sandbox import SandboxConfig, Faults, SandboxServer, create_app, serve
 
@@ -22,18 +23,27 @@ The sandbox's own rules where the RootFi docs are silent:
   customer field is optional and `null` is accepted for each; a `name` that is given must
   be a non-blank string of at most 255 characters.
 - Async answers 200 `{"data": {"sync_id"}, "sync_id"}`; the sync stays CREATED for
-  `async_delay_seconds`, then RUNNING while records are written, then SUCCESS or FAILED.
-  Jobs carry no customer id (listing is the only way to find the ids).
-- Listing: `limit` 1..1000 (else 400), `next` keyset cursor carrying the filters and sort
-  (not the limit), `prev` always null (a `prev` parameter is refused),
+  `async_delay_seconds`, then RUNNING for `Faults.async_write_seconds` and while records are
+  written, then SUCCESS or FAILED. Jobs carry no customer id (listing is the only way to
+  find the ids).
+- Listing customers: `limit` 1..1000 (else 400; default 50), `next` keyset cursor carrying
+  the filters and sort (not the limit), `prev` always null (a `prev` parameter is refused),
   `include_deleted_records` ignored (nothing is ever deleted).
+- Listing companies: ascending `rootfi_id`, `limit` 1..1000 (default 100), an opaque `next`
+  cursor (null on the last page), `total_count` always given. Sync jobs are paged by
+  position too (default 50, no `total_count`).
 - Rate limit: a fixed 60 s window per key opened by its first request; `X-RateLimit-*` on
   every authenticated `/v3` answer, omitted entirely when no limit is configured.
-- The 500, 429, lost-answer and slow-answer faults hit only creates; `latency_seconds`
-  delays every `/v3` request (before the api_key check); `PUT /_sandbox/faults` re-seeds,
-  `POST /_sandbox/reset` restores the configured faults and limit. `requests.creates` in
-  the admin state counts create requests of any outcome; dropped answers count under
-  status "lost".
+- Faults (see `Faults`): creates have their own 500, 429, lost-answer and slow-answer
+  rates; GETs have theirs (500, 429, dropped connection), checked after the api_key and the
+  rate limit, drawn from separate dice so the GETs never shift a seed's create faults. A
+  lost synchronous create is stored before the drop, or `lost_answer_landing_seconds` after
+  it (then with that moment's timestamps and the next rootfi_id); a late landing lives only
+  in memory, and reset or shutdown cancels it like a pending async write.
+  `latency_seconds` delays every `/v3` request, GETs included (before the api_key check).
+  `PUT /_sandbox/faults` re-seeds, `POST /_sandbox/reset` restores the configured faults and
+  limit. `requests.creates` in the admin state counts create requests of any outcome;
+  dropped answers count under status "lost".
 """
 
 from __future__ import annotations

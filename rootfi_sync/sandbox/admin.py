@@ -6,7 +6,8 @@
 - `PUT /_sandbox/faults`: merge any Faults fields into the running ones (re-seeds the dice)
 - `PUT /_sandbox/rate-limit`: exactly `{"rate_limit_per_minute": int | null}` (windows
   restart; a missing or unknown key is a 400 VALIDATION_ERROR)
-- `POST /_sandbox/reset`: forget all state and counters; back to configured faults and limit
+- `POST /_sandbox/reset`: forget all state and counters, cancel pending async writes and
+  late landings; back to configured faults and limit
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class Admin:
         return json_response({RATE_LIMIT_KEY: limit})
 
     async def reset(self, request: Request) -> Response:
-        """Forget all customers, syncs, counters; back to the configured faults and limit."""
+        """Forget all customers, syncs, counters and pending writes; back to the configured
+        faults and limit."""
         self.state.reset()
         return json_response(self.state.state_json())

@@ -41,7 +41,7 @@ class SandboxAdmin:
         return result
 
     def set_faults(self, **changes: Any) -> dict[str, Any]:
-        """Change some Faults fields (re-seeds); returns the running faults."""
+        """Change some Faults fields (re-seeds both dice); returns the running faults."""
         result: dict[str, Any] = self._call("PUT", "faults", json=changes)
         return result
 

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from rootfi_sync.sandbox.errors import ApiError, error_response, invalid, json_response
-from rootfi_sync.sandbox.faults import DroppedAnswer
-from rootfi_sync.sandbox.listing import page_json, page_of, parse_limit, parse_list_query
+from rootfi_sync.sandbox.faults import DroppedAnswer, fault_response
+from rootfi_sync.sandbox.listing import (
+    DEFAULT_LIMIT,
+    page_json,
+    page_of,
+    parse_limit,
+    parse_list_query,
+)
 from rootfi_sync.sandbox.runtime import SandboxState
 from rootfi_sync.sandbox.validation import check_records, parse_create, platform_error
 
 _TRUE = ("true", "1")
+COMPANIES_LIMIT = 100
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _query_async(request: Request) -> bool:
@@ -24,10 +34,10 @@ def _query_async(request: Request) -> bool:
     return request.query_params.get("run_async", "").lower() in _TRUE
 
 
-def _jobs_window(request: Request) -> tuple[int, int]:
-    """(limit, index to start at) for the jobs list; `next` is base64 of that index."""
+def _window(request: Request, default_limit: int) -> tuple[int, int]:
+    """(limit, index to start at) for a list paged by position; `next` is base64 of that index."""
     params = request.query_params
-    limit = parse_limit(params)
+    limit = parse_limit(params, default_limit)
     cursor = params.get("next")
     if not cursor:
         return limit, 0
@@ -38,6 +48,21 @@ def _jobs_window(request: Request) -> tuple[int, int]:
     return limit, max(0, start)
 
 
+def _next_cursor(end: int, total: int) -> str | None:
+    """The `next` cursor of a page that ends before index `end`, or None on the last page."""
+    return base64.urlsafe_b64encode(str(end).encode()).decode() if end < total else None
+
+
+def _company(rootfi_id: int) -> dict[str, Any]:
+    return {
+        "rootfi_id": rootfi_id,
+        "name": f"Sandbox company {rootfi_id}",
+        "platform": "SANDBOX",
+        "platform_type": "ECOMMERCE",
+        "connection_status": "HEALTHY",
+    }
+
+
 class Api:
     """Endpoint handlers bound to one sandbox's state."""
 
@@ -45,35 +70,44 @@ class Api:
         self.state = state
 
     def routes(self) -> list[Route]:
-        """The /v3 routes."""
-        return [
-            Route("/v3/core/companies", self.companies, methods=["GET"]),
-            Route("/v3/core/syncs/{sync_id}", self.sync, methods=["GET"]),
-            Route("/v3/core/syncs/{sync_id}/jobs", self.jobs, methods=["GET"]),
-            Route("/v3/ecommerce/customers", self.list_customers, methods=["GET"]),
-            Route("/v3/ecommerce/customers", self.create_customers, methods=["POST"]),
+        """The /v3 routes; every GET goes through the GET faults first."""
+        gets = {
+            "/v3/core/companies": self.companies,
+            "/v3/core/syncs/{sync_id}": self.sync,
+            "/v3/core/syncs/{sync_id}/jobs": self.jobs,
+            "/v3/ecommerce/customers": self.list_customers,
+        }
+        routes = [
+            Route(path, self._with_get_faults(get), methods=["GET"]) for path, get in gets.items()
         ]
+        routes.append(Route("/v3/ecommerce/customers", self.create_customers, methods=["POST"]))
+        return routes
+
+    def _with_get_faults(self, handler: Handler) -> Handler:
+        async def faulty(request: Request) -> Response:
+            fault = self.state.faults.decide_get()
+            return await handler(request) if fault is None else fault_response(fault)
+
+        return faulty
 
     async def companies(self, request: Request) -> Response:
-        """`GET /v3/core/companies`: the configured companies."""
-        data = [
-            {"rootfi_id": cid, "name": f"Sandbox company {cid}", "platform": "SANDBOX",
-             "platform_type": "ECOMMERCE", "connection_status": "HEALTHY"}
-            for cid in sorted(self.state.config.company_ids)
-        ]  # fmt: skip
-        return json_response({"data": data})
+        """`GET /v3/core/companies`: the configured companies by rootfi_id, paged."""
+        limit, start = _window(request, COMPANIES_LIMIT)
+        ids = self.state.company_ids
+        end = start + limit
+        data = [_company(cid) for cid in ids[start:end]]
+        body = {"data": data, "next": _next_cursor(end, len(ids)), "total_count": len(ids)}
+        return json_response(body)
 
     async def create_customers(self, request: Request) -> Response:
         """`POST /v3/ecommerce/customers`, with the configured faults."""
         raw = await request.body()
         fault = self.state.faults.decide()
-        if fault == "429":
-            error = ApiError(429, "RATE_LIMITED", "Too many requests (sandbox fault)")
-            return error_response(error, {"Retry-After": "1"})
-        if fault == "500":
-            return error_response(ApiError(500, "INTERNAL_SERVER_ERROR", "Internal error"))
+        if fault == "429" or fault == "500":
+            return fault_response(fault)
+        landing = self.state.faults.current.lost_answer_landing_seconds if fault == "lost" else 0
         try:
-            response = self._create(raw, _query_async(request))
+            response = self._create(raw, _query_async(request), landing)
         except ApiError as exc:
             response = error_response(exc)
         if fault == "lost":
@@ -82,7 +116,9 @@ class Api:
             await self.state.pause(self.state.faults.current.slow_answer_seconds)
         return response
 
-    def _create(self, raw: bytes, query_async: bool) -> Response:
+    def _create(self, raw: bytes, query_async: bool, landing_seconds: float) -> Response:
+        """Check and carry out a create; a synchronous one is stored `landing_seconds` later
+        when that is > 0 (its answer is lost: what is returned then is never sent)."""
         req = parse_create(raw, query_async)
         self.state.require_company(req.company_id)
         if not req.run_async and len(req.records) != 1:
@@ -97,6 +133,9 @@ class Api:
         error = platform_error(req.records[0])
         if error is not None:
             raise error
+        if landing_seconds > 0:
+            self.state.runner.land(req.company_id, req.records[0], landing_seconds)
+            return DroppedAnswer()
         customer, sync = store.write_now(req.company_id, req.records[0])
         return json_response({"data": [customer.record], "sync_id": sync.sync_id})
 
@@ -116,9 +155,7 @@ class Api:
     async def jobs(self, request: Request) -> Response:
         """`GET /v3/core/syncs/{sync_id}/jobs`: one job per record, in the order sent."""
         sync = self.state.store.get_sync(request.path_params["sync_id"])
-        limit, start = _jobs_window(request)
+        limit, start = _window(request, DEFAULT_LIMIT)
         end = start + limit
         data = [job.to_json() for job in sync.jobs[start:end]]
-        more = end < len(sync.jobs)
-        cursor = base64.urlsafe_b64encode(str(end).encode()).decode() if more else None
-        return json_response({"data": data, "next": cursor})
+        return json_response({"data": data, "next": _next_cursor(end, len(sync.jobs))})

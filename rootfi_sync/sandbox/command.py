@@ -73,6 +73,27 @@ def sandbox_command(
     slow_seconds: Annotated[
         float, _opt("--slow-seconds", "Delay of a slow answer.", min=0.0)
     ] = 5.0,
+    lost_landing_seconds: Annotated[
+        float,
+        _opt(
+            "--lost-landing-seconds",
+            "Seconds after its dropped answer a lost sync create is stored (0: before).",
+            min=0.0,
+        ),
+    ] = 0.0,
+    get_fail_500: Annotated[
+        float, _opt("--get-fail-500", "Share of GETs answered 500.", **Rate)
+    ] = 0.0,
+    get_fail_429: Annotated[
+        float, _opt("--get-fail-429", "Share of GETs answered 429.", **Rate)
+    ] = 0.0,
+    get_lose_answers: Annotated[
+        float, _opt("--get-lose-answers", "Share of GETs never answered.", **Rate)
+    ] = 0.0,
+    async_write_seconds: Annotated[
+        float,
+        _opt("--async-write-seconds", "Seconds an async write stays RUNNING.", min=0.0),
+    ] = 0.0,
     latency: Annotated[
         float, _opt("--latency", "Seconds added to every /v3 request.", min=0.0)
     ] = 0.0,
@@ -80,10 +101,19 @@ def sandbox_command(
 ) -> None:
     """Run the local RootFi sandbox until interrupted."""
     faults = Faults(
-        error_500_rate=fail_500, error_429_rate=fail_429, lost_answer_rate=lose_answers,
-        slow_answer_rate=slow_answers, slow_answer_seconds=slow_seconds,
-        latency_seconds=latency, seed=seed,
-    )  # fmt: skip
+        error_500_rate=fail_500,
+        error_429_rate=fail_429,
+        lost_answer_rate=lose_answers,
+        slow_answer_rate=slow_answers,
+        slow_answer_seconds=slow_seconds,
+        lost_answer_landing_seconds=lost_landing_seconds,
+        get_error_500_rate=get_fail_500,
+        get_error_429_rate=get_fail_429,
+        get_lost_answer_rate=get_lose_answers,
+        async_write_seconds=async_write_seconds,
+        latency_seconds=latency,
+        seed=seed,
+    )
     config = SandboxConfig(
         api_keys=frozenset(api_key or ["sandbox-key"]),
         company_ids=frozenset(company_id or [1089]),

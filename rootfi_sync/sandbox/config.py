@@ -10,15 +10,26 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 Rate = Field(default=0.0, ge=0.0, le=1.0)
+Seconds = Field(default=0.0, ge=0.0)
 
 
 class Faults(BaseModel):
-    """What goes wrong on `POST /v3/ecommerce/customers`, and how often (rates are 0..1).
+    """What goes wrong, and how often (rates are 0..1).
 
-    One `random.Random(seed)` decides per create request, in this order: a 429 (nothing
-    stored), a 500 (nothing stored), a lost answer (stored, then the connection is dropped
-    with no HTTP response), a slow answer (stored, answered after `slow_answer_seconds`).
-    `latency_seconds` is added to every `/v3` request.
+    Creates (`POST /v3/ecommerce/customers`): one `random.Random(seed)` decides per request,
+    in this order: a 429 (nothing stored), a 500 (nothing stored), a lost answer, a slow
+    answer (stored, answered after `slow_answer_seconds`). A lost answer drops the connection
+    with no HTTP response; the customer is stored before the drop, or, for a synchronous
+    create with `lost_answer_landing_seconds` > 0, only that many seconds after it (an async
+    create's sync is opened and runs as usual).
+
+    GETs (every GET route under `/v3`): a second `random.Random(seed + 1)` (unseeded when
+    `seed` is None) decides per request, in this order: a 429 with `Retry-After: 1`, a 500, a
+    dropped connection; creates draw the same sequence whatever the GET rates are.
+
+    `async_write_seconds`: how long an async write stays RUNNING before its records are
+    written (after `SandboxConfig.async_delay_seconds` in CREATED). `latency_seconds` is
+    added to every `/v3` request, GETs included.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -28,18 +39,34 @@ class Faults(BaseModel):
     lost_answer_rate: float = Rate
     slow_answer_rate: float = Rate
     slow_answer_seconds: float = Field(default=5.0, ge=0.0)
-    latency_seconds: float = Field(default=0.0, ge=0.0)
+    lost_answer_landing_seconds: float = Seconds
+    get_error_500_rate: float = Rate
+    get_error_429_rate: float = Rate
+    get_lost_answer_rate: float = Rate
+    async_write_seconds: float = Seconds
+    latency_seconds: float = Seconds
     seed: int | None = None
 
     @property
     def any_create_fault(self) -> bool:
-        """True when at least one per-request fault can fire."""
+        """True when at least one per-create fault can fire."""
         return (
             self.error_500_rate > 0
             or self.error_429_rate > 0
             or self.lost_answer_rate > 0
             or self.slow_answer_rate > 0
         )
+
+    @property
+    def any_get_fault(self) -> bool:
+        """True when at least one per-GET fault can fire."""
+        rates = (self.get_error_500_rate, self.get_error_429_rate, self.get_lost_answer_rate)
+        return any(rate > 0 for rate in rates)
+
+    @property
+    def get_seed(self) -> int | None:
+        """The seed of the GET dice: `seed + 1`, so creates keep the sequence `seed` gives."""
+        return None if self.seed is None else self.seed + 1
 
 
 class SandboxConfig(BaseModel):

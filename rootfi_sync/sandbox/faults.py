@@ -1,5 +1,5 @@
-"""Fault injection for `POST /v3/ecommerce/customers`: which fault (if any) hits a request,
-and the "response" that drops the connection instead of answering.
+"""Fault injection for `/v3`: which fault (if any) hits a create or a GET, the error answers
+they give, and the "response" that drops the connection instead of answering.
 """
 
 from __future__ import annotations
@@ -13,26 +13,31 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from rootfi_sync.sandbox.config import Faults
+from rootfi_sync.sandbox.errors import ApiError, error_response
 from rootfi_sync.sandbox.protocol import TRANSPORT_KEY
 
 Fault = Literal["429", "500", "lost", "slow"]
+GetFault = Literal["429", "500", "lost"]
 
 
 class FaultInjector:
-    """The running faults and the one `random.Random(seed)` that draws them.
+    """The running faults and their dice: `random.Random(seed)` for creates and
+    `random.Random(seed + 1)` for GETs.
 
     Each create request draws four numbers (429, 500, lost, slow, in that order) while any
-    rate is non-zero, so a seed gives the same sequence of faults for the same requests.
+    create rate is non-zero, each GET three (429, 500, lost) while any GET rate is; the two
+    dice are apart, so a seed gives the same sequence of create faults for the same creates
+    however many GETs come in between.
     """
 
     def __init__(self, faults: Faults) -> None:
-        self.current = faults
-        self._rng = random.Random(faults.seed)
+        self.set(faults)
 
     def set(self, faults: Faults) -> None:
-        """Replace the running faults and re-seed."""
+        """Replace the running faults and re-seed both dice."""
         self.current = faults
         self._rng = random.Random(faults.seed)
+        self._get_rng = random.Random(faults.get_seed)
 
     def decide(self) -> Fault | None:
         """The fault for one create request, or None."""
@@ -50,6 +55,31 @@ class FaultInjector:
         if rslow < faults.slow_answer_rate:
             return "slow"
         return None
+
+    def decide_get(self) -> GetFault | None:
+        """The fault for one GET request, or None."""
+        faults = self.current
+        if not faults.any_get_fault:
+            return None
+        draw = self._get_rng.random
+        r429, r500, rlost = draw(), draw(), draw()
+        if r429 < faults.get_error_429_rate:
+            return "429"
+        if r500 < faults.get_error_500_rate:
+            return "500"
+        if rlost < faults.get_lost_answer_rate:
+            return "lost"
+        return None
+
+
+def fault_response(fault: GetFault) -> Response:
+    """What a 429, 500 or lost-answer fault answers (the same for creates and GETs)."""
+    if fault == "429":
+        error = ApiError(429, "RATE_LIMITED", "Too many requests (sandbox fault)")
+        return error_response(error, {"Retry-After": "1"})
+    if fault == "500":
+        return error_response(ApiError(500, "INTERNAL_SERVER_ERROR", "Internal error"))
+    return DroppedAnswer()
 
 
 class DroppedAnswer(Response):

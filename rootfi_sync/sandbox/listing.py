@@ -1,4 +1,5 @@
-"""`GET /v3/ecommerce/customers`: filters, sort, and keyset cursors.
+"""`GET /v3/ecommerce/customers`: filters, sort, and keyset cursors (`parse_limit` serves
+every list).
 
 A `next` cursor is URL-safe base64 of JSON holding the last sort key handed out
 (rootfi_updated_at in ms, rootfi_id) and the filters and sort it was made under, so
@@ -48,11 +49,11 @@ class Page:
     total_count: int | None
 
 
-def parse_limit(params: Mapping[str, str]) -> int:
-    """The `limit` query parameter (customers and sync jobs): DEFAULT_LIMIT, or 1..MAX_LIMIT."""
+def parse_limit(params: Mapping[str, str], default: int = DEFAULT_LIMIT) -> int:
+    """The `limit` query parameter of every list: `default` when absent, else 1..MAX_LIMIT."""
     raw = params.get("limit")
     if raw is None:
-        return DEFAULT_LIMIT
+        return default
     try:
         limit = int(raw)
     except ValueError:

@@ -1,10 +1,12 @@
-"""One running sandbox: its config, store, faults, rate limiter, counters and async writes."""
+"""One running sandbox: its config, store, faults, rate limiter, counters and background
+writes (async writes, late-landing creates)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from rootfi_sync.sandbox.config import SandboxConfig
@@ -39,32 +41,49 @@ class Counters:
 
 
 class SyncRunner:
-    """Runs async writes as background tasks on the server's event loop."""
+    """Runs background writes as tasks on the server's event loop: async writes, and the
+    synchronous creates whose lost answer lands late. None of them survive a restart
+    unfinished except async writes (see `SandboxState.resume`); reset and shutdown cancel all.
+    """
 
-    def __init__(self, store: Store, delay_seconds: float) -> None:
+    def __init__(self, store: Store, delay_seconds: float, faults: FaultInjector) -> None:
         self.store = store
         self.delay_seconds = delay_seconds
+        self.faults = faults
         self._tasks: set[asyncio.Task[None]] = set()
 
     def schedule(self, sync: Sync) -> None:
         """Start writing `sync` after the configured delay (does not block)."""
-        task = asyncio.get_running_loop().create_task(self._run(sync))
+        self._spawn(self._run(sync, self.faults.current.async_write_seconds))
+
+    def land(self, company_id: int, fields: dict[str, Any], seconds: float) -> None:
+        """Store a synchronous create `seconds` from now (does not block)."""
+        self._spawn(self._land(company_id, fields, seconds))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            logger.error("async sync failed", exc_info=task.exception())
+            logger.error("background write failed", exc_info=task.exception())
 
-    async def _run(self, sync: Sync) -> None:
+    async def _run(self, sync: Sync, write_seconds: float) -> None:
         await asyncio.sleep(self.delay_seconds)
         self.store.start_sync(sync)
+        if write_seconds > 0:
+            await asyncio.sleep(write_seconds)
         pending = [job for job in sync.jobs if job.status == RUNNING]
         for start in range(0, len(pending), JOBS_PER_STEP):
             self.store.run_jobs(sync, pending[start : start + JOBS_PER_STEP])
             await asyncio.sleep(0)  # let requests in between steps
         self.store.finish_sync(sync)
+
+    async def _land(self, company_id: int, fields: dict[str, Any], seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.store.write_now(company_id, fields)
 
     def cancel_all(self) -> None:
         """Stop every pending write (reset, shutdown)."""
@@ -79,11 +98,12 @@ class SandboxState:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self.api_keys = frozenset(key.encode("latin-1") for key in config.api_keys)
+        self.company_ids = sorted(config.company_ids)
         self.store = Store(config.db_path)
         self.faults = FaultInjector(config.faults)
         self.limiter = RateLimiter(config.rate_limit_per_minute)
         self.counters = Counters()
-        self.runner = SyncRunner(self.store, config.async_delay_seconds)
+        self.runner = SyncRunner(self.store, config.async_delay_seconds, self.faults)
         self.stopping = asyncio.Event()
 
     async def pause(self, seconds: float) -> None:
@@ -105,7 +125,8 @@ class SandboxState:
             self.runner.schedule(sync)
 
     def reset(self) -> None:
-        """Back to an empty sandbox with the configured faults and rate limit."""
+        """Back to an empty sandbox with the configured faults and rate limit (pending async
+        writes and late landings are dropped)."""
         self.runner.cancel_all()
         self.store.reset()
         self.counters = Counters()

@@ -108,6 +108,44 @@ def list_all(client: httpx.Client, **params: Any) -> tuple[list[dict[str, Any]],
     raise AssertionError("following next never ended")
 
 
+def list_companies(client: httpx.Client, limit: int) -> list[list[dict[str, Any]]]:
+    """Follow `next` through /core/companies; returns the pages."""
+    pages: list[list[dict[str, Any]]] = []
+    params: dict[str, Any] = {"limit": limit}
+    while len(pages) < 100:
+        body = client.get("/core/companies", params=params).json()
+        pages.append(body["data"])
+        if body["next"] is None:
+            return pages
+        params = {"limit": limit, "next": body["next"]}
+    raise AssertionError("following next never ended")
+
+
+def get_paths(client: httpx.Client) -> list[str]:
+    """One path of each GET endpoint under /v3 (a sync is created for the two sync paths)."""
+    sync_id = create(client, customer(99)).json()["sync_id"]
+    return ["/core/companies", CUSTOMERS, f"/core/syncs/{sync_id}", f"/core/syncs/{sync_id}/jobs"]
+
+
+def get_or_lost(client: httpx.Client, path: str) -> int | str:
+    """The status of a GET, or "lost" when the connection dropped with no answer."""
+    try:
+        return client.get(path).status_code
+    except httpx.RemoteProtocolError:
+        return "lost"
+
+
+def wait_for_customers(server: SandboxServer, count: int, timeout: float = 10.0) -> list[Any]:
+    """Poll the admin API until `count` customers are stored; returns them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stored = server.admin.customers()
+        if len(stored) >= count:
+            return stored
+        time.sleep(0.05)
+    raise AssertionError(f"{count} customers were not stored within {timeout} s")
+
+
 def assert_error(response: httpx.Response, status: int, code: str, field: str | None) -> None:
     assert response.status_code == status, response.text
     error = response.json()["error"]
@@ -119,10 +157,37 @@ def assert_error(response: httpx.Response, status: int, code: str, field: str | 
 
 
 def test_lists_the_configured_companies(sandbox_client: httpx.Client) -> None:
-    data = sandbox_client.get("/core/companies").json()["data"]
-    assert [(c["rootfi_id"], c["name"]) for c in data] == [
+    body = sandbox_client.get("/core/companies").json()
+    assert [(c["rootfi_id"], c["name"]) for c in body["data"]] == [
         (COMPANY, "Sandbox company 1089"), (OTHER_COMPANY, "Sandbox company 2002"),
     ]  # fmt: skip
+    assert (body["next"], body["total_count"]) == (None, 2)
+
+
+def test_pages_companies_by_rootfi_id_a_hundred_at_a_time_until_next_is_null() -> None:
+    config = SandboxConfig(company_ids=frozenset(range(1, 152)))
+    with SandboxServer(config) as server, api_client(server) as client:
+        first = client.get("/core/companies").json()
+        second = client.get("/core/companies", params={"next": first["next"]}).json()
+        by_fifty = list_companies(client, limit=50)
+    assert [c["rootfi_id"] for c in first["data"]] == list(range(1, 101))
+    assert first["next"] is not None and first["total_count"] == 151
+    assert [c["rootfi_id"] for c in second["data"]] == list(range(101, 152))
+    assert (second["next"], second["total_count"]) == (None, 151)
+    sizes = [len(page) for page in by_fifty]
+    ids = [c["rootfi_id"] for page in by_fifty for c in page]
+    assert sizes == [50, 50, 50, 1] and ids == list(range(1, 152))
+
+
+BAD_COMPANY_PARAMS = [{"limit": 0}, {"limit": 1001}, {"limit": "ten"}, {"next": "not a cursor"}]
+
+
+@pytest.mark.parametrize("params", BAD_COMPANY_PARAMS)
+def test_refuses_bad_company_list_parameters(
+    sandbox_client: httpx.Client, params: dict[str, Any]
+) -> None:
+    response = sandbox_client.get("/core/companies", params=params)
+    assert_error(response, 400, "INVALID_REQUEST", next(iter(params)))
 
 
 @pytest.mark.parametrize("headers", [{}, {"api_key": "wrong"}, {"Authorization": f"Bearer {KEY}"}])
@@ -485,7 +550,7 @@ def test_a_500_fault_stores_nothing(
     assert (
         sandbox_fresh.admin.state()["customers"] == 0 and sandbox_fresh.admin.state()["syncs"] == 0
     )
-    assert sandbox_client.get("/core/companies").status_code == 200  # only creates are hit
+    assert sandbox_client.get("/core/companies").status_code == 200  # GETs have their own rates
 
 
 def test_a_429_fault_stores_nothing_and_asks_to_retry_after_one_second(
@@ -510,10 +575,13 @@ def test_a_lost_answer_drops_the_connection_but_stores_the_customer(
     assert create(sandbox_client, customer(2)).status_code == 200  # the client recovers
 
 
+@pytest.mark.parametrize("landing_seconds", [0.0, 60.0])
 def test_a_lost_answer_on_an_async_create_still_runs_the_sync(
-    sandbox_fresh: SandboxServer, sandbox_client: httpx.Client
+    sandbox_fresh: SandboxServer, sandbox_client: httpx.Client, landing_seconds: float
 ) -> None:
-    sandbox_fresh.admin.set_faults(lost_answer_rate=1.0)
+    sandbox_fresh.admin.set_faults(
+        lost_answer_rate=1.0, lost_answer_landing_seconds=landing_seconds
+    )
     with pytest.raises(httpx.RemoteProtocolError):
         create(sandbox_client, customer(1), customer(2), run_async=True)
     assert wait_until_stored(sandbox_fresh, 2)
@@ -567,10 +635,131 @@ def test_the_same_seed_gives_the_same_faults(
 def test_refuses_invalid_faults_from_the_admin_api(
     sandbox_fresh: SandboxServer, sandbox_bare: httpx.Client
 ) -> None:
-    for body in ({"error_500_rate": 2}, {"surprise": 1}):
+    bodies = [
+        {"error_500_rate": 2},
+        {"surprise": 1},
+        {"get_error_429_rate": -0.1},
+        {"lost_answer_landing_seconds": -1},
+        {"async_write_seconds": "long"},
+    ]
+    for body in bodies:
         response = sandbox_bare.put(f"{sandbox_fresh.url}/_sandbox/faults", json=body)
         assert_error(response, 400, "VALIDATION_ERROR", next(iter(body)))
     assert sandbox_fresh.admin.state()["faults"] == Faults().model_dump()
+
+
+def test_lost_answer_landing_seconds_stores_the_customer_only_after_the_drop(
+    sandbox_fresh: SandboxServer, sandbox_client: httpx.Client
+) -> None:
+    before = create(sandbox_client, customer(1)).json()["data"][0]
+    sandbox_fresh.admin.set_faults(lost_answer_rate=1.0, lost_answer_landing_seconds=2.0)
+    with pytest.raises(httpx.RemoteProtocolError):
+        create(sandbox_client, customer(2))
+    sandbox_fresh.admin.set_faults(lost_answer_rate=0.0)
+    after = create(sandbox_client, customer(3)).json()["data"][0]
+    assert [c["name"] for c in sandbox_fresh.admin.customers()] == ["Customer 1", "Customer 3"]
+    landed = wait_for_customers(sandbox_fresh, 3)[-1]
+    assert landed["name"] == "Customer 2" and landed["rootfi_id"] > after["rootfi_id"]
+    assert landed["rootfi_created_at"] == landed["rootfi_updated_at"]
+    assert landed["rootfi_created_at"] >= after["rootfi_created_at"] >= before["rootfi_created_at"]
+    assert sandbox_fresh.admin.state()["requests"]["by_status"] == {"200": 2, "lost": 1}
+    listed, _ = list_all(sandbox_client, limit=2)
+    assert [r["name"] for r in listed] == ["Customer 1", "Customer 3", "Customer 2"]
+
+
+def test_reset_cancels_a_customer_that_has_not_landed_yet(
+    sandbox_fresh: SandboxServer, sandbox_client: httpx.Client
+) -> None:
+    sandbox_fresh.admin.set_faults(lost_answer_rate=1.0, lost_answer_landing_seconds=0.5)
+    with pytest.raises(httpx.RemoteProtocolError):
+        create(sandbox_client, customer(1))
+    sandbox_fresh.admin.reset()
+    time.sleep(1.0)  # past the landing time: a landing that was not cancelled shows up
+    assert sandbox_fresh.admin.state()["customers"] == 0
+
+
+def test_an_async_write_stays_running_for_async_write_seconds(
+    sandbox_fresh: SandboxServer, sandbox_client: httpx.Client
+) -> None:
+    sandbox_fresh.admin.set_faults(async_write_seconds=2.0)
+    sync_id = create(sandbox_client, customer(1), customer(2), run_async=True).json()["sync_id"]
+    deadline = time.monotonic() + 10
+    sync = sandbox_client.get(f"/core/syncs/{sync_id}").json()["data"]
+    while sync["status"] == "CREATED" and time.monotonic() < deadline:
+        sync = sandbox_client.get(f"/core/syncs/{sync_id}").json()["data"]
+    assert (sync["status"], sync["running_count"], sync["success_count"]) == ("RUNNING", 2, 0)
+    jobs = sandbox_client.get(f"/core/syncs/{sync_id}/jobs").json()["data"]
+    assert [job["status"] for job in jobs] == ["RUNNING", "RUNNING"]
+    assert sandbox_fresh.admin.state()["customers"] == 0
+    assert wait_for_sync(sandbox_client, sync_id, timeout=10)["success_count"] == 2
+    assert sandbox_fresh.admin.state()["customers"] == 2
+
+
+@pytest.mark.parametrize(
+    ("faults", "status", "code"),
+    [
+        ({"get_error_429_rate": 1.0, "get_error_500_rate": 1.0}, 429, "RATE_LIMITED"),
+        ({"get_error_500_rate": 1.0}, 500, "INTERNAL_SERVER_ERROR"),
+    ],
+)
+def test_get_faults_answer_every_v3_get_with_the_error_body(
+    sandbox_fresh: SandboxServer,
+    sandbox_client: httpx.Client,
+    faults: dict[str, float],
+    status: int,
+    code: str,
+) -> None:
+    paths = get_paths(sandbox_client)
+    sandbox_fresh.admin.set_faults(**faults)
+    for path in paths:
+        response = sandbox_client.get(path)
+        assert_error(response, status, code, None)
+        assert response.headers.get("Retry-After") == ("1" if status == 429 else None)
+    assert create(sandbox_client, customer(2)).status_code == 200  # creates have their own rates
+    sandbox_fresh.admin.reset()
+    assert sandbox_client.get("/core/companies").status_code == 200
+
+
+def test_a_lost_get_answer_drops_the_connection_on_every_v3_get(
+    sandbox_fresh: SandboxServer, sandbox_client: httpx.Client
+) -> None:
+    paths = get_paths(sandbox_client)
+    sandbox_fresh.admin.set_faults(get_lost_answer_rate=1.0)
+    assert [get_or_lost(sandbox_client, path) for path in paths] == ["lost"] * 4
+    assert sandbox_fresh.admin.state()["requests"]["by_status"] == {"200": 1, "lost": 4}
+    sandbox_fresh.admin.set_faults(get_lost_answer_rate=0.0)
+    assert sandbox_client.get(CUSTOMERS).status_code == 200  # the client recovers
+
+
+def test_get_faults_are_seeded_and_leave_the_create_faults_of_a_seed_unchanged(
+    sandbox_fresh: SandboxServer, sandbox_client: httpx.Client
+) -> None:
+    create_faults = {"error_500_rate": 0.3, "error_429_rate": 0.2, "seed": 7}
+    get_faults = {"get_error_500_rate": 0.2, "get_error_429_rate": 0.2, "get_lost_answer_rate": 0.2}
+
+    def run(**faults: Any) -> tuple[list[int], list[int | str]]:
+        sandbox_fresh.admin.set_faults(**create_faults, **faults)
+        creates, gets = [], []
+        for n in range(30):
+            creates.append(create(sandbox_client, customer(n)).status_code)
+            gets.append(get_or_lost(sandbox_client, CUSTOMERS))
+        return creates, gets
+
+    alone, _ = run()
+    first, second = run(**get_faults), run(**get_faults)
+    assert first == second and first[0] == alone
+    assert {200, 429, 500, "lost"} <= set(first[1])
+
+
+def test_latency_is_added_to_every_v3_get(
+    sandbox_fresh: SandboxServer, sandbox_client: httpx.Client
+) -> None:
+    paths = get_paths(sandbox_client)
+    sandbox_fresh.admin.set_faults(latency_seconds=0.2)
+    for path in paths:
+        started = time.monotonic()
+        assert sandbox_client.get(path).status_code == 200
+        assert time.monotonic() - started >= 0.2, path
 
 
 # --- admin -----------------------------------------------------------------------------------
@@ -698,3 +887,34 @@ def test_the_command_builds_its_config_from_options_and_env_vars(
     assert config.api_keys == {"k1", "k2"} and config.company_ids == {5}
     assert config.rate_limit_per_minute == 100
     assert config.faults == Faults(error_500_rate=0.5, lost_answer_rate=0.25, seed=3)
+
+
+def test_the_command_reads_the_get_landing_and_async_write_faults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[SandboxConfig] = []
+    monkeypatch.setattr(
+        sandbox_command_module, "serve", lambda config, *args, **kwargs: seen.append(config)
+    )
+    app = typer.Typer()
+    app.command("sandbox")(sandbox_command_module.sandbox_command)
+    app.command("other")(lambda: None)
+    args = [
+        "sandbox",
+        "--get-fail-500",
+        "0.1",
+        "--get-lose-answers",
+        "0.3",
+        "--lost-landing-seconds",
+        "4",
+    ]
+    env = {"ROOTFI_SANDBOX_GET_FAIL_429": "0.2", "ROOTFI_SANDBOX_ASYNC_WRITE_SECONDS": "1.5"}
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert seen[0].faults == Faults(
+        get_error_500_rate=0.1,
+        get_error_429_rate=0.2,
+        get_lost_answer_rate=0.3,
+        lost_answer_landing_seconds=4.0,
+        async_write_seconds=1.5,
+    )
