@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -182,6 +183,7 @@ class Delivery:
     stop_splitting: Callable[[int, int], bool] = lambda _sent, _refused: False
     poll_timeout: float = 300.0
     poll_interval: float = 0.25
+    split: _Split = field(default_factory=lambda: _Split())  # the run's splits, all batches
 
     def deliver(self, items: Sequence[Item], now: datetime) -> list[Outcome]:
         """Settle what is in doubt, then send the rest; return every item's outcome.
@@ -295,7 +297,7 @@ class Delivery:
     def _send(self, items: Sequence[Item], now: datetime) -> list[Outcome]:
         if self.mode == "single":
             return self._send_single(items)
-        return self._send_async(items, since=now, split=_Split())
+        return self._send_async(items, since=now, split=self.split)
 
     def _send_single(self, items: Sequence[Item]) -> list[Outcome]:
         """Create each customer with its own synchronous request, through the run's pool.
@@ -340,7 +342,7 @@ class Delivery:
             raise
         except errors.Refused as exc:
             if len(items) == 1:
-                split.refused += 1
+                split.add(refused=1)
                 return [refusal(items[0], exc)]
             return self._bisect(items, since=since, split=split)
         except PASSING as exc:
@@ -349,7 +351,7 @@ class Delivery:
             raise BatchIncomplete(
                 f"async write of {len(items)} got no answer ({exc})", [], waiting
             ) from exc
-        split.sent += len(items)
+        split.add(sent=len(items))
         self.on_accepted([i.customer_id for i in items], sync_id)
         # RootFi's own clock when it took the write bounds the records tightly; else ours.
         since = accepted_at - ACCEPTED_MARGIN if accepted_at else since - self.timing.skew
@@ -425,10 +427,16 @@ _PENDING = (Status.IN_DOUBT, Status.RETRY)
 
 @dataclass(slots=True)
 class _Split:
-    """How many customers one async batch's split has sent and had refused so far."""
+    """How many customers the run's splits of refused batches have sent and had refused so
+    far (the batches in flight split at the same time: the counts are shared)."""
 
     sent: int = 0
     refused: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, sent: int = 0, refused: int = 0) -> None:
+        with self.lock:
+            self.sent, self.refused = self.sent + sent, self.refused + refused
 
 
 def _separate(outcomes: list[Outcome]) -> tuple[list[Outcome], dict[str, Outcome]]:

@@ -22,6 +22,8 @@ def _configure(db_url: str, api_url: str) -> None:
     )  # fmt: skip
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The temporary Prefect server can take longer than its 20 s default on a busy machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
 def run_demo(*, count: int, folder: str, console: Console) -> None:

@@ -57,3 +57,13 @@ def test_identical_customers_each_get_their_own_record_lowest_id_first() -> None
 def test_status_and_timestamps_do_not_take_part_in_the_match() -> None:
     payload = {"name": "A", "status": "ACTIVE", "created_at": "2024-01-01T00:00:00.000Z"}
     assert fingerprint(payload) == fingerprint({"name": "A", "status": "UNKNOWN"})
+
+
+def test_adopts_the_record_of_a_payload_sent_before_the_row_was_edited() -> None:
+    sent_before = item("1", name="Ada Lovelace", email="ada@x.org")
+    edited = Item("1", CustomerPayload(name="Ada King", email="ada@x.org"),
+                  sent_keys=sent_before.keys)  # fmt: skip
+    records = [record(4, name="Ada Lovelace", email="ada@x.org")]
+
+    assert match_records([edited], records, taken=set())["1"]["rootfi_id"] == 4
+    assert match_records([item("1", name="Ada King", email="ada@x.org")], records, set()) == {}

@@ -1,0 +1,340 @@
+"""Exactly once against RootFi as it really behaves (issue 9): keys that reach many companies,
+faults on every call, records that land late, runs that outlast their lease, rows edited
+while in doubt. Each test failed on the code before the fix it covers.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from flows.sync_customers import sync_customers
+from rootfi_sync.db import make_engine
+from rootfi_sync.sandbox import SandboxServer
+from rootfi_sync.tables import ledger, source_table
+from tests.factories import make_customer, sandbox_for
+from tests.integration.conftest import API_KEY, COMPANY
+from tests.integration.helpers import (
+    assert_exactly_once,
+    counts_of,
+    ledger_rows,
+    make_due_now,
+    seed_source,
+    start_flow_process,
+    wait_for_claim_owners,
+)
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """The source (and ledger) on a SQLite file, then on the suite's PostgreSQL server."""
+    if request.param == "sqlite":
+        return sqlite_url
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+def run_until_settled(runs: int) -> dict[str, Any]:
+    for _ in range(runs):
+        counts = sync_customers()
+        if counts["in_doubt"] == 0 and counts["retry_later"] == 0:
+            return counts
+    pytest.fail(f"still unsettled after {runs} runs; the last one: {counts}")
+
+
+# -- 1. a key that reaches many companies -------------------------------------------------------
+
+
+def test_a_key_that_reaches_many_companies_finds_its_company_on_a_later_page(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, configure: Any
+) -> None:
+    companies = (*range(1, 151), COMPANY)  # 151 companies: ours is on the second page
+    rows = [make_customer() for _ in range(3)]
+    seed_source(sqlite_url, rows)
+    with sandbox_for(API_KEY, *companies) as many:
+        configure(sqlite_url)
+        monkeypatch.setenv("ROOTFI_BASE_URL", many.api_url)
+
+        counts = sync_customers()
+
+        assert counts["synced"] == 3
+        assert len(many.admin.customers(COMPANY)) == 3
+
+
+# -- 2. runs that outlast their lease -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "database"),
+    [("single", "sqlite"), ("batch", "sqlite"), pytest.param("single", "postgres",
+                                                            marks=pytest.mark.postgres)],
+)  # fmt: skip
+def test_a_run_that_outlasts_its_lease_keeps_it_and_a_second_run_sends_nothing_twice(
+    request: pytest.FixtureRequest, sqlite_url: str, sandbox: SandboxServer, configure: Any,
+    tmp_path: Path, mode: str, database: str,
+) -> None:  # fmt: skip
+    url = sqlite_url if database == "sqlite" else request.getfixturevalue("pg_url")
+    rows = [make_customer() for _ in range(40)]
+    seed_source(url, rows)
+    # Each batch takes ~5 s to send (single) and the lease is 3 s: without renewal the second
+    # run takes over customers the first is still sending.
+    configure(url, rootfi_write_mode=mode, rootfi_batch_size=5, rootfi_concurrency=1,
+              rootfi_lease_seconds=3)  # fmt: skip
+    sandbox.admin.set_faults(latency_seconds=1.0 if mode == "single" else 0.6)
+    first = start_flow_process({}, tmp_path)
+    wait_for_claim_owners(url, owners=1)
+    second = start_flow_process({}, tmp_path)
+    results = [run.communicate(timeout=300) for run in (first, second)]
+
+    assert [first.returncode, second.returncode] == [0, 0], [e.decode()[-4000:] for _, e in results]
+    assert sum(counts_of(out)["picked"] for out, _ in results) >= len(rows)
+    assert_exactly_once(sandbox, url, rows)
+
+
+def test_a_run_that_lost_its_lease_neither_sends_nor_records(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    from rootfi_sync.delivery import Item
+    from rootfi_sync.ledger import Ledger, Outcome, Status
+    from rootfi_sync.transform import build_payloads
+
+    rows = [make_customer() for _ in range(4)]
+    seed_source(sqlite_url, rows)
+    engine = make_engine(sqlite_url)
+    source = source_table()
+    slow, fast = Ledger(engine, source, COMPANY, "slow"), Ledger(engine, source, COMPANY, "fast")
+    page = slow.candidates(slow.now(), limit=10)
+    assert len(slow.claim(page.candidates, timedelta(seconds=0.2))) == 4
+    time.sleep(0.3)  # the slow run's lease runs out; the fast run takes its customers over
+    taken = fast.claim(fast.candidates(fast.now(), limit=10).candidates, timedelta(minutes=5))
+    assert len(taken) == 4
+    payloads = dict(build_payloads(r for r in rows).accepted)
+    items = {str(cid): Item(str(cid), p) for cid, p in payloads.items()}
+
+    assert slow.record_intent({k: (i.payload_hash, i.keys) for k, i in items.items()}) == set()
+    assert slow.renew(list(items), timedelta(minutes=5)) == set()
+    synced = [Outcome(k, Status.SYNCED, rootfi_id=f"9{k}") for k in items]
+    written = slow.record_outcomes(synced, max_attempts=5, requeue=timedelta(0), attempts={})
+
+    assert written == []
+    assert {r.status for r in ledger_rows(sqlite_url).values()} == {"CLAIMED"}
+    assert {r.lease_owner for r in ledger_rows(sqlite_url).values()} == {"fast"}
+    engine.dispose()
+
+
+def test_a_synced_customer_is_never_written_again(sqlite_url: str) -> None:
+    from rootfi_sync.ledger import Ledger, Outcome, Status
+
+    rows = [make_customer()]
+    seed_source(sqlite_url, rows)
+    engine = make_engine(sqlite_url)
+    run = Ledger(engine, source_table(), COMPANY, "run")
+    cid = str(rows[0]["id"])
+    run.claim(run.candidates(run.now(), limit=10).candidates, timedelta(minutes=5))
+    with engine.begin() as conn:  # another writer records it SYNCED while we still hold it
+        conn.execute(sa.update(ledger).values(status="SYNCED", rootfi_id="77", lease_owner="run"))
+
+    run.record_outcomes([Outcome(cid, Status.IN_DOUBT, error="no answer")], max_attempts=5,
+                        requeue=timedelta(0), attempts={cid: 1})  # fmt: skip
+
+    row = ledger_rows(sqlite_url)[cid]
+    assert (row.status, row.rootfi_id) == ("SYNCED", "77")
+    engine.dispose()
+
+
+def test_leases_follow_the_database_clock_not_a_machine_clock_two_hours_fast(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rootfi_sync.ledger
+    import tasks.extract
+
+    rows = [make_customer() for _ in range(5)]
+    seed_source(sqlite_url, rows)
+    engine = make_engine(sqlite_url)
+    holder = rootfi_sync.ledger.Ledger(engine, source_table(), COMPANY, "holder")
+    held = holder.claim(holder.candidates(holder.now(), limit=10).candidates, timedelta(hours=1))
+    assert len(held) == 5
+    configure(sqlite_url)
+    fast = lambda: datetime.now(UTC) + timedelta(hours=2)  # noqa: E731
+    for module in (rootfi_sync.ledger, tasks.extract):  # where a run read its clock before
+        monkeypatch.setattr(module, "utcnow", fast, raising=False)
+
+    counts = sync_customers()
+
+    assert counts["picked"] == 0  # another run holds them for an hour, by the database's clock
+    assert sandbox.admin.state()["requests"]["creates"] == 0
+    engine.dispose()
+
+
+# -- 3. a lost synchronous create that lands late -----------------------------------------------
+
+
+def test_a_lost_synchronous_create_that_lands_late_is_adopted_not_sent_again(
+    db_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    rows = [make_customer() for _ in range(60)]
+    seed_source(db_url, rows)
+    configure(db_url, rootfi_retries=3, rootfi_sync_settle_seconds=4, rootfi_concurrency=4)
+    sandbox.admin.set_faults(lost_answer_rate=0.1, lost_answer_landing_seconds=2, seed=7)
+
+    first = sync_customers()
+
+    assert first["in_doubt"] > 0
+    assert sync_customers()["picked"] == 0  # not looked up before it could have landed
+    sandbox.admin.set_faults(lost_answer_rate=0.0)
+    time.sleep(4.2)  # the settle time is over: every late record has landed
+    make_due_now(db_url)
+
+    second = sync_customers()
+
+    assert second["adopted"] == first["in_doubt"]
+    assert_exactly_once(sandbox, db_url, rows)
+
+
+# -- 4. faults on the GETs that follow an async write -------------------------------------------
+
+
+def test_errors_on_the_gets_that_follow_an_async_write_never_resend_it(
+    db_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    rows = [make_customer() for _ in range(300)]
+    seed_source(db_url, rows)
+    configure(db_url, rootfi_write_mode="batch", rootfi_batch_size=50, rootfi_retries=3,
+              rootfi_concurrency=4)  # fmt: skip
+    sandbox.admin.set_faults(get_error_500_rate=0.3, get_lost_answer_rate=0.1,
+                             error_500_rate=0.1, seed=11)  # fmt: skip
+
+    run_until_settled(8)
+
+    assert_exactly_once(sandbox, db_url, rows)
+
+
+def test_a_known_async_write_is_asked_about_across_runs_and_never_resent_before_it_ends(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    rows = [make_customer() for _ in range(20)]
+    seed_source(sqlite_url, rows)
+    configure(sqlite_url, rootfi_write_mode="batch", rootfi_batch_size=20,
+              rootfi_poll_timeout_seconds=0.5)  # fmt: skip
+    sandbox.admin.set_faults(async_write_seconds=8)
+
+    first = sync_customers()
+
+    assert first["in_doubt"] == 20
+    sync_ids = {r.sync_id for r in ledger_rows(sqlite_url).values()}
+    assert len(sync_ids) == 1 and None not in sync_ids  # kept from the moment RootFi named it
+    make_due_now(sqlite_url)
+    assert sync_customers()["in_doubt"] == 20  # still running: asked, not resent
+    time.sleep(8)
+    make_due_now(sqlite_url)
+
+    third = sync_customers()
+
+    assert (third["synced"], third["adopted"]) == (20, 20)
+    assert sandbox.admin.state()["requests"]["creates"] == 1
+    assert_exactly_once(sandbox, sqlite_url, rows)
+
+
+# -- 5. the lookup window starts at the first unresolved attempt --------------------------------
+
+
+def test_a_retry_looks_up_from_the_first_unresolved_attempt_not_its_own(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    early = make_customer()
+    seed_source(sqlite_url, [early])
+    configure(sqlite_url, rootfi_retries=0, rootfi_reconcile_skew_seconds=1)
+    sandbox.admin.set_faults(lost_answer_rate=1.0, seed=1)
+    assert sync_customers()["in_doubt"] == 1  # created, answer lost
+    time.sleep(2.5)  # its record is now older than the skew margin
+    late = make_customer()
+    seed_source(sqlite_url, [late])
+    configure(sqlite_url, rootfi_retries=1, rootfi_reconcile_skew_seconds=1)
+
+    sync_customers()  # the late one's answer is lost too: the batch is retried
+
+    sandbox.admin.set_faults(lost_answer_rate=0.0)
+    make_due_now(sqlite_url)
+    sync_customers()
+    assert_exactly_once(sandbox, sqlite_url, [early, late])
+
+
+# -- 6. a row edited while its customer is in doubt ---------------------------------------------
+
+
+def test_a_row_edited_while_in_doubt_is_matched_on_what_was_sent(
+    db_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    rows = [make_customer() for _ in range(3)]
+    seed_source(db_url, rows)
+    configure(db_url, rootfi_retries=0)
+    sandbox.admin.set_faults(lost_answer_rate=1.0, seed=1)
+    assert sync_customers()["in_doubt"] == 3
+    sandbox.admin.set_faults(lost_answer_rate=0.0)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:  # the user fixes a typo in a name meanwhile
+        table = source_table()
+        conn.execute(sa.update(table).values(name=table.c.name + " Jr"))
+    engine.dispose()
+
+    second = sync_customers()
+
+    assert (second["synced"], second["adopted"]) == (3, 3)
+    assert len(sandbox.admin.customers(COMPANY)) == 3
+    assert sandbox.admin.state()["requests"]["creates"] == 3
+
+
+# -- 7. one record per customer, the newest history, the breaker during a split -----------------
+
+
+def test_two_customers_can_never_hold_the_same_rootfi_record(sqlite_url: str) -> None:
+    seed_source(sqlite_url, [])
+    engine = make_engine(sqlite_url)
+    now = datetime.now(UTC)
+    row = {"company_id": COMPANY, "status": "SYNCED", "rootfi_id": "5", "updated_at": now}
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(ledger.insert(), [row | {"customer_id": "1"}, row | {"customer_id": "2"}])
+    engine.dispose()
+
+
+def test_the_error_history_keeps_its_newest_lines(sqlite_url: str) -> None:
+    from rootfi_sync.ledger import Ledger, Outcome, Status
+
+    rows = [make_customer()]
+    seed_source(sqlite_url, rows)
+    engine = make_engine(sqlite_url)
+    run = Ledger(engine, source_table(), COMPANY, "run")
+    cid = str(rows[0]["id"])
+    for attempt in range(1, 41):
+        run.claim(run.candidates(run.now(), limit=10).candidates, timedelta(minutes=5))
+        error = f"attempt {attempt}: no answer " + "x" * 150
+        run.record_outcomes([Outcome(cid, Status.IN_DOUBT, error=error)], max_attempts=40,
+                            requeue=timedelta(0), attempts={cid: attempt})  # fmt: skip
+
+    history = ledger_rows(sqlite_url)[cid].last_error
+    assert len(history) <= 4000
+    assert "gave up after 40 attempts: attempt 40" in history.splitlines()[-1]
+    engine.dispose()
+
+
+def test_the_circuit_breaker_stops_the_split_of_a_batch_refused_whole(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    rows = [make_customer(phone=f"call me {i}") for i in range(400)]  # the schema refuses each
+    seed_source(sqlite_url, rows)
+    configure(sqlite_url, rootfi_write_mode="batch", rootfi_batch_size=400,
+              rootfi_max_refused_share=0.5)  # fmt: skip
+
+    state = sync_customers(return_state=True)
+
+    assert state.is_failed() and "circuit breaker" in str(state.result(raise_on_failure=False))
+    assert sandbox.admin.state()["requests"]["creates"] < 80  # not the ~800 a full split takes
+    statuses = {r.status for r in ledger_rows(sqlite_url).values()}
+    assert statuses <= {"FAILED", "RETRY"}
