@@ -34,8 +34,10 @@ def seed_source(url: str, rows: Iterable[dict[str, Any]], **settings: Any) -> No
         settings.get("source_columns"),
         settings.get("source_company_column"),
     )
-    with engine.begin() as conn:
-        conn.execute(table.insert(), list(rows))
+    rows = list(rows)
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(table.insert(), rows)
     engine.dispose()
 
 
