@@ -87,7 +87,7 @@ def test_a_run_that_outlasts_its_lease_keeps_it_and_a_second_run_sends_nothing_t
     # run takes over customers the first is still sending.
     configure(url, rootfi_write_mode=mode, rootfi_batch_size=5, rootfi_concurrency=1,
               rootfi_lease_seconds=3)  # fmt: skip
-    sandbox.admin.set_faults(latency_seconds=1.0 if mode == "single" else 0.6)
+    sandbox.admin.set_faults(latency_seconds=1.0)
     first = start_flow_process({}, tmp_path)
     wait_for_claim_owners(url, owners=1)
     second = start_flow_process({}, tmp_path)
@@ -208,8 +208,9 @@ def test_errors_on_the_gets_that_follow_an_async_write_never_resend_it(
     seed_source(db_url, rows)
     configure(db_url, rootfi_write_mode="batch", rootfi_batch_size=50, rootfi_retries=3,
               rootfi_concurrency=4)  # fmt: skip
+    # Writes take a while to land, so a lookup made right after a failed GET finds nothing.
     sandbox.admin.set_faults(get_error_500_rate=0.3, get_lost_answer_rate=0.1,
-                             error_500_rate=0.1, seed=11)  # fmt: skip
+                             error_500_rate=0.1, async_write_seconds=0.5, seed=11)  # fmt: skip
 
     run_until_settled(8)
 
