@@ -12,9 +12,10 @@ Fixtures
     The server is stopped and its files removed at the end of the session, whether tests
     pass or fail (and killed by the kernel should the pytest process itself be killed).
 ``mysql_url`` (function)
-    Creates a fresh, empty database (utf8mb4) with a unique name on that server and yields
-    its SQLAlchemy URL, ``mysql+pymysql://root@127.0.0.1:PORT/DBNAME?charset=utf8mb4``.
-    After the test, leftover connections to it are killed and the database is dropped.
+    Creates a fresh, empty database (utf8mb4, ``utf8mb4_unicode_ci``) with a unique name on
+    that server and yields its SQLAlchemy URL,
+    ``mysql+pymysql://root@127.0.0.1:PORT/DBNAME?charset=utf8mb4``. After the test,
+    leftover connections to it are killed and the database is dropped.
 
 If no MariaDB server binary can be found the fixtures skip, saying what to install
 (``make test`` installs it through ``.ci/install-mariadb`` when run as root); if one is found
@@ -397,7 +398,7 @@ def mysql_url(mariadb_server: MariaDBServer, request: pytest.FixtureRequest) -> 
     """Create a fresh empty database for this test; yield its SQLAlchemy URL; drop it after."""
     name = _database_name(request)
     with contextlib.closing(mariadb_server.connect()) as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     try:
         yield mariadb_server.url(name)
     finally:
