@@ -26,7 +26,8 @@ The server
 Throwaway and fast: durability is off (``--innodb-flush-log-at-trx-commit=0``,
 ``--innodb-doublewrite=0``, ``--skip-log-bin``), the buffer pool and redo log are small
 (64 MB, 16 MB), the performance schema and name resolution are off. The data directory
-takes ~35 MB; ``mariadb-install-db`` takes ~0.5 s and the server is up ~0.3 s later. The
+takes ~35 MB; ``mariadb-install-db`` takes 0.5-1.5 s and the server accepts connections
+0.3-0.6 s later (2 cores, idle to busy); stopping it and removing its files, ~0.1 s. The
 server's character set is utf8mb4 with ``utf8mb4_unicode_ci`` (a common choice, and not the
 connection's ``utf8mb4_general_ci``, so a mix of collations shows up in the tests). Its
 files live in a fresh ``pytest-mariadb-*`` directory under ``/dev/shm`` when that is a roomy
@@ -315,7 +316,7 @@ class _Server:
 
     def _version(self, port: int) -> str:
         with contextlib.closing(pymysql.connect(host=HOST, port=port, user=USER)) as conn:
-            return str(conn.get_server_info())
+            return re.sub(r"^5\.5\.5-", "", str(conn.get_server_info()))  # the protocol's prefix
 
     def fail(self, message: str, *, log: bool = True) -> NoReturn:
         tail = f"\n--- server log tail ({self.logfile}) ---\n{_tail(self.logfile)}" if log else ""

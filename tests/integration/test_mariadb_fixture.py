@@ -26,7 +26,9 @@ def engine(mysql_url: str) -> Iterator[Engine]:
         engine.dispose()
 
 
-def test_round_trip_on_mariadb_10_11(engine: Engine, mysql_url: str) -> None:
+def test_round_trip_on_mariadb_10_11(
+    engine: Engine, mysql_url: str, mariadb_server: MariaDBServer
+) -> None:
     url = make_url(mysql_url)
     assert url.drivername == "mysql+pymysql"
     assert (url.host, url.username, url.query) == ("127.0.0.1", "root", {"charset": "utf8mb4"})
@@ -50,6 +52,7 @@ def test_round_trip_on_mariadb_10_11(engine: Engine, mysql_url: str) -> None:
     assert [tuple(row) for row in rows] == [(1, "bolt ✓"), (2, "nut 🔩")]
     assert version.startswith("10.11.") and "MariaDB" in version, version
     assert engine.dialect.is_mariadb  # type: ignore[attr-defined]
+    assert mariadb_server.version == version
     assert (database, charset) == (url.database, "utf8mb4")
 
 
