@@ -1,10 +1,11 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Each installs what it needs:
-# uv (pinned, in .uv/) and then the locked environment (.venv/, from uv.lock).
+# uv (pinned, in .uv/) and then the locked environment (.venv/, from uv.lock); `make test` also
+# the MariaDB server its tests start (.ci/install-mariadb).
 UV_VERSION := 0.13.8
 PYTHON ?= python3
 UV := .uv/bin/uv
 
-.PHONY: demo test lint env bench
+.PHONY: demo test lint env bench mariadb
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -16,8 +17,13 @@ env: $(UV)
 demo: env
 	$(UV) run --no-sync rootfi-sync demo
 
-test: env
+test: env mariadb
 	$(UV) run --no-sync pytest
+
+# The MariaDB server the tests start (tests/mariadb.py): installed from Debian's packages when
+# missing and we are root; otherwise .ci/install-mariadb says what to install (the tests skip).
+mariadb:
+	@bash .ci/install-mariadb
 
 lint: env
 	$(UV) run --no-sync ruff check .

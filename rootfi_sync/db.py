@@ -16,10 +16,33 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def make_engine(url: str) -> sa.Engine:
     """Return an engine; SQLite gets a busy timeout so concurrent runs wait for the lock."""
-    if url.startswith("sqlite"):
+    parsed = sa.make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
         engine = sa.create_engine(url, connect_args={"timeout": 60})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if backend in ("mysql", "mariadb"):
+        return sa.create_engine(
+            url,
+            pool_pre_ping=True,
+            # Below the server's wait_timeout (8 h by default), after which it drops idle
+            # connections; pre-ping would notice too, this just avoids the failed ping.
+            pool_recycle=3600,
+            # InnoDB's default, REPEATABLE READ, reads from a snapshot taken at a
+            # transaction's first read and, for UPDATE and INSERT, locks the gaps between
+            # the rows it scans as well as the rows: concurrent runs claiming neighbouring
+            # customers of the ledger would wait on (and deadlock over) each other's gap
+            # locks. READ COMMITTED locks only the rows a statement changes (a conditional
+            # UPDATE skips locked rows that do not match), and every statement sees the
+            # latest committed rows, which is PostgreSQL's default and what the ledger's
+            # claim and fencing statements are written for. (It needs the binary log off or
+            # in ROW or MIXED format, the defaults of MySQL 8 and MariaDB.)
+            isolation_level="READ COMMITTED",
+            # utf8mb4: the full Unicode range (MySQL's "utf8" is 3-byte utf8mb3), unless the
+            # URL chooses (?charset=...).
+            connect_args={} if "charset" in parsed.query else {"charset": "utf8mb4"},
+        )
     return sa.create_engine(url, pool_pre_ping=True)
 
 

@@ -10,11 +10,25 @@ from urllib.parse import urlsplit
 import pydantic_settings
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from rootfi_sync.errors import SettingsError
 
 PRODUCTION_URL = "https://api.rootfi.dev/v3"
 DEFAULT_DATABASE_URL = "sqlite:///rootfi_sync.db"
+# The databases rootfi-sync supports, by SQLAlchemy URL: backend -> (its drivers, an example).
+DATABASES = {
+    "sqlite": (("pysqlite",), "sqlite:///rootfi_sync.db"),
+    "postgresql": (("psycopg",), "postgresql+psycopg://user:password@host:5432/dbname"),
+    "mysql": (("pymysql",), "mysql+pymysql://user:password@host:3306/dbname?charset=utf8mb4"),
+    "mariadb": (("pymysql",), "mariadb+pymysql://user:password@host:3306/dbname"),
+}
+SUPPORTED_DATABASES = (
+    f"SQLite ({DATABASES['sqlite'][1]}), PostgreSQL through psycopg "
+    f"({DATABASES['postgresql'][1]}) or MySQL 8 / MariaDB through PyMySQL "
+    f"({DATABASES['mysql'][1]})"
+)
 SOURCE_COLUMNS = (
     "id", "name", "email", "phone", "currency", "status", "street", "locality", "city",
     "state", "pincode", "country", "created_at", "updated_at",
@@ -72,6 +86,26 @@ class Settings(BaseSettings):
         if parts.scheme != "https" and not _is_loopback(parts.hostname):
             raise ValueError("must use https unless its host is loopback (127.0.0.1)")
         return value.rstrip("/")
+
+    @field_validator("source_database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        # The message names the scheme at most: the URL itself may hold a password.
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"is not a database URL; use {SUPPORTED_DATABASES}") from None
+        backend = url.get_backend_name()
+        if backend not in DATABASES:
+            raise ValueError(f"unsupported database {backend!r}; use {SUPPORTED_DATABASES}")
+        drivers, example = DATABASES[backend]
+        driver = url.get_driver_name()  # the dialect's default when the URL names none
+        if driver not in drivers:  # e.g. mysql:// means MySQLdb, which is not installed
+            raise ValueError(
+                f"unsupported driver {driver!r} of {url.drivername + '://'!r} (for this "
+                f"database: {example}); use {SUPPORTED_DATABASES}"
+            )
+        return value
 
     @field_validator("source_columns")
     @classmethod

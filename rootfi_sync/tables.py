@@ -7,18 +7,50 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeEngine
 
 from rootfi_sync.settings import SOURCE_COLUMNS
 
 LEDGER_TABLE = "rootfi_customer_sync"
+MYSQL_DIALECTS = ("mysql", "mariadb")  # mysql+pymysql:// (either server) and mariadb+pymysql://
+
+# MySQL and MariaDB keep whole seconds in a plain DATETIME (rounding the rest away): ask for
+# microseconds, as SQLite and PostgreSQL keep them.
+DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), *MYSQL_DIALECTS)
+
+# The ledger on MySQL/MariaDB: InnoDB whatever the server's default engine (claims need its
+# transactions and row locks; MyISAM's 1000-byte keys could not even hold the primary key),
+# utf8mb4 whatever the database's default, and the binary collation, so that keys compare
+# exactly as on SQLite and PostgreSQL ('abc' and 'ABC' are two customers, not one key
+# conflict) and a join to a source column of any utf8mb4 collation is no "illegal mix of
+# collations" (a _bin side wins). The primary key (VARCHAR(255) utf8mb4 + BIGINT) is
+# 1020 + 8 bytes, within InnoDB's 3072-byte limit for DYNAMIC rows (the default since
+# MySQL 5.7 and MariaDB 10.2; COMPACT rows would allow 767 bytes, so it is asked for).
+# One caveat of MySQL's PAD SPACE collations, utf8mb4_bin among them: ids that differ only
+# by trailing spaces compare equal.
+LEDGER_TABLE_OPTIONS: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "mysql_row_format": "DYNAMIC",
+}
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """Stores naive UTC (portable across SQLite and PostgreSQL); returns aware UTC."""
+    """Stores naive UTC (portable across SQLite, PostgreSQL and MySQL); returns aware UTC.
+
+    On MySQL and MariaDB the column is DATETIME(6), which keeps microseconds.
+    """
 
     impl = sa.DateTime
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in MYSQL_DIALECTS:
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is not None:
@@ -57,6 +89,7 @@ ledger = sa.Table(
     sa.Index("ix_rootfi_customer_sync_company_status", "company_id", "status"),
     # One RootFi record belongs to one customer at most (0002).
     sa.Index("ux_rootfi_customer_sync_company_rootfi_id", "company_id", "rootfi_id", unique=True),
+    **LEDGER_TABLE_OPTIONS,
 )
 
 
@@ -79,9 +112,10 @@ def source_table(
             sa.Column(names[c], sa.String(255), key=c)
             for c in ("street", "locality", "city", "state", "pincode", "country")
         ),
-        sa.Column(names["created_at"], sa.DateTime, key="created_at"),
-        sa.Column(names["updated_at"], sa.DateTime, key="updated_at"),
+        sa.Column(names["created_at"], DATETIME, key="created_at"),
+        sa.Column(names["updated_at"], DATETIME, key="updated_at"),
     ]
     if company_column:
         cols.append(sa.Column(company_column, sa.BigInteger, key="company_id", index=True))
-    return sa.Table(name, sa.MetaData(), *cols)
+    # Options only for when init-db creates the sample table; a user's own table keeps its own.
+    return sa.Table(name, sa.MetaData(), *cols, mysql_engine="InnoDB", mysql_charset="utf8mb4")

@@ -1,4 +1,4 @@
-"""Shared test set-up: an isolated Prefect home, PostgreSQL, and factories of real parts."""
+"""Shared test set-up: an isolated Prefect home, PostgreSQL, MariaDB, factories of real parts."""
 
 from __future__ import annotations
 
@@ -19,4 +19,4 @@ from rootfi_sync.settings import Settings  # noqa: E402
 
 Settings.model_config["env_file"] = None
 
-pytest_plugins = ["tests.postgres"]
+pytest_plugins = ["tests.postgres", "tests.mariadb"]

@@ -63,3 +63,54 @@ def test_a_value_from_the_environment_that_is_not_json_is_named_by_its_variable(
     monkeypatch.setenv("SOURCE_COLUMNS", "{bad")
     with pytest.raises(SettingsError, match="SOURCE_COLUMNS: not valid JSON"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///rootfi_sync.db",
+        "sqlite+pysqlite:////var/lib/shop.db",
+        "postgresql+psycopg://sync:secret@db.internal:5432/shop",
+        "mysql+pymysql://sync:secret@db.internal:3306/shop?charset=utf8mb4",
+        "mariadb+pymysql://sync@127.0.0.1/shop",
+    ],
+)
+def test_accepts_sqlite_postgresql_and_mysql_or_mariadb_source_urls(url: str) -> None:
+    assert load_settings(source_database_url=url).source_database_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("oracle+oracledb://sync:secret@db.internal/shop", "unsupported database 'oracle'"),
+        ("mssql+pyodbc://sync:secret@db.internal/shop", "unsupported database 'mssql'"),
+        ("mysql://sync:secret@db.internal/shop", "unsupported driver 'mysqldb' of 'mysql://'"),
+        ("mysql+mysqldb://sync:secret@db.internal/shop", "unsupported driver 'mysqldb'"),
+        ("postgresql+psycopg2://sync:secret@db.internal/shop", "unsupported driver 'psycopg2'"),
+        ("sqlite+aiosqlite:///shop.db", "unsupported driver 'aiosqlite'"),
+        ("shop.db", "is not a database URL"),
+    ],
+)
+def test_refuses_other_source_databases_naming_the_setting_and_the_supported_ones(
+    url: str, said: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(source_database_url=url)
+
+    message = str(caught.value)
+    assert f"SOURCE_DATABASE_URL: Value error, {said}" in message
+    for example in (
+        "sqlite:///rootfi_sync.db",
+        "postgresql+psycopg://user:password@host:5432/dbname",
+        "mysql+pymysql://user:password@host:3306/dbname?charset=utf8mb4",
+    ):
+        assert example in message
+    assert "secret" not in message  # the URL's password is never shown
+
+
+def test_refuses_an_unsupported_source_url_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SOURCE_DATABASE_URL", "mysql+mysqlconnector://sync@db.internal/shop")
+    with pytest.raises(SettingsError, match=r"SOURCE_DATABASE_URL: .*mysql\+pymysql://"):
+        load_settings()

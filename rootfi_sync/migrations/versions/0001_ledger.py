@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from rootfi_sync.tables import UTCDateTime
+from rootfi_sync.tables import LEDGER_TABLE_OPTIONS, UTCDateTime
 
 revision = "0001"
 down_revision = None
@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", UTCDateTime),
         sa.Column("lease_owner", sa.String(64)),
         sa.Column("lease_expires_at", UTCDateTime),
+        **LEDGER_TABLE_OPTIONS,  # MySQL/MariaDB only: InnoDB, utf8mb4, binary collation
     )
     op.create_index(
         "ix_rootfi_customer_sync_company_status", "rootfi_customer_sync", ["company_id", "status"]
