@@ -168,6 +168,8 @@ class Ledger:
         if not candidates:
             return []
         c = ledger.c
+        # New customers first, in a transaction of their own: on MySQL an INSERT IGNORE keeps
+        # a lock on every row it collided with until it commits.
         with self.engine.begin() as conn:
             now = db_now(conn)
             conn.execute(
@@ -186,8 +188,10 @@ class Ledger:
                     for cand in candidates
                 ],
             )
-            changed = sa.or_(c.source_hash.is_(None), c.source_hash != sa.bindparam("b_hash"))
-            ever_sent = sa.func.coalesce(c.doubt_since, c.attempted_at).is_not(None)
+        changed = sa.or_(c.source_hash.is_(None), c.source_hash != sa.bindparam("b_hash"))
+        ever_sent = sa.func.coalesce(c.doubt_since, c.attempted_at).is_not(None)
+        with self.engine.begin() as conn:
+            now = db_now(conn)
             take = (
                 ledger.update()
                 .where(
@@ -195,13 +199,14 @@ class Ledger:
                     c.customer_id == sa.bindparam("b_cid"),
                     sa.or_(_eligible(now), sa.and_(c.status == Status.FAILED, changed)),
                 )
-                .values(
-                    status=sa.case((ever_sent, Status.IN_DOUBT), else_=Status.CLAIMED),
-                    attempts=sa.case((c.status == Status.FAILED, 0), else_=c.attempts),
-                    source_hash=sa.bindparam("b_hash"),
-                    lease_owner=self.owner,
-                    lease_expires_at=now + lease,
-                    updated_at=now,
+                # In this order: MySQL assigns left to right, each seeing the ones before it.
+                .ordered_values(
+                    (c.attempts, sa.case((c.status == Status.FAILED, 0), else_=c.attempts)),
+                    (c.status, sa.case((ever_sent, Status.IN_DOUBT), else_=Status.CLAIMED)),
+                    (c.source_hash, sa.bindparam("b_hash")),
+                    (c.lease_owner, self.owner),
+                    (c.lease_expires_at, now + lease),
+                    (c.updated_at, now),
                 )
             )
             conn.execute(

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from typer.testing import CliRunner
 
 from rootfi_sync.cli import app
-from rootfi_sync.db import init_db, make_engine
+from rootfi_sync.db import MIGRATIONS, init_db, make_engine
 from rootfi_sync.ledger import Ledger
 from rootfi_sync.settings import SOURCE_COLUMNS, load_settings
 from rootfi_sync.tables import LEDGER_TABLE, ledger, source_table
@@ -56,7 +58,7 @@ def test_init_db_creates_the_ledger_and_the_sample_source_table(
                     "WHERE table_schema = database() AND table_name = :t"), {"t": LEDGER_TABLE},
         ).one()  # fmt: skip
         version = conn.execute(sa.text("SELECT version_num FROM rootfi_sync_alembic_version"))
-        assert version.scalar_one() == "0001"
+        assert version.scalar_one() == head_revision()
     assert tuple(options) == ("InnoDB", "utf8mb4_bin", "Dynamic")
     keys = sa.inspect(engine).get_pk_constraint(LEDGER_TABLE)["constrained_columns"]
     assert keys == ["customer_id", "company_id"]
@@ -157,3 +159,12 @@ def test_the_init_db_command_on_mariadb(
     assert result.exit_code == 0, result.output
     assert "created the sample source table" in result.output
     assert {LEDGER_TABLE, "customers"} <= set(sa.inspect(engine).get_table_names())
+
+
+def head_revision() -> str:
+    """The newest migration of the ledger."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
