@@ -67,7 +67,7 @@ def sync_customers(
     write_mode: Literal["single", "batch"] | None = None,
     dry_run: bool = False,
     limit: Annotated[int | None, Field(ge=1)] = None,
-    customer_ids: list[int] | None = None,
+    customer_ids: list[int | str] | None = None,
 ) -> dict[str, Any]:
     """Sync the company's new customers into RootFi; return the run's counts.
 
@@ -77,7 +77,8 @@ def sync_customers(
         write_mode: single (one synchronous create each) or batch (async writes).
         dry_run: Render and validate the payloads; send nothing, change no ledger row.
         limit: Pick at most this many customers in this run.
-        customer_ids: Sync only these source customer ids (support cases).
+        customer_ids: Sync only these source customer ids (support cases); integer, text or
+            UUID keys alike, each made a value of the key column's type ("42" matches 42).
     """
     overrides = {"rootfi_batch_size": batch_size, "rootfi_write_mode": write_mode}
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -101,7 +102,7 @@ def sync_customers(
 
 def _sync_batches(
     parts: RunParts, settings: Settings, summary: RunSummary, *, dry_run: bool,
-    limit: int | None, only: list[int] | None,
+    limit: int | None, only: list[int | str] | None,
 ) -> None:  # fmt: skip
     """Run batch after batch until no customer is left (or `limit` is reached).
 

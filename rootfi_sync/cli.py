@@ -52,13 +52,13 @@ def seed(
     seed_value: Annotated[int, typer.Option("--seed", help="Random seed.")] = 7,
 ) -> None:
     """Add realistic fake customers (a few of them invalid on purpose) to the source table."""
-    from rootfi_sync.db import init_db, make_engine, source_for
+    from rootfi_sync.db import init_db, make_engine, sample_for
     from rootfi_sync.seed import fake_customers, insert_customers
 
     settings = _settings()
     init_db(settings)
     engine = make_engine(settings.source_database_url)
-    table = source_for(settings)
+    table = sample_for(settings)
     n = insert_customers(engine, table, fake_customers(count, seed=seed_value, bad_share=bad_share))
     engine.dispose()
     console.print(f"added {n} customers to {settings.source_table!r}")
@@ -71,7 +71,9 @@ def run(
     write_mode: Annotated[str | None, typer.Option(help="single or batch")] = None,
     dry_run: Annotated[bool, typer.Option(help="Show what would be sent; send nothing.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Pick at most this many.")] = None,
-    customer: Annotated[list[int] | None, typer.Option(help="Sync only this customer id.")] = None,
+    customer: Annotated[
+        list[str] | None, typer.Option(help="Sync only this customer id (any key type).")
+    ] = None,
 ) -> None:
     """Run one sync now; exit 0 when the run completed, 1 when it could not."""
     _settings()
@@ -188,7 +190,7 @@ def retry(
     engine.dispose()
     console.print(f"{n} customer(s) will be sent again")
     if now and n:  # a re-driven customer is sent again, never answered from the cache
-        ids = [int(c) for c in customer] if customer and not all_failed else None
+        ids = list(customer) if customer and not all_failed else None
         print_counts(run_flow(company_id=company, customer_ids=ids))
 
 

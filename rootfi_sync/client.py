@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from rootfi_sync import errors
 from rootfi_sync.errors import RateLimited
+from rootfi_sync.timefmt import iso_ms
 
 USER_AGENT = "rootfi-sync/0.1"
 
@@ -39,11 +40,6 @@ class NoGovernor:
 
     def observe(self, response: httpx.Response) -> None:
         return None
-
-
-def iso_ms(moment: datetime) -> str:
-    """Return `moment` as ISO 8601 UTC with milliseconds and a Z."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:

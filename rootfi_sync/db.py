@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 
 from rootfi_sync.settings import Settings
-from rootfi_sync.tables import source_table
+from rootfi_sync.tables import as_read, source_table
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -63,7 +63,12 @@ def upgrade_ledger(engine: sa.Engine) -> None:
 
 
 def source_for(settings: Settings) -> sa.Table:
-    """Return the source table as the settings describe it."""
+    """Return the source table as the settings describe it and a run reads it (raw values)."""
+    return as_read(sample_for(settings))
+
+
+def sample_for(settings: Settings) -> sa.Table:
+    """Return the source table with column types, to create the sample table and fill it."""
     return source_table(
         settings.source_table, settings.source_columns, settings.source_company_column
     )
@@ -74,7 +79,7 @@ def init_db(settings: Settings) -> bool:
     engine = make_engine(settings.source_database_url)
     try:
         upgrade_ledger(engine)
-        table = source_for(settings)
+        table = sample_for(settings)
         created = not sa.inspect(engine).has_table(table.name)
         table.metadata.create_all(engine, checkfirst=True)
         return created

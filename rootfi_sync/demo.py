@@ -28,7 +28,7 @@ def _configure(db_url: str, api_url: str) -> None:
 
 def run_demo(*, count: int, folder: str, console: Console) -> None:
     """Seed `count` customers in a fresh SQLite file, sync them twice, print the outcome."""
-    from rootfi_sync.db import init_db, make_engine, source_for
+    from rootfi_sync.db import init_db, make_engine, sample_for
     from rootfi_sync.seed import fake_customers, insert_customers
     from rootfi_sync.settings import load_settings
 
@@ -42,7 +42,7 @@ def run_demo(*, count: int, folder: str, console: Console) -> None:
         settings = load_settings()
         init_db(settings)
         engine = make_engine(db_url)
-        insert_customers(engine, source_for(settings), fake_customers(count, bad_share=0.1))
+        insert_customers(engine, sample_for(settings), fake_customers(count, bad_share=0.1))
         engine.dispose()
         console.print(f"[bold]1.[/] seeded {count} customers into {home / 'demo.db'}")
         console.print(f"[bold]2.[/] RootFi sandbox listening on {sandbox.url}")

@@ -18,8 +18,6 @@ unresolved attempt and for every payload sent since (`sent_keys`), before it is 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,12 +28,23 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from rootfi_sync.decisions import next_attempt_at, park
 from rootfi_sync.outcomes import Outcome, Status
+from rootfi_sync.source import (
+    copies_hash,
+    count_keyless,
+    fetch_page,
+    keys_asked,
+    rows_by_key,
+    source_hash,
+)
 from rootfi_sync.tables import ledger
+from rootfi_sync.transform import COPIES
 
 __all__ = ["Candidate", "Ledger", "Outcome", "Status"]
 
 MAX_ERROR_HISTORY = 4000
 CHUNK = 500  # ids per IN (...) list
+KEY_MAX: int = getattr(ledger.c.customer_id.type, "length", None) or 255
+"""The longest key (as text) the ledger's `customer_id` holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +66,13 @@ class Candidate:
 
 @dataclass(slots=True)
 class Page:
+    """Candidates, the key to go on after, rows with a key the ledger cannot hold (NULL:
+    counted on the first page, or too long) and asked-for ids that cannot be keys."""
+
     candidates: list[Candidate] = field(default_factory=list)
     last_id: Any = None
-
-
-def source_hash(row: Mapping[str, Any]) -> str:
-    """Return a fingerprint of a source row, to notice when it changes."""
-    text = json.dumps({k: row[k] for k in sorted(row)}, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    invalid_keys: int = 0
+    unknown_ids: list[Any] = field(default_factory=list)
 
 
 def _eligible(now: datetime) -> sa.ColumnElement[bool]:
@@ -90,32 +98,44 @@ class Ledger:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _pending(self, query: sa.Select[Any], now: datetime, only: Sequence[Any]) -> sa.Select[Any]:
-        """Restrict a query over the source joined to the ledger to rows a run may take."""
+    def _pending(
+        self, query: sa.Select[Any], now: datetime, only: list[Any] | None
+    ) -> sa.Select[Any]:
+        """Restrict a query over the source joined to the ledger to rows a run may take.
+
+        `only` (None: no restriction) holds values of the key column's type. Rows without a
+        key are left out: no ledger row could say what became of them.
+        """
         src, c = self.source, ledger.c
         joined = src.outerjoin(
             ledger,
             sa.and_(c.customer_id == sa.cast(src.c.id, sa.String), c.company_id == self.company_id),
         )
         query = query.select_from(joined).where(
-            sa.or_(c.status.is_(None), c.status == Status.FAILED, _eligible(now))
+            src.c.id.is_not(None),
+            sa.or_(c.status.is_(None), c.status == Status.FAILED, _eligible(now)),
         )
-        if only:
-            query = query.where(src.c.id.in_(list(only)))
+        if only is not None:
+            query = query.where(src.c.id.in_(only))
         if "company_id" in src.c:
             query = query.where(src.c.company_id == self.company_id)
         return query
 
     def count_pending(self, now: datetime, only: Sequence[Any] = ()) -> int:
         """Return how many rows a run may take now (parked FAILED ones included)."""
-        query = self._pending(sa.select(sa.func.count()), now, only)
         with self.engine.connect() as conn:
+            keys, _ = keys_asked(conn, self.source.c.id, only)
+            query = self._pending(sa.select(sa.func.count()), now, keys)
             return int(conn.execute(query).scalar_one())
 
     def candidates(
         self, now: datetime, *, after: Any = None, limit: int = 100, only: Sequence[Any] = ()
     ) -> Page:
-        """Return the next page of rows to sync, in primary-key order after `after`."""
+        """Return the next page of rows to sync, in key order after `after`.
+
+        Rows that share a key make one candidate, marked (`COPIES`) for the transform to
+        refuse. The first page also counts the rows without a key and the unknown ids.
+        """
         src, c = self.source, ledger.c
         columns = (
             c.status.label("_status"),
@@ -123,21 +143,33 @@ class Ledger:
             c.attempted_at.label("_attempted_at"),
             c.source_hash.label("_source_hash"),
         )
-        query = self._pending(sa.select(src, *columns), now, only).order_by(src.c.id).limit(limit)
-        if after is not None:
-            query = query.where(src.c.id > after)
-        page = Page()
         with self.engine.connect() as conn:
-            for mapping in conn.execute(query).mappings():
-                row = {k: mapping[k] for k in src.c.keys() if k != "company_id"}  # noqa: SIM118
-                page.last_id = row["id"]
-                digest = source_hash(row)
-                if mapping["_status"] == Status.FAILED and mapping["_source_hash"] == digest:
-                    continue  # refused before and unchanged since: leave it parked
-                page.candidates.append(
-                    Candidate(row, digest, mapping["_attempts"] or 0, mapping["_attempted_at"])
-                )
+            keys, unknown = keys_asked(conn, src.c.id, only)
+            query = self._pending(sa.select(src, *columns), now, keys)
+            rows = fetch_page(conn, query, src.c.id, after, limit)
+            page = Page(last_id=rows[-1]["id"] if rows else None)
+            if after is None:
+                page.unknown_ids = unknown
+                page.invalid_keys = count_keyless(conn, src, self.company_id) if not only else 0
+        for copies in rows_by_key(rows).values():
+            self._add(page, copies)
         return page
+
+    def _add(self, page: Page, copies: Sequence[sa.RowMapping]) -> None:
+        """Add the customer of these rows (one, or several sharing its key) unless parked."""
+        names = [col.key for col in self.source.c if col.key != "company_id"]
+        rows = [{k: m[k] for k in names} for m in copies]
+        if len(str(rows[0]["id"])) > KEY_MAX:
+            page.invalid_keys += len(rows)
+            return
+        digest = source_hash(rows[0]) if len(rows) == 1 else copies_hash(rows)
+        status, attempts, attempted_at, known = (
+            copies[0][k] for k in ("_status", "_attempts", "_attempted_at", "_source_hash")
+        )
+        if status == Status.FAILED and known == digest:
+            return  # refused before and unchanged since: leave it parked
+        row = rows[0] if len(rows) == 1 else rows[0] | {COPIES: len(rows)}
+        page.candidates.append(Candidate(row, digest, attempts or 0, attempted_at))
 
     def known_rootfi_ids(self, rootfi_ids: Iterable[str]) -> set[str]:
         """Return which of these RootFi ids the ledger already gives to a customer."""

@@ -1,4 +1,10 @@
-"""The database tables: the user's source `customers` table and the sync ledger."""
+"""The database tables: the user's source `customers` table and the sync ledger.
+
+The source table is declared twice: `source_table` with column types, to create the sample
+table and fill it; `as_read` the same columns as a run reads them, each value as the
+database holds it (SQLAlchemy parses nothing: a bad timestamp in SQLite is the transform's
+to refuse, not a crash of the run) and the key of whatever type it has.
+"""
 
 from __future__ import annotations
 
@@ -93,12 +99,26 @@ ledger = sa.Table(
 )
 
 
+class Raw(sa.types.TypeDecorator[Any]):
+    """A value as the database holds it: no result processing, and no cast on a parameter.
+
+    Without a cast, a key read from the table (int, str, UUID) can be handed back in a
+    comparison whatever the column's type; the driver adapts it as it adapted it on reading.
+    """
+
+    impl = sa.types.NullType
+    cache_ok = True
+
+
+_KEY = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
 def source_table(
     name: str = "customers",
     columns: Mapping[str, str] | None = None,
     company_column: str | None = None,
 ) -> sa.Table:
-    """Return the source table; `columns` maps our column names to the user's own.
+    """Return the source table with its column types; `columns` maps our names to the user's.
 
     With `company_column`, one table holds the customers of many RootFi companies: that
     column (available as `.c.company_id`) says whose each customer is.
@@ -106,7 +126,8 @@ def source_table(
     names = {col: (columns or {}).get(col, col) for col in SOURCE_COLUMNS}
     text = {"name": 255, "email": 320, "phone": 64, "currency": 16, "status": 32}
     cols: list[sa.Column[Any]] = [
-        sa.Column(names["id"], sa.Integer, primary_key=True, key="id"),
+        # INTEGER in SQLite, where only an INTEGER PRIMARY KEY numbers new rows by itself.
+        sa.Column(names["id"], _KEY, primary_key=True, key="id"),
         *(sa.Column(names[c], sa.String(n), key=c) for c, n in text.items()),
         *(
             sa.Column(names[c], sa.String(255), key=c)
@@ -119,3 +140,15 @@ def source_table(
         cols.append(sa.Column(company_column, sa.BigInteger, key="company_id", index=True))
     # Options only for when init-db creates the sample table; a user's own table keeps its own.
     return sa.Table(name, sa.MetaData(), *cols, mysql_engine="InnoDB", mysql_charset="utf8mb4")
+
+
+def as_read(table: sa.Table) -> sa.Table:
+    """Return the source table as a run reads it: every source column `Raw`.
+
+    The company column keeps its type: it is compared with the run's company id.
+    """
+    columns = [
+        sa.Column(c.name, c.type if c.key == "company_id" else Raw(), key=c.key)
+        for c in table.columns
+    ]
+    return sa.Table(table.name, sa.MetaData(), *columns, schema=table.schema)

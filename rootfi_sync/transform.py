@@ -1,8 +1,10 @@
 """Turn source customer rows into RootFi payloads, or say which rule each row broke.
 
-Pure: no database, no HTTP, no clock. `to_payload` checks one row and raises `RowRejected`
-on its first broken rule (name, email, currency, status, created_at, updated_at, then phone
-and the address fields); `build_payloads` sorts many rows into accepted and rejected.
+Pure: no database, no HTTP, no clock. Values come as the database holds them (a timestamp
+may be a string, a number or bytes): parsing them is a rule like any other. `to_payload`
+checks one row and raises `RowRejected` on its first broken rule (name, email, currency,
+status, created_at, updated_at, then phone and the address fields); `build_payloads` checks
+each row's key first, then sorts many rows into accepted and rejected.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,12 +22,15 @@ from email_validator import EmailNotValidError, validate_email
 
 from rootfi_sync.errors import RootFiSyncError
 from rootfi_sync.models import Address, CustomerPayload, CustomerStatus
+from rootfi_sync.timefmt import iso_ms
 
 NAME_MAX = 255
 PHONE_MAX = 64
 ADDRESS_MAX = 255
 ADDRESS_FIELDS = ("street", "locality", "city", "state", "pincode", "country")
 SHOWN_MAX = 60
+COPIES = "_copies"
+"""Set by the reader on a row whose key other source rows share too: how many share it."""
 
 STATUSES: dict[str, CustomerStatus] = {
     "active": "ACTIVE",
@@ -76,16 +81,22 @@ def build_payloads(rows: Iterable[Mapping[str, Any]]) -> Transformed:
     rejected: list[tuple[Any, Rejection]] = []
     for row in rows:
         customer_id = row.get("id")
-        if customer_id is None:
-            # Without an id the outcome could not be written back to the ledger.
-            missing = _rejection("id", "missing", customer_id, "is missing; every row needs one")
-            rejected.append((None, missing))
-            continue
         try:
+            _key(customer_id, row.get(COPIES, 1))
             accepted.append((customer_id, to_payload(row)))
         except RowRejected as error:
             rejected.append((customer_id, error.rejection))
     return Transformed(accepted=accepted, rejected=rejected)
+
+
+def _key(value: Any, copies: int) -> None:
+    """Check that the row has a key of its own: one customer, one outcome in the ledger."""
+    if value is None:
+        raise _rejected("id", "missing", value, "is missing; every row needs one")
+    if copies > 1:
+        # Which of the rows would be the customer? Sending either could be wrong.
+        problem = f"is the key of {copies} source rows; nothing is sent until it is unique"
+        raise _rejected("id", "duplicate", value, problem)
 
 
 def to_payload(row: Mapping[str, Any]) -> CustomerPayload:
@@ -152,26 +163,37 @@ def _status(value: Any) -> CustomerStatus:
 
 
 def _timestamp(field: str, value: Any) -> str | None:
-    """Return the moment as `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC, or None when blank."""
+    """Return the moment as `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC, or None when NULL."""
+    if value is None:
+        return None
+    try:
+        return iso_ms(_moment(field, value))
+    except OverflowError:
+        raise _rejected(
+            field, "not_a_timestamp", value, "is out of range once converted to UTC"
+        ) from None
+
+
+def _moment(field: str, value: Any) -> datetime:
+    """Return a datetime, date or ISO 8601 text as a datetime (naive still means UTC)."""
     if isinstance(value, _BINARY):
         value = bytes(value).decode("utf-8", "replace")
     if isinstance(value, str):
-        if not value.strip():
-            return None
-        moment = _parse_iso(field, value)
-    elif isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, date):
-        moment = datetime(value.year, value.month, value.day)
-    elif value is None:
-        return None
-    else:
-        raise _rejected(field, "not_a_timestamp", value, "is not a timestamp")
-    return _format_utc(field, moment)
+        return _parse_iso(field, value)
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    # Epoch numbers are refused, not guessed at: seconds, milliseconds or days?
+    raise _rejected(field, "not_a_timestamp", value, "is not a timestamp")
 
 
 def _parse_iso(field: str, value: str) -> datetime:
-    """Return the ISO 8601 string as a datetime, accepting a trailing Z."""
+    """Return the ISO 8601 string as a datetime, accepting a trailing Z or a space for T.
+
+    A blank string is refused, not taken for NULL: it is not a timestamp, and a column of
+    timestamps holding one was written by something that went wrong.
+    """
     text = value.strip()
     # CPython's parser stops at a NUL, so '...09\x00' would otherwise pass as a timestamp.
     if _CONTROL.search(text):
@@ -182,21 +204,6 @@ def _parse_iso(field: str, value: str) -> datetime:
         return datetime.fromisoformat(text)
     except ValueError:
         raise _rejected(field, "not_a_timestamp", value, "is not an ISO 8601 timestamp") from None
-
-
-def _format_utc(field: str, moment: datetime) -> str:
-    """Return the moment in UTC with milliseconds (truncated) and Z; naive means UTC."""
-    try:
-        if moment.utcoffset() is None:
-            utc = moment.replace(tzinfo=None)
-        else:
-            utc = moment.astimezone(UTC).replace(tzinfo=None)
-    except OverflowError:
-        raise _rejected(
-            field, "not_a_timestamp", moment, "is out of range once converted to UTC"
-        ) from None
-    # isoformat pads the year to four digits, where strftime('%Y') may not.
-    return utc.isoformat(timespec="milliseconds") + "Z"
 
 
 def _address(row: Mapping[str, Any]) -> Address | None:

@@ -7,16 +7,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from rootfi_sync.lease import LeaseKeeper
-from rootfi_sync.ledger import Candidate, Ledger
+from rootfi_sync.ledger import KEY_MAX, Candidate, Ledger, Page
 
 
 @dataclass(slots=True)
 class Claimed:
-    """One page of candidates: those this run holds now, and how many another run held."""
+    """One page: the candidates this run holds now; `seen` also counts those another run
+    held and the rows skipped for a key the ledger cannot hold."""
 
     candidates: list[Candidate] = field(default_factory=list)
     seen: int = 0
@@ -36,12 +37,33 @@ def claim_batch(
     """Return the next page of customers to sync, leased to this run (read only without
     `leases`: a dry run)."""
     page = ledger.candidates(ledger.now(), after=after, limit=limit, only=only or ())
+    _warn_about_keys(page, ledger.source.c.id.name)
+    seen = len(page.candidates) + page.invalid_keys
     if leases is None:
-        return Claimed(page.candidates, seen=len(page.candidates), last_id=page.last_id)
+        return Claimed(page.candidates, seen=seen, last_id=page.last_id)
     since = time.monotonic()
     won = ledger.claim(page.candidates, timedelta(seconds=leases.lease))
     leases.hold((c.customer_id for c in won), since)
-    return Claimed(won, seen=len(page.candidates), last_id=page.last_id)
+    return Claimed(won, seen=seen, last_id=page.last_id)
+
+
+def _warn_about_keys(page: Page, column: str) -> None:
+    """Log the rows skipped for their key and the asked-for ids that cannot be keys."""
+    logger = get_run_logger()
+    if page.invalid_keys:
+        logger.warning(
+            "skipped %s source row(s) whose key column %r is NULL or longer than %s "
+            "characters: no ledger row can record them; give each row a key",
+            page.invalid_keys,
+            column,
+            KEY_MAX,
+        )
+    if page.unknown_ids:
+        logger.warning(
+            "no customer can have the id(s) %s: they are not values of key column %r's type",
+            ", ".join(map(repr, page.unknown_ids)),
+            column,
+        )
 
 
 @task(name="count-pending", cache_policy=NO_CACHE)

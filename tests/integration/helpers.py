@@ -16,10 +16,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rootfi_sync.db import init_db, make_engine
+from rootfi_sync.db import init_db, make_engine, upgrade_ledger
 from rootfi_sync.sandbox import SandboxServer
 from rootfi_sync.settings import load_settings
-from rootfi_sync.tables import ledger, source_table
+from rootfi_sync.tables import as_read, ledger, source_table
 from tests.integration.conftest import COMPANY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +39,60 @@ def seed_source(url: str, rows: Iterable[dict[str, Any]], **settings: Any) -> No
         with engine.begin() as conn:
             conn.execute(table.insert(), rows)
     engine.dispose()
+
+
+def create_source(
+    url: str,
+    rows: Iterable[dict[str, Any]],
+    *,
+    columns: dict[str, str] | None = None,
+    primary_key: bool = True,
+    **types: sa.types.TypeEngine[Any],
+) -> None:
+    """Create the ledger and a `customers` table like the sample's, with some columns of
+    other types (`types`, by our column name) and, unless `primary_key`, a key free to be
+    NULL or shared; insert `rows`."""
+    engine = make_engine(url)
+    upgrade_ledger(engine)
+    sample = source_table(columns=columns)
+    table = sa.Table("customers", sa.MetaData(), *(_like(c, types, primary_key) for c in sample.c))
+    with engine.begin() as conn:
+        table.create(conn)
+    engine.dispose()
+    insert_raw(url, rows, columns=columns)
+
+
+def _like(
+    column: sa.Column[Any], types: dict[str, sa.types.TypeEngine[Any]], primary_key: bool
+) -> sa.Column[Any]:
+    key = column.key == "id"
+    return sa.Column(
+        column.name,
+        types.get(column.key, column.type),
+        key=column.key,
+        primary_key=primary_key and key,
+        nullable=not (primary_key and key),
+    )
+
+
+def insert_raw(
+    url: str, rows: Iterable[dict[str, Any]], *, columns: dict[str, str] | None = None
+) -> None:
+    """Insert rows into `customers` as they are, but for datetimes (written as SQLAlchemy
+    writes them to SQLite): nothing is checked or converted on the way in."""
+    rows = [{k: _as_stored(v) for k, v in row.items()} for row in rows]
+    if not rows:
+        return
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(as_read(source_table(columns=columns)).insert(), rows)
+    engine.dispose()
+
+
+def _as_stored(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.isoformat(" ")
+    return value
 
 
 def ledger_rows(url: str) -> dict[str, Any]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from rootfi_sync.cli import app
 from rootfi_sync.sandbox import SandboxServer
 from tests.factories import make_customer
 from tests.integration.conftest import API_KEY
-from tests.integration.helpers import ledger_rows, seed_source
+from tests.integration.helpers import create_source, ledger_rows, seed_source
 
 runner = CliRunner()
 
@@ -78,3 +79,35 @@ def test_run_exits_1_when_the_run_cannot_complete(sqlite_url: str, configure: An
     result = invoke("run")
     assert result.exit_code == 1
     assert "run failed" in result.output
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.parametrize(
+    ("dialect", "key_type", "keys"),
+    [
+        pytest.param("sqlite", sa.Text(), ["C-0001", "C-0002"], id="sqlite-text"),
+        pytest.param(
+            "postgresql",
+            sa.BigInteger(),
+            [9_000_000_000_001, 9_000_000_000_002],
+            id="pg-bigint",
+            marks=pytest.mark.postgres,
+        ),
+    ],
+)
+def test_run_customer_takes_a_key_of_any_type_as_typed(
+    request: pytest.FixtureRequest,
+    sandbox: SandboxServer,
+    configure: Any,
+    dialect: str,
+    key_type: sa.types.TypeEngine[Any],
+    keys: list[Any],
+) -> None:
+    url = str(request.getfixturevalue("sqlite_url" if dialect == "sqlite" else "pg_url"))
+    create_source(url, [make_customer(id=key) for key in keys], id=key_type)
+    configure(url)
+
+    result = invoke("run", "--customer", str(keys[1]))
+
+    assert result.exit_code == 0, result.output
+    assert {cid: r.status for cid, r in ledger_rows(url).items()} == {str(keys[1]): "SYNCED"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -12,6 +13,7 @@ from rootfi_sync.errors import RootFiSyncError
 from rootfi_sync.models import CustomerPayload
 from rootfi_sync.transform import (
     ADDRESS_FIELDS,
+    COPIES,
     Rejection,
     RowRejected,
     Transformed,
@@ -291,10 +293,13 @@ def test_maps_a_status_and_never_rejects_one(value: Any, expected: str) -> None:
         (" 2024-05-06 07:08 ", "2024-05-06T07:08:00.000Z"),
         ("2024-05-06", "2024-05-06T00:00:00.000Z"),
         (b"2024-05-06T07:08:09Z", "2024-05-06T07:08:09.000Z"),
+        ("2024-01-01T10:00:00+02:00", "2024-01-01T08:00:00.000Z"),
+        ("2024-01-01 10:00:00+02", "2024-01-01T08:00:00.000Z"),
+        ("2024-01-15 09:30:00.123456", "2024-01-15T09:30:00.123Z"),  # as SQLAlchemy stores it
         (datetime(1, 1, 1), "0001-01-01T00:00:00.000Z"),
+        (datetime(999, 12, 31, 23, 59, 59, 999999), "0999-12-31T23:59:59.999Z"),
+        ("0999-12-31T23:00:00-01:00", "1000-01-01T00:00:00.000Z"),
         (None, None),
-        ("", None),
-        ("   ", None),
     ],
 )
 def test_formats_a_timestamp_as_utc_with_milliseconds_and_z(
@@ -307,7 +312,11 @@ def test_formats_a_timestamp_as_utc_with_milliseconds_and_z(
 @pytest.mark.parametrize(
     "value",
     [
+        "",
+        "   ",
         "yesterday",
+        "12/31/2023",
+        "1700000000",
         "2024-13-01T00:00:00",
         "2024-02-30",
         "2024-05-06T25:00:00Z",
@@ -316,6 +325,7 @@ def test_formats_a_timestamp_as_utc_with_milliseconds_and_z(
         "06/05/2024",
         b"\xff\xfe",
         1714979289,
+        1700000000000,
         1714979289.5,
         Decimal("1714979289"),
         True,
@@ -341,7 +351,12 @@ def test_rejects_a_row_whose_timestamp_is_unparseable_or_out_of_range(
     [
         (" +1 (555) 010-9999 ", "+1 (555) 010-9999"),
         ("9" * 64, "9" * 64),
+        # A phone in a numeric column is sent as its digits; a leading 0 or + it lost there
+        # cannot be told back, and RootFi takes free text.
         (5550109999, "5550109999"),
+        (5550109999.0, "5550109999"),
+        (Decimal("5550109999"), "5550109999"),
+        (b"+1 555 010 9999", "+1 555 010 9999"),
         (None, None),
         ("  ", None),
     ],
@@ -530,9 +545,32 @@ def test_rejects_a_row_without_a_customer_id_instead_of_raising(row: dict[str, A
 
 
 def test_keeps_the_customer_id_of_any_type_as_given() -> None:
-    result = build_payloads([make_customer(id="cus_0001"), make_customer(id=0)])
+    key = uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+    rows = [make_customer(id="cus_0001"), make_customer(id=0), make_customer(id=key)]
 
-    assert [customer_id for customer_id, _ in result.accepted] == ["cus_0001", 0]
+    result = build_payloads(rows)
+
+    assert [customer_id for customer_id, _ in result.accepted] == ["cus_0001", 0, key]
+
+
+@pytest.mark.parametrize("key", [9_000_000_000_000, "C-0001"])
+def test_rejects_a_key_that_several_source_rows_share_and_sends_neither(key: Any) -> None:
+    row = make_customer(id=key) | {COPIES: 2}
+
+    result = build_payloads([row, make_customer()])
+
+    assert len(result.accepted) == 1
+    assert result.rejected == [
+        (
+            key,
+            Rejection(
+                "id",
+                "id.duplicate",
+                f"id: {key!r} is the key of 2 source rows; nothing is sent until it is unique "
+                "[id.duplicate]",
+            ),
+        )
+    ]
 
 
 def test_returns_empty_lists_for_no_rows() -> None:
