@@ -162,7 +162,8 @@ def _delivery(parts: RunParts, settings: Settings, summary: RunSummary) -> Deliv
         client=parts.client, company_id=parts.ledger.company_id,
         mode=settings.rootfi_write_mode, pool=parts.pool, known=parts.ledger.known_rootfi_ids,
         timing=timing_of(settings), may_send=parts.leases.may_send,
-        on_accepted=parts.ledger.record_pending_sync,
+        on_accepted=parts.ledger.record_pending_sync, stamp=parts.ledger.touch,
+        clock=parts.ledger.now,
         stop_splitting=lambda sent, refused: summary.breaker_would_open(share, sent, refused),
         poll_timeout=settings.rootfi_poll_timeout_seconds,
     )  # fmt: skip
@@ -283,7 +284,7 @@ def _submit(
         refresh_cache=fresh,
     )
     return sender.submit(
-        quote(delivery), parts.ledger, quote(items), base_url=settings.rootfi_base_url,
+        quote(delivery), quote(items), base_url=settings.rootfi_base_url,
         company_id=parts.ledger.company_id, mode=settings.rootfi_write_mode, batch_no=batch_no,
     )  # fmt: skip
 

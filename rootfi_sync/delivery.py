@@ -29,7 +29,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rootfi_sync import errors
@@ -97,15 +97,22 @@ class BatchIncomplete(errors.RootFiSyncError):
     """Some customers of a batch got no final answer; `outcomes` holds those that did.
 
     `pending` holds the others with how long each must wait; a retry in the same run is worth
-    it only when one of them may be tried now (`retry_now`).
+    it only when one of them may be tried now (`retry_now`). `sent` names the customers whose
+    request left in this attempt (a retry looks those up from then on).
     """
 
-    def __init__(self, message: str, outcomes: list[Outcome], pending: dict[str, Outcome]) -> None:
+    def __init__(
+        self,
+        message: str,
+        outcomes: list[Outcome],
+        pending: dict[str, Outcome],
+        sent: frozenset[str] = frozenset(),
+    ) -> None:
         super().__init__(message)
-        self.outcomes, self.pending = outcomes, pending
+        self.outcomes, self.pending, self.sent = outcomes, pending, sent
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (BatchIncomplete, (str(self), self.outcomes, self.pending))
+        return (BatchIncomplete, (str(self), self.outcomes, self.pending, self.sent))
 
     @property
     def retry_now(self) -> bool:
@@ -167,7 +174,9 @@ class Delivery:
 
     `known` tells which RootFi ids the ledger already gives to customers; `may_send` whether
     this run still holds a customer's lease (nothing is sent for one it does not);
-    `on_accepted` records the sync id of an async write as soon as RootFi names it;
+    `on_accepted` records the sync id of an async write as soon as RootFi names it; `stamp`
+    records that a retry is about to send again, and returns the customers still held; `clock`
+    is the ledger's (settle times are counted on the database's clock, as attempts are);
     `stop_splitting(sent, refused)` is the circuit breaker, asked while a batch refused whole
     is split.
     """
@@ -180,32 +189,43 @@ class Delivery:
     timing: Timing = field(default_factory=Timing)
     may_send: Callable[[str], bool] = lambda _cid: True
     on_accepted: Callable[[list[str], str], None] = lambda _ids, _sync: None
+    stamp: Callable[[Mapping[str, tuple[str, ...]]], set[str]] = lambda keys: set(keys)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     stop_splitting: Callable[[int, int], bool] = lambda _sent, _refused: False
     poll_timeout: float = 300.0
     poll_interval: float = 0.25
     split: _Split = field(default_factory=lambda: _Split())  # the run's splits, all batches
 
-    def deliver(self, items: Sequence[Item], now: datetime) -> list[Outcome]:
+    def deliver(
+        self, items: Sequence[Item], now: datetime, *, again: bool = False
+    ) -> list[Outcome]:
         """Settle what is in doubt, then send the rest; return every item's outcome.
 
+        `again`: a retry, whose intent was recorded by an earlier attempt: what is about to be
+        sent is stamped in the ledger first (`stamp`), and only what this run still holds is.
         Raises BatchIncomplete (carrying the outcomes known so far) when some got no answer.
         """
         done, waiting, to_send = self._resolve_doubt(items, now)
         allowed = [i for i in to_send if self.may_send(i.customer_id)]
+        if again and allowed:
+            held = self.stamp({i.customer_id: i.keys for i in allowed})
+            allowed = [i for i in allowed if i.customer_id in held]
+        sent = frozenset(i.customer_id for i in allowed)
         waiting |= {
             i.customer_id: pending(i.customer_id, Event.NOT_SENT, "not sent: lease not held")
             for i in to_send
-            if not self.may_send(i.customer_id)
+            if i.customer_id not in sent
         }
         try:
             done += self._send(allowed, now) if allowed else []
         except BatchIncomplete as exc:
-            raise BatchIncomplete(str(exc), done + exc.outcomes, waiting | exc.pending) from None
+            raise BatchIncomplete(
+                str(exc), done + exc.outcomes, waiting | exc.pending, sent
+            ) from None
         if waiting:
             first = next(iter(waiting.values())).error
-            raise BatchIncomplete(
-                f"{len(waiting)} of {len(items)} pending ({first})", done, waiting
-            )
+            message = f"{len(waiting)} of {len(items)} pending ({first})"
+            raise BatchIncomplete(message, done, waiting, sent)
         return done
 
     # -- what is in doubt ----------------------------------------------------------------------

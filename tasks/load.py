@@ -20,7 +20,7 @@ from prefect.utilities.hashing import hash_objects
 from rootfi_sync import errors
 from rootfi_sync.client import RootFiClient
 from rootfi_sync.delivery import BatchIncomplete, Delivery, Item
-from rootfi_sync.ledger import Ledger, Outcome, Status
+from rootfi_sync.ledger import Outcome, Status
 
 RETRYABLE = (BatchIncomplete, errors.RateLimited, errors.ServerError, errors.TransportError)
 
@@ -71,7 +71,6 @@ _previous_lock = threading.Lock()
 )
 def send_batch(
     delivery: Delivery,
-    ledger: Ledger,
     items: list[Item],
     *,
     base_url: str,
@@ -81,18 +80,17 @@ def send_batch(
 ) -> list[Outcome]:
     """Return each customer's outcome; raise BatchIncomplete while some got no answer."""
     run_id = str(runtime.task_run.id)
-    now = ledger.now()
+    now = delivery.clock()
     with _previous_lock:
         previous = _previous.pop(run_id, None)
     known: list[Outcome] = []
-    if (runtime.task_run.run_count or 1) > 1:
+    again = (runtime.task_run.run_count or 1) > 1
+    if again:
         known, items = _resume(items, previous, now)
-        held = ledger.touch({i.customer_id: i.keys for i in items})
-        items = [i for i in items if i.customer_id in held]
     try:
-        return known + delivery.deliver(items, now)
+        return known + delivery.deliver(items, now, again=again)
     except BatchIncomplete as exc:
-        incomplete = BatchIncomplete(str(exc), known + exc.outcomes, exc.pending)
+        incomplete = BatchIncomplete(str(exc), known + exc.outcomes, exc.pending, exc.sent)
         with _previous_lock:
             _previous[run_id] = (now, incomplete)
         raise incomplete from None
@@ -103,21 +101,21 @@ def _resume(
 ) -> tuple[list[Outcome], list[Item]]:
     """Return what the previous attempt settled, and the items left, as it left them.
 
-    Without a record of it (it failed otherwise), every item may have been sent then.
+    Those it sent are looked up from then on; those it held back (a lookup that failed, a
+    write still landing) are as they were. Without a record of it (it failed otherwise),
+    every item may have been sent then.
     """
     if previous is None:
         return [], [i.sent_at(now) for i in items]
     at, incomplete = previous
-    pending = incomplete.pending
     left = []
     for item in items:
-        outcome = pending.get(item.customer_id)
+        outcome = incomplete.pending.get(item.customer_id)
         if outcome is None:
             continue
-        if outcome.status == Status.IN_DOUBT:
+        if item.customer_id in incomplete.sent and outcome.status == Status.IN_DOUBT:
             item = item.sent_at(at)
-            item = replace(item, sync_id=outcome.sync_id or item.sync_id)
-        left.append(item)
+        left.append(replace(item, sync_id=outcome.sync_id or item.sync_id))
     return list(incomplete.outcomes), left
 
 
