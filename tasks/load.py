@@ -8,7 +8,7 @@ RootFi first, and sends only what it did not find and may send (`rootfi_sync.dec
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,7 +55,16 @@ def sent_batch_key(context: TaskRunContext, parameters: dict[str, Any]) -> str |
     )
 
 
-_previous: dict[str, tuple[datetime, BatchIncomplete]] = {}
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one attempt at a batch started from, and what it left for the next."""
+
+    at: datetime
+    items: list[Item]
+    incomplete: BatchIncomplete
+
+
+_previous: dict[str, Attempt] = {}  # task run id -> its last attempt, while a retry follows
 _previous_lock = threading.Lock()
 
 
@@ -84,32 +93,35 @@ def send_batch(
     with _previous_lock:
         previous = _previous.pop(run_id, None)
     known: list[Outcome] = []
-    again = (runtime.task_run.run_count or 1) > 1
-    if again:
+    run_count = runtime.task_run.run_count or 1
+    if run_count > 1:
         known, items = _resume(items, previous, now)
     try:
-        return known + delivery.deliver(items, now, again=again)
+        return known + delivery.deliver(items, now, again=run_count > 1)
     except BatchIncomplete as exc:
         incomplete = BatchIncomplete(str(exc), known + exc.outcomes, exc.pending, exc.sent)
-        with _previous_lock:
-            _previous[run_id] = (now, incomplete)
+        context = TaskRunContext.get()
+        if context is not None and run_count <= context.task.retries:
+            with _previous_lock:
+                _previous[run_id] = Attempt(now, items, incomplete)
         raise incomplete from None
 
 
 def _resume(
-    items: list[Item], previous: tuple[datetime, BatchIncomplete] | None, now: datetime
+    items: list[Item], previous: Attempt | None, now: datetime
 ) -> tuple[list[Outcome], list[Item]]:
     """Return what the previous attempt settled, and the items left, as it left them.
 
-    Those it sent are looked up from then on; those it held back (a lookup that failed, a
-    write still landing) are as they were. Without a record of it (it failed otherwise),
-    every item may have been sent then.
+    `items` are the task's own; the previous attempt's, as it started, carry what the
+    attempts before it learnt. Those it sent are looked up from then on; those it held back
+    (a lookup that failed, a write still landing) are as they were. Without a record of it
+    (it failed otherwise), every item may have been sent then.
     """
     if previous is None:
         return [], [i.sent_at(now) for i in items]
-    at, incomplete = previous
+    at, incomplete = previous.at, previous.incomplete
     left = []
-    for item in items:
+    for item in previous.items:
         outcome = incomplete.pending.get(item.customer_id)
         if outcome is None:
             continue

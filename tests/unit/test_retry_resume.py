@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from rootfi_sync.delivery import BatchIncomplete, Item
 from rootfi_sync.models import CustomerPayload
 from rootfi_sync.outcomes import Outcome, Status
-from tasks.load import _resume
+from tasks.load import Attempt, _resume
 
 EARLIER = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 AT = EARLIER + timedelta(hours=1)
@@ -31,7 +31,7 @@ def test_a_retry_keeps_what_was_settled_and_resends_only_what_is_left() -> None:
         sent=frozenset({"lost", "throttled"}),
     )
 
-    settled, left = _resume(items, (AT, previous), AT + timedelta(seconds=5))
+    settled, left = _resume(items, Attempt(AT, items, previous), AT + timedelta(seconds=5))
 
     assert [o.customer_id for o in settled] == ["done"]
     by_id = {i.customer_id: i for i in left}
@@ -45,9 +45,18 @@ def test_a_retry_keeps_what_was_settled_and_resends_only_what_is_left() -> None:
 def test_a_retry_remembers_the_async_write_that_holds_a_customer() -> None:
     previous = BatchIncomplete("x", [], {"1": Outcome("1", Status.IN_DOUBT, sync_id="s-9")})
 
-    _, left = _resume([item("1")], (AT, previous), AT)
+    _, left = _resume([item("1")], Attempt(AT, [item("1")], previous), AT)
 
     assert left[0].sync_id == "s-9"
+
+
+def test_a_retry_starts_from_the_history_the_attempts_before_it_learnt() -> None:
+    first = item("1").sent_at(EARLIER)  # as the second attempt started: sent by the first
+    held_back = BatchIncomplete("x", [], {"1": Outcome("1", Status.IN_DOUBT, wait=60)})
+
+    _, left = _resume([item("1")], Attempt(AT, [first], held_back), AT)
+
+    assert (left[0].doubt_since, left[0].last_sent) == (EARLIER, EARLIER)  # not a fresh send
 
 
 def test_a_retry_without_a_record_of_its_attempt_treats_everything_as_sent() -> None:
