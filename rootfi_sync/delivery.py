@@ -201,15 +201,18 @@ class Delivery:
     ) -> list[Outcome]:
         """Settle what is in doubt, then send the rest; return every item's outcome.
 
-        `again`: a retry, whose intent was recorded by an earlier attempt: what is about to be
-        sent is stamped in the ledger first (`stamp`), and only what this run still holds is.
+        What is about to be sent again (in doubt and not found, or anything in a retry, whose
+        intent an earlier attempt recorded: `again`) is stamped in the ledger first (`stamp`),
+        and only what this run still holds is sent.
         Raises BatchIncomplete (carrying the outcomes known so far) when some got no answer.
         """
         done, waiting, to_send = self._resolve_doubt(items, now)
         allowed = [i for i in to_send if self.may_send(i.customer_id)]
-        if again and allowed:
-            held = self.stamp({i.customer_id: i.keys for i in allowed})
-            allowed = [i for i in allowed if i.customer_id in held]
+        stamped = allowed if again else [i for i in allowed if i.doubt_since is not None]
+        if stamped:
+            keys = {i.customer_id: i.keys for i in stamped}
+            held = self.stamp(keys)
+            allowed = [i for i in allowed if i.customer_id in held or i.customer_id not in keys]
         sent = frozenset(i.customer_id for i in allowed)
         waiting |= {
             i.customer_id: pending(i.customer_id, Event.NOT_SENT, "not sent: lease not held")

@@ -312,12 +312,15 @@ class Ledger:
         """Mark customers SENDING, before the request leaves; return those this run may send.
 
         `intents` maps each customer to its payload hash and the match keys of every payload
-        sent since its first unresolved attempt, this one included. Customers whose lease this
-        run no longer holds are left alone, and must not be sent.
+        sent since its first unresolved attempt, this one included. A customer never sent is
+        stamped sent now; one in doubt is stamped only if it is sent again (`touch`), once its
+        lookup has found nothing. Customers whose lease this run no longer holds are left
+        alone, and must not be sent.
         """
         if not intents:
             return set()
         c = ledger.c
+        fresh = sa.func.coalesce(c.doubt_since, c.attempted_at).is_(None)
         with self.engine.begin() as conn:
             now = db_now(conn)
             held = [r.customer_id for r in self._held(conn, list(intents), now)]
@@ -328,14 +331,15 @@ class Ledger:
                     c.customer_id == sa.bindparam("b_cid"),
                     c.lease_owner == self.owner,
                 )
-                .values(
-                    status=Status.SENDING,
-                    payload_hash=sa.bindparam("b_hash"),
-                    sent_keys=sa.bindparam("b_keys"),
-                    attempts=c.attempts + 1,
-                    attempted_at=now,
-                    doubt_since=sa.func.coalesce(c.doubt_since, now),
-                    updated_at=now,
+                # In this order: MySQL assigns left to right, each seeing the ones before it.
+                .ordered_values(
+                    (c.sent_keys, sa.case((fresh, sa.bindparam("b_keys")), else_=c.sent_keys)),
+                    (c.attempted_at, sa.case((fresh, now), else_=c.attempted_at)),
+                    (c.doubt_since, sa.func.coalesce(c.doubt_since, c.attempted_at, now)),
+                    (c.status, Status.SENDING),
+                    (c.payload_hash, sa.bindparam("b_hash")),
+                    (c.attempts, c.attempts + 1),
+                    (c.updated_at, now),
                 )
             )
             if held:
