@@ -198,6 +198,29 @@ def test_a_lost_synchronous_create_that_lands_late_is_adopted_not_sent_again(
     assert_exactly_once(sandbox, db_url, rows)
 
 
+def test_a_customer_in_doubt_is_resent_once_its_last_send_had_time_to_land(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    rows = [make_customer()]
+    seed_source(sqlite_url, rows)
+    configure(sqlite_url, rootfi_retries=0, rootfi_sync_settle_seconds=6)
+    sandbox.admin.set_faults(error_500_rate=1.0, seed=1)
+    assert sync_customers()["in_doubt"] == 1  # a 500: it may exist
+    sent_by = time.monotonic()
+    sandbox.admin.set_faults(error_500_rate=0.0)
+    time.sleep(2)
+    make_due_now(sqlite_url)
+    assert sync_customers()["in_doubt"] == 1  # looked up, not found, too early to resend
+    time.sleep(max(0.0, sent_by + 6.3 - time.monotonic()))
+    make_due_now(sqlite_url)
+
+    third = sync_customers()  # the lookup of the run before did not move the settle time on
+
+    assert (third["synced"], third["adopted"]) == (1, 0)
+    assert sandbox.admin.state()["requests"]["creates"] == 2
+    assert_exactly_once(sandbox, sqlite_url, rows)
+
+
 # -- 4. faults on the GETs that follow an async write -------------------------------------------
 
 
