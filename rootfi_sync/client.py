@@ -1,8 +1,9 @@
 """A small RootFi v3 client over httpx: create customers, follow syncs, list customers.
 
 Only the `api_key` header carries the key; it is never logged, put in a URL or in an error.
-The client retries nothing itself except a 429 (which RootFi answers before processing
-anything): it waits the `Retry-After` it is given, within a bound, then asks again.
+The client retries no write itself except after a 429 (which RootFi answers before
+processing anything): it waits the `Retry-After` it is given, within a bound, then asks
+again. A GET, which changes nothing, is also asked again a few times after a 5xx or no answer.
 Everything else is raised as one of `rootfi_sync.errors`, for the caller to decide.
 """
 
@@ -22,6 +23,7 @@ from rootfi_sync.errors import RateLimited
 from rootfi_sync.timefmt import iso_ms
 
 USER_AGENT = "rootfi-sync/0.1"
+GET_RETRY_PAUSE = 0.25  # seconds before the first new try of a failed GET; doubles each time
 
 
 class Governor(Protocol):
@@ -69,9 +71,11 @@ class RootFiClient:
         transport: httpx.BaseTransport | None = None,
         max_connections: int = 16,
         max_rate_limit_wait: float = 120.0,
+        get_retries: int = 3,
     ) -> None:
         self._governor = governor or NoGovernor()
         self._max_wait = max_rate_limit_wait
+        self._get_retries = get_retries
         self._http = httpx.Client(
             base_url=base_url.rstrip("/") + "/",
             headers={"api_key": api_key.get_secret_value(), "user-agent": USER_AGENT},
@@ -171,12 +175,25 @@ class RootFiClient:
         return self._json(method, path, self._exchange(method, path, **kwargs))
 
     def _exchange(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send, waiting out 429s; return a successful answer or raise its error."""
-        waited = 0.0
+        """Send, waiting out 429s; return a successful answer or raise its error.
+
+        A GET changes nothing, so one that fails (5xx, no answer) is asked again, a few times
+        with a growing pause: a lookup reads many pages, and one failed page must not fail it.
+        """
+        waited, tries = 0.0, 0
         while True:
-            response = self._send(method, path, **kwargs)
+            try:
+                response = self._send(method, path, **kwargs)
+            except errors.TransportError:
+                if method != "GET" or tries >= self._get_retries:
+                    raise
+                tries = self._pause_before_get(tries)
+                continue
             if response.is_success:
                 return response
+            if response.status_code >= 500 and method == "GET" and tries < self._get_retries:
+                tries = self._pause_before_get(tries)
+                continue
             if response.status_code != 429:
                 raise _status_error(method, path, response)
             error = _status_error(method, path, response)
@@ -185,6 +202,11 @@ class RootFiClient:
                 raise error
             time.sleep(delay)
             waited += delay
+
+    @staticmethod
+    def _pause_before_get(tries: int) -> int:
+        time.sleep(GET_RETRY_PAUSE * 2**tries)
+        return tries + 1
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         self._governor.acquire()

@@ -140,3 +140,41 @@ def test_reads_the_wait_from_retry_after_or_rate_limit_reset(
 ) -> None:
     response = httpx.Response(429, headers=headers)
     assert retry_after_seconds(response, now=2_000_000_000) == expected
+
+
+@pytest.fixture
+def no_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("rootfi_sync.client.GET_RETRY_PAUSE", 0.0)
+
+
+@pytest.mark.usefixtures("no_pause")
+def test_asks_a_failed_get_again_since_a_get_changes_nothing() -> None:
+    answers = [error(500, "BOOM"), httpx.RemoteProtocolError("lost"), None]
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer or httpx.Response(200, json={"data": {"status": "SUCCESS"}})
+
+    with client_for(handler) as client:
+        assert client.get_sync("s-1")["status"] == "SUCCESS"
+    assert seen == ["GET", "GET", "GET"]
+
+
+@pytest.mark.usefixtures("no_pause")
+def test_never_resends_a_failed_create_itself_and_gives_a_get_three_more_tries() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        return error(503, "DOWN")
+
+    with client_for(handler) as client:
+        with pytest.raises(errors.ServerError):
+            client.create_customer(1089, {"name": "A"})
+        with pytest.raises(errors.ServerError):
+            client.get_sync("s-1")
+    assert seen == ["POST", "GET", "GET", "GET", "GET"]
