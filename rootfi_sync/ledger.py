@@ -58,6 +58,7 @@ class Candidate:
     doubt_since: datetime | None = None  # first attempt not resolved yet, if any
     sent_keys: tuple[str, ...] = ()  # match keys of the payloads sent since then
     sync_id: str | None = None  # the async write that holds it, until that write is final
+    status: str | None = None  # its ledger state when read (None: no ledger row yet)
 
     @property
     def customer_id(self) -> str:
@@ -169,7 +170,9 @@ class Ledger:
         if status == Status.FAILED and known == digest:
             return  # refused before and unchanged since: leave it parked
         row = rows[0] if len(rows) == 1 else rows[0] | {COPIES: len(rows)}
-        page.candidates.append(Candidate(row, digest, attempts or 0, attempted_at))
+        page.candidates.append(
+            Candidate(row, digest, attempts or 0, attempted_at, status=status or None)
+        )
 
     def known_rootfi_ids(self, rootfi_ids: Iterable[str]) -> set[str]:
         """Return which of these RootFi ids the ledger already gives to a customer."""
@@ -190,40 +193,46 @@ class Ledger:
         with self.engine.connect() as conn:
             return db_now(conn)
 
-    def claim(self, candidates: Sequence[Candidate], lease: timedelta) -> list[Candidate]:
+    def claim(
+        self, candidates: Sequence[Candidate], lease: timedelta, now: datetime | None = None
+    ) -> list[Candidate]:
         """Lease these customers to this run; return the ones won, with their history.
 
         Portable across SQLite, PostgreSQL and MySQL: new customers are inserted (a conflict
-        means another run got there first), free ones are taken by a conditional update,
-        which each database applies to a row atomically, and the winners are read back.
+        means another run got there first), known ones are taken by a conditional update
+        where free, which each database applies to a row atomically, and the winners are
+        read back. `now` is the database's clock when the candidates were read.
         """
         if not candidates:
             return []
         c = ledger.c
-        # New customers first, in a transaction of their own: on MySQL an INSERT IGNORE keeps
-        # a lock on every row it collided with until it commits.
-        with self.engine.begin() as conn:
-            now = db_now(conn)
-            conn.execute(
-                _insert_ignore(conn),
-                [
-                    {
-                        "customer_id": cand.customer_id,
-                        "company_id": self.company_id,
-                        "status": Status.CLAIMED,
-                        "source_hash": cand.source_hash,
-                        "attempts": 0,
-                        "lease_owner": self.owner,
-                        "lease_expires_at": now + lease,
-                        "updated_at": now,
-                    }
-                    for cand in candidates
-                ],
-            )
+        new = [cand for cand in candidates if cand.status is None]
+        known = [cand for cand in candidates if cand.status is not None]
+        if now is None:
+            now = self.now()
+        # New customers in a transaction of their own: on MySQL an INSERT IGNORE keeps a lock
+        # on every row it collided with until it commits.
+        if new:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    _insert_ignore(conn),
+                    [
+                        {
+                            "customer_id": cand.customer_id,
+                            "company_id": self.company_id,
+                            "status": Status.CLAIMED,
+                            "source_hash": cand.source_hash,
+                            "attempts": 0,
+                            "lease_owner": self.owner,
+                            "lease_expires_at": now + lease,
+                            "updated_at": now,
+                        }
+                        for cand in new
+                    ],
+                )
         changed = sa.or_(c.source_hash.is_(None), c.source_hash != sa.bindparam("b_hash"))
         ever_sent = sa.func.coalesce(c.doubt_since, c.attempted_at).is_not(None)
         with self.engine.begin() as conn:
-            now = db_now(conn)
             take = (
                 ledger.update()
                 .where(
@@ -241,9 +250,10 @@ class Ledger:
                     (c.updated_at, now),
                 )
             )
-            conn.execute(
-                take, [{"b_cid": x.customer_id, "b_hash": x.source_hash} for x in candidates]
-            )
+            if known:
+                conn.execute(
+                    take, [{"b_cid": x.customer_id, "b_hash": x.source_hash} for x in known]
+                )
             won = {
                 r.customer_id: r for r in self._held(conn, [x.customer_id for x in candidates], now)
             }

@@ -36,13 +36,14 @@ def claim_batch(
 ) -> Claimed:
     """Return the next page of customers to sync, leased to this run (read only without
     `leases`: a dry run)."""
-    page = ledger.candidates(ledger.now(), after=after, limit=limit, only=only or ())
+    now = ledger.now()
+    page = ledger.candidates(now, after=after, limit=limit, only=only or ())
     _warn_about_keys(page, ledger.source.c.id.name)
     seen = len(page.candidates) + page.invalid_keys
     if leases is None:
         return Claimed(page.candidates, seen=seen, last_id=page.last_id)
     since = time.monotonic()
-    won = ledger.claim(page.candidates, timedelta(seconds=leases.lease))
+    won = ledger.claim(page.candidates, timedelta(seconds=leases.lease), now)
     leases.hold((c.customer_id for c in won), since)
     return Claimed(won, seen=seen, last_id=page.last_id)
 
