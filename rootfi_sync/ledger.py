@@ -333,13 +333,13 @@ class Ledger:
         fresh = sa.func.coalesce(c.doubt_since, c.attempted_at).is_(None)
         with self.engine.begin() as conn:
             now = db_now(conn)
-            held = [r.customer_id for r in self._held(conn, list(intents), now)]
             stmt = (
                 ledger.update()
                 .where(
                     c.company_id == self.company_id,
                     c.customer_id == sa.bindparam("b_cid"),
                     c.lease_owner == self.owner,
+                    c.lease_expires_at > now,
                 )
                 # In this order: MySQL assigns left to right, each seeing the ones before it.
                 .ordered_values(
@@ -352,19 +352,30 @@ class Ledger:
                     (c.updated_at, now),
                 )
             )
-            if held:
-                conn.execute(
-                    stmt,
-                    [
-                        {
-                            "b_cid": cid,
-                            "b_hash": intents[cid][0],
-                            "b_keys": " ".join(intents[cid][1]),
-                        }
-                        for cid in held
-                    ],
-                )
-        return set(held)
+            params = [
+                {"b_cid": cid, "b_hash": digest, "b_keys": " ".join(keys)}
+                for cid, (digest, keys) in intents.items()
+            ]
+            return self._updated(conn, stmt, params, now)
+
+    def _updated(
+        self, conn: sa.Connection, stmt: sa.Update, params: list[dict[str, Any]], now: datetime
+    ) -> set[str]:
+        """Run a fenced executemany UPDATE stamping `updated_at=now`; return the customers it
+        changed (all of them, as a rule: the rows are read back only when some were not)."""
+        ids = [p["b_cid"] for p in params]
+        result = conn.execute(stmt, params)
+        if conn.dialect.supports_sane_multi_rowcount and result.rowcount == len(params):
+            return set(ids)
+        c, changed = ledger.c, set[str]()
+        for start in range(0, len(ids), CHUNK):
+            query = sa.select(c.customer_id).where(
+                c.company_id == self.company_id,
+                c.updated_at == now,
+                c.customer_id.in_(ids[start : start + CHUNK]),
+            )
+            changed.update(conn.execute(query).scalars())
+        return changed
 
     def touch(self, sent_keys: Mapping[str, tuple[str, ...]]) -> set[str]:
         """Before a task retry sends again: stamp the new attempt (not counted as one more);
@@ -439,22 +450,16 @@ class Ledger:
     ) -> list[Outcome]:
         with self.engine.begin() as conn:
             now = db_now(conn)
-            held = {
-                r.customer_id for r in self._held(conn, [o.customer_id for o in outcomes], None)
-            }
-            written = [o for o in outcomes if o.customer_id in held]
             rows = [
                 _outcome_params(o, now, next_attempt_at(o, now, attempts.get(cid, 1), requeue))
-                for o in written
+                for o in outcomes
                 if (cid := o.customer_id)
             ]
-            if rows:
-                conn.execute(
-                    _OUTCOME_UPDATE.where(
-                        ledger.c.company_id == self.company_id, ledger.c.lease_owner == self.owner
-                    ),
-                    rows,
-                )
+            fenced = _OUTCOME_UPDATE.where(
+                ledger.c.company_id == self.company_id, ledger.c.lease_owner == self.owner
+            )
+            held = self._updated(conn, fenced, rows, now)
+            written = [o for o in outcomes if o.customer_id in held]
         return written
 
     def _unclaimed(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
