@@ -34,11 +34,18 @@ SYNC_FLOW = {"prefect.resource.role": "flow", "prefect.resource.name": "sync-cus
 SCHEDULED = {"prefect.resource.role": "deployment", "prefect.resource.name": "scheduled-sync"}
 BREAKER = "*circuit breaker*"  # matches the state message of a run its breaker stopped
 RUN_SUBJECT = "rootfi-sync: {{ flow.name }} run {{ flow_run.name }} is {{ flow_run.state.name }}"
+BREAKER_SUBJECT = "rootfi-sync: circuit breaker stopped {{ flow.name }} run {{ flow_run.name }}"
+CANCELLED_SUBJECT = "rootfi-sync: scheduled run {{ flow_run.name }} was cancelled"
 RUN_BODY = """{{ flow.name }} run {{ flow_run.name }} ended {{ flow_run.state.name }}:
 {{ flow_run.state.message }}
 
 What it sent before it stopped is recorded in the ledger; the next run picks up the rest.
 `rootfi-sync status` shows the ledger; `rootfi-sync doctor` checks the set-up."""
+CANCELLED_BODY = """Run {{ flow_run.name }} of scheduled-sync was cancelled:
+{{ flow_run.state.message }}
+
+The deployment runs one at a time: a run due while the one before it still runs is cancelled.
+Runs that keep taking longer than 15 minutes (they stop at 14) need a look at the latest runs."""
 SHARE_SUBJECT = (
     "rootfi-sync: company {{ event.payload.company_id }}: {{ event.payload.failed }} of "
     "{{ event.payload.picked }} customers failed"
@@ -74,7 +81,7 @@ def circuit_breaker(block_id: UUID) -> AutomationCore:
     """A run stopped by its circuit breaker: its state message names it."""
     trigger = _run_trigger(["Failed"], message=BREAKER)
     about = "RootFi refused more than ROOTFI_MAX_REFUSED_SHARE of what a run sent."
-    return _automation("circuit breaker", about, trigger, RUN_SUBJECT, RUN_BODY, block_id)
+    return _automation("circuit breaker", about, trigger, BREAKER_SUBJECT, RUN_BODY, block_id)
 
 
 def failure_share(block_id: UUID) -> AutomationCore:
@@ -99,7 +106,8 @@ def scheduled_cancelled(block_id: UUID) -> AutomationCore:
     """A scheduled-sync run was cancelled (one at a time: a late one is cancelled)."""
     trigger = _run_trigger(["Cancelled"], related=[SYNC_FLOW, SCHEDULED])
     about = "A scheduled-sync run was cancelled, e.g. while the run before it still ran."
-    return _automation("scheduled run cancelled", about, trigger, RUN_SUBJECT, RUN_BODY, block_id)
+    subject, body = CANCELLED_SUBJECT, CANCELLED_BODY
+    return _automation("scheduled run cancelled", about, trigger, subject, body, block_id)
 
 
 def no_fresh_sync(block_id: UUID, minutes: float) -> AutomationCore:
