@@ -84,7 +84,8 @@ def _check_columns(settings: Settings, wanted: dict[str, str], present: set[str]
     if missing:
         named = ", ".join(f"{t} (for {o})" if o != t else t for o, t in missing.items())
         example = json.dumps({**settings.source_columns, **dict.fromkeys(missing, "<yours>")})
-        detail = f"{settings.source_table} has no column {named}"
+        has = ", ".join(sorted(present)[:20])
+        detail = f"{settings.source_table} has no column {named} (its columns: {has})"
         return Check("source columns", "fail", detail, f"map yours: SOURCE_COLUMNS='{example}'")
     if company and company not in present:
         detail = f"{settings.source_table} has no column {company} (SOURCE_COMPANY_COLUMN)"
