@@ -32,7 +32,7 @@ def _version(value: bool) -> None:
     if value:
         from importlib.metadata import version
 
-        console.print(f"rootfi-sync {version('rootfi-sync')} (prefect {version('prefect')})")
+        typer.echo(f"rootfi-sync {version('rootfi-sync')} (prefect {version('prefect')})")
         raise typer.Exit()
 
 
