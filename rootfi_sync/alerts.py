@@ -185,10 +185,9 @@ def _slug(doc: Any) -> str:
 
 
 def ensure_automations(
-    client: SyncPrefectClient, block_name: str, freshness_minutes: float
+    client: SyncPrefectClient, block_id: UUID, block_name: str, freshness_minutes: float
 ) -> list[str]:
     """Create the automations, or update those that exist (one of each); one line per step."""
-    block_id = notification_block_id(client, block_name)
     lines = []
     for automation in definitions(block_id, freshness_minutes):
         existing = client.read_automations_by_name(automation.name)

@@ -34,16 +34,18 @@ def setup_prefect(
     """
     from prefect.client.orchestration import get_client
 
-    from rootfi_sync.alerts import ensure_automations
+    from rootfi_sync.alerts import ensure_automations, notification_block_id
 
     if rate_limit_per_minute is not None and rate_limit_per_minute < 0:
         raise ValueError("rate_limit_per_minute must be 0 (no limit) or more")
     with get_client(sync_client=True) as client:
+        # A wrong block name stops setup before it changes anything.
+        block_id = notification_block_id(client, notify) if notify is not None else None
         lines = [_ensure_work_pool(client, work_pool)]
         lines.append(_save_secret(client, api_key))
         lines.append(_ensure_rate_limit(client, rate_limit_name, rate_limit_per_minute))
-        if notify is not None:
-            lines += ensure_automations(client, notify, freshness_minutes)
+        if notify is not None and block_id is not None:
+            lines += ensure_automations(client, block_id, notify, freshness_minutes)
     return lines
 
 

@@ -21,6 +21,7 @@ from tests.e2e.prefect_server import WebhookReceiver
 from tests.integration.conftest import API_KEY
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
+POOL = "rootfi-sync-alerts-test"
 NAMES = [
     "rootfi-sync: run failed",
     "rootfi-sync: circuit breaker",
@@ -31,9 +32,12 @@ NAMES = [
 
 
 @pytest.fixture
-def alerts_block() -> Iterator[UUID]:
-    """A webhook notification block that posts to a listener on 127.0.0.1."""
+def alerts_block(monkeypatch: pytest.MonkeyPatch) -> Iterator[UUID]:
+    """A webhook notification block that posts to a listener on 127.0.0.1; what setup made
+    is removed afterwards (the test server is shared by the session)."""
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    monkeypatch.setenv("ROOTFI_RATE_LIMIT_PER_MINUTE", "0")  # no global limit made here
 
     with WebhookReceiver() as hook:
         block = CustomWebhookNotificationBlock(
@@ -41,15 +45,20 @@ def alerts_block() -> Iterator[UUID]:
             url=hook.url,
             json_data={"subject": "{{subject}}", "body": "{{body}}"},
         )
+        from prefect.blocks.system import Secret
+
+        Secret(value="not a channel").save("rootfi-sync-key", overwrite=True)
         yield block.save("rootfi-sync-alerts", overwrite=True)
     with get_client(sync_client=True) as client:
         for automation in client.read_automations():
             if automation.name.startswith("rootfi-sync: "):
                 client.delete_automation(automation.id)
+        if any(pool.name == POOL for pool in client.read_work_pools()):
+            client.delete_work_pool(POOL)
 
 
 def setup(*args: str) -> list[str]:
-    result = CliRunner().invoke(app, ["setup", "--work-pool", "rootfi-sync-alerts-test", *args])
+    result = CliRunner().invoke(app, ["setup", "--work-pool", POOL, *args])
     assert result.exit_code == 0, result.output
     assert API_KEY not in result.output
     return result.output.splitlines()
@@ -63,10 +72,8 @@ def ours() -> dict[str, Any]:
 
 
 def test_setup_notify_creates_the_alerts_once_and_updates_them_when_run_again(
-    alerts_block: UUID, monkeypatch: pytest.MonkeyPatch
+    alerts_block: UUID,
 ) -> None:
-    monkeypatch.setenv("ROOTFI_RATE_LIMIT_PER_MINUTE", "0")
-
     first = setup("--notify", "rootfi-sync-alerts")
     created = ours()
     again = setup("--notify", "custom-webhook/rootfi-sync-alerts", "--freshness-minutes", "30")
@@ -120,6 +127,15 @@ def test_the_alerts_match_what_each_is_for(alerts_block: UUID) -> None:
     )
 
 
-def test_setup_refuses_a_block_that_cannot_notify(alerts_block: UUID) -> None:
-    result = CliRunner().invoke(app, ["setup", "--notify", "no-such-block"])
-    assert result.exit_code == 2 and "no block of that name" in result.output
+def test_setup_refuses_an_unknown_block_or_one_that_cannot_notify_changing_nothing(
+    alerts_block: UUID,
+) -> None:
+    for name, error in [
+        ("no-such-block", "no block of that name"),
+        ("secret/rootfi-sync-key", "a Secret block cannot notify"),
+    ]:
+        result = CliRunner().invoke(app, ["setup", "--work-pool", POOL, "--notify", name])
+        assert result.exit_code == 2 and error in " ".join(result.output.split()), result.output
+    with get_client(sync_client=True) as client:
+        assert POOL not in [pool.name for pool in client.read_work_pools()]
+        assert not [a for a in client.read_automations() if a.name.startswith("rootfi-sync: ")]
