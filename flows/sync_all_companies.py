@@ -71,6 +71,22 @@ def sync_all_companies(
     companies = company_ids or list_companies(load_settings())
     params = {k: v for k, v in {"batch_size": batch_size, "write_mode": write_mode}.items() if v}
     get_run_logger().info("syncing %s companies, %s at a time", len(companies), max_concurrent)
+    rows = _fan_out(companies, deployment, params, max_concurrent)
+    create_table_artifact(rows, key=ARTIFACT_KEY, description="Each company's sync run")
+    failed = [r for r in rows if not r["completed"]]
+    if failed:
+        named = ", ".join(f"{r['company_id']} ({r['state']})" for r in failed)
+        raise CompanyRunsFailed(
+            f"{len(failed)} of {len(rows)} company runs did not complete: {named}; "
+            f"see the table artifact {ARTIFACT_KEY}"
+        )
+    return rows
+
+
+def _fan_out(
+    companies: list[int], deployment: str | None, params: dict[str, Any], max_concurrent: int
+) -> list[dict[str, Any]]:
+    """Run `sync_company` for each company, `max_concurrent` at a time; their rows, in order."""
     runner: ThreadPoolTaskRunner[dict[str, Any]] = ThreadPoolTaskRunner(max_concurrent)
     with runner:
         futures = runner.map(
@@ -81,16 +97,7 @@ def sync_all_companies(
                 "params": unmapped(params),
             },
         )
-        rows = [_outcome(c, future) for c, future in zip(companies, futures, strict=True)]
-    create_table_artifact(rows, key=ARTIFACT_KEY, description="Each company's sync run")
-    failed = [r for r in rows if not r["completed"]]
-    if failed:
-        named = ", ".join(f"{r['company_id']} ({r['state']})" for r in failed)
-        raise CompanyRunsFailed(
-            f"{len(failed)} of {len(rows)} company runs did not complete: {named}; "
-            f"see the table artifact {ARTIFACT_KEY}"
-        )
-    return rows
+        return [_outcome(c, future) for c, future in zip(companies, futures, strict=True)]
 
 
 def _outcome(company_id: int, future: PrefectFuture[Any]) -> dict[str, Any]:
