@@ -1,56 +1,62 @@
-"""Serve the deployments from this process, without a work pool: `python -m deployments.serve`.
+"""Serve prefect.yaml's deployments from this process, without a work pool.
 
-The same three deployments as prefect.yaml (names, schedule, tags, parameters); use one or the
-other against a Prefect server, since they share the names `<flow>/<deployment>`.
+    python -m deployments.serve          # from the repository root
+
+The deployments are read from prefect.yaml (names, entrypoints, schedules and their slugs,
+parameters, tags, concurrency), so they are declared once; only the work pool and the pull
+step are not used: this process runs the code it has. Use `serve` or `prefect deploy`
+against one server, not both: they register the same `<flow>/<deployment>` names.
 """
 
 from __future__ import annotations
 
-from typing import cast
+from pathlib import Path
+from typing import Any
 
-from prefect import serve
+import yaml  # type: ignore[import-untyped]  # (PyYAML ships no types)
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
-from prefect.schedules import Cron
+from prefect.schedules import Cron, Schedule
 
-from flows.sync_all_companies import sync_all_companies
-from flows.sync_customers import sync_customers
-
-TAGS = ["rootfi-sync", "customers"]
+PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
 
 
-def deployments() -> list[RunnerDeployment]:
-    """Return the scheduled and manual deployments of sync-customers and the fan-out."""
-    scheduled = sync_customers.to_deployment(
-        name="scheduled-sync",
-        description="Every 15 minutes (UTC): create the company's new customers in RootFi, "
-        "once each, and record every outcome in the ledger table.",
-        schedules=[Cron("*/15 * * * *", timezone="UTC")],
-        parameters={"batch_size": 100, "write_mode": "single", "dry_run": False},
-        concurrency_limit=ConcurrencyLimitConfig(
-            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
-        ),
-        tags=TAGS,
+def deployments(path: Path = PREFECT_YAML) -> list[RunnerDeployment]:
+    """Return prefect.yaml's deployments, ready to serve (entrypoints relative to the cwd)."""
+    specs: list[dict[str, Any]] = yaml.safe_load(path.read_text())["deployments"]
+    return [_deployment(spec) for spec in specs]
+
+
+def _deployment(spec: dict[str, Any]) -> RunnerDeployment:
+    return RunnerDeployment.from_entrypoint(
+        spec["entrypoint"],
+        name=spec["name"],
+        description=spec.get("description"),
+        schedules=[_schedule(s) for s in spec.get("schedules") or []],
+        parameters=spec.get("parameters") or {},
+        tags=spec.get("tags") or [],
+        concurrency_limit=_concurrency(spec.get("concurrency_limit")),
+        enforce_parameter_schema=spec.get("enforce_parameter_schema", True),
     )
-    manual = sync_customers.to_deployment(
-        name="manual-sync",
-        description='On demand, for support ("where is my customer?"): run with '
-        "`customer_ids` (a list of source ids) or `limit` (at most that many new customers); "
-        "`dry_run` sends nothing.",
-        parameters={"dry_run": False},
-        tags=TAGS,
+
+
+def _schedule(spec: dict[str, Any]) -> Schedule:
+    return Cron(
+        spec["cron"],
+        timezone=spec.get("timezone"),
+        active=spec.get("active", True),
+        slug=spec.get("slug"),
     )
-    fan_out = sync_all_companies.to_deployment(
-        name="all-companies",
-        description="Fan out: one manual-sync run per company (listed in `company_ids`, or "
-        "found in the source's SOURCE_COMPANY_COLUMN), at most `max_concurrent` at a time. "
-        "The runs go to the work pool, so every worker of the pool shares them.",
-        parameters={"max_concurrent": 4},
-        tags=TAGS,
-    )
-    # Called from sync code, to_deployment returns the deployment itself (not a coroutine).
-    return cast(list[RunnerDeployment], [scheduled, manual, fan_out])
+
+
+def _concurrency(spec: dict[str, Any] | None) -> ConcurrencyLimitConfig | None:
+    if not spec:
+        return None
+    strategy = ConcurrencyLimitStrategy(spec.get("collision_strategy", "ENQUEUE"))
+    return ConcurrencyLimitConfig(limit=spec["limit"], collision_strategy=strategy)
 
 
 if __name__ == "__main__":
+    from prefect import serve
+
     serve(*deployments())

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import json
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from rootfi_sync.doctor.command import doctor_command
 from rootfi_sync.errors import RootFiSyncError, SettingsError
 from rootfi_sync.sandbox.command import sandbox_command
 from rootfi_sync.settings import Settings, load_settings
@@ -21,8 +23,27 @@ app = typer.Typer(
 app.command("sandbox", help="Run the local RootFi sandbox (the documented v3 API).")(
     sandbox_command
 )
+app.command("doctor")(doctor_command)
 console = Console()
 err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"rootfi-sync {version('rootfi-sync')} (prefect {version('prefect')})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Sync new customers from your SQL database into RootFi, exactly once, with Prefect."""
 
 
 def _settings() -> Settings:
@@ -68,7 +89,9 @@ def seed(
 def run(
     company_id: Annotated[int | None, typer.Option(help="RootFi company id.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, max=1000)] = None,
-    write_mode: Annotated[str | None, typer.Option(help="single or batch")] = None,
+    write_mode: Annotated[
+        Literal["single", "batch"] | None, typer.Option(help="How to send [ROOTFI_WRITE_MODE]")
+    ] = None,
     dry_run: Annotated[bool, typer.Option(help="Show what would be sent; send nothing.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Pick at most this many.")] = None,
     customer: Annotated[
@@ -77,9 +100,6 @@ def run(
 ) -> None:
     """Run one sync now; exit 0 when the run completed, 1 when it could not."""
     _settings()
-    if write_mode not in (None, "single", "batch"):
-        err.print("[red]error:[/] --write-mode must be 'single' or 'batch'")
-        raise typer.Exit(2)
     counts = run_flow(
         company_id=company_id, batch_size=batch_size, write_mode=write_mode, dry_run=dry_run,
         limit=limit, customer_ids=customer or None,
@@ -90,12 +110,23 @@ def run(
 def run_flow(**params: Any) -> dict[str, Any]:
     from flows.sync_customers import sync_customers
 
-    state = sync_customers(**params, return_state=True)
+    try:
+        state = sync_customers(**params, return_state=True)
+    finally:
+        flush_logs()
     result = state.result(raise_on_failure=False)
     if not state.is_completed() or not isinstance(result, dict):
         err.print(f"[red]run failed:[/] {result}")
         raise typer.Exit(2 if isinstance(result, SettingsError) else 1)
     return result
+
+
+def flush_logs() -> None:
+    """Send the run's logs still queued to the Prefect API now, before this process (or the
+    temporary server it started) stops: otherwise the UI can miss the end of a run."""
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
 
 
 def print_counts(counts: dict[str, Any]) -> None:
@@ -128,25 +159,18 @@ def print_counts(counts: dict[str, Any]) -> None:
 
 
 @app.command()
-def status(company_id: Annotated[int | None, typer.Option()] = None) -> None:
+def status(
+    company_id: Annotated[int | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
     """Show how many customers are in each state, and the latest failures."""
-    from sqlalchemy.exc import DBAPIError
-
-    from rootfi_sync.db import make_engine
-    from rootfi_sync.ledger import latest_failures, status_counts
-
     settings = _settings()
     company = company_id or settings.rootfi_company_id
-    engine = make_engine(settings.source_database_url)
-    try:
-        counts = status_counts(engine, company)
-        failures = latest_failures(engine, company)
-    except DBAPIError as exc:
-        err.print(f"[red]error:[/] cannot read the ledger ({type(exc.orig).__name__}).")
-        err.print("Run `rootfi-sync init-db` first, and check SOURCE_DATABASE_URL.")
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+    counts, failures = _read_ledger(settings, company)
+    if as_json:
+        rows = [{**f._asdict(), "updated_at": f.updated_at.isoformat()} for f in failures]
+        typer.echo(json.dumps({"company_id": company, "counts": counts, "latest_failures": rows}))
+        return
     table = Table(title=f"ledger, company {company or 'all'}")
     table.add_column("status")
     table.add_column("customers", justify="right")
@@ -164,6 +188,24 @@ def status(company_id: Annotated[int | None, typer.Option()] = None) -> None:
         console.print(latest)
 
 
+def _read_ledger(settings: Settings, company: int | None) -> tuple[dict[str, int], list[Any]]:
+    """Return the ledger's counts per state and its latest failures; exit 1 if unreadable."""
+    from sqlalchemy.exc import DBAPIError
+
+    from rootfi_sync.db import make_engine
+    from rootfi_sync.ledger import latest_failures, status_counts
+
+    engine = make_engine(settings.source_database_url)
+    try:
+        return status_counts(engine, company), latest_failures(engine, company)
+    except DBAPIError as exc:
+        err.print(f"[red]error:[/] cannot read the ledger ({type(exc.orig).__name__}).")
+        err.print("Run `rootfi-sync init-db` first, and check SOURCE_DATABASE_URL.")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
 @app.command()
 def retry(
     customer: Annotated[list[str] | None, typer.Option(help="Re-drive this customer id.")] = None,
@@ -175,7 +217,7 @@ def retry(
 ) -> None:
     """Make parked FAILED customers eligible again (after you fixed the cause)."""
     from rootfi_sync.db import make_engine
-    from rootfi_sync.ledger import redrive
+    from rootfi_sync.redrive import redrive_failed
 
     if not customer and not all_failed:
         err.print("[red]error:[/] give --customer ID (repeatable) or --all-failed")
@@ -186,11 +228,12 @@ def retry(
         err.print("[red]error:[/] missing setting: ROOTFI_COMPANY_ID (or --company-id)")
         raise typer.Exit(2)
     engine = make_engine(settings.source_database_url)
-    n = redrive(engine, company, None if all_failed else customer)
-    engine.dispose()
-    console.print(f"{n} customer(s) will be sent again")
-    if now and n:  # a re-driven customer is sent again, never answered from the cache
-        ids = list(customer) if customer and not all_failed else None
+    try:
+        ids = redrive_failed(engine, company, None if all_failed else customer)
+    finally:
+        engine.dispose()
+    console.print(f"{len(ids)} customer(s) will be sent again")
+    if now and ids:  # only those: a re-driven customer is sent again, never from the cache
         print_counts(run_flow(company_id=company, customer_ids=ids))
 
 
@@ -201,29 +244,52 @@ def setup(
         int | None,
         typer.Option(help="Requests a minute for the key [ROOTFI_RATE_LIMIT_PER_MINUTE]"),
     ] = None,
+    notify: Annotated[
+        str | None,
+        typer.Option(help="Notification block (name, or type/name) the alerts send through."),
+    ] = None,
+    freshness_minutes: Annotated[
+        float,
+        typer.Option(min=0.5, help="Alert when no scheduled-sync run completed in this long."),
+    ] = 60,
 ) -> None:
-    """Prepare the current Prefect server: work pool, Secret block with the key, rate limit."""
+    """Prepare the current Prefect server: work pool, Secret block with the key, rate limit,
+    and with --notify the alerts (automations). Safe to run again: it updates in place."""
     from rootfi_sync.prefect_setup import setup_prefect
 
     settings = _settings()
     per_minute = rate_limit if rate_limit is not None else settings.rootfi_rate_limit_per_minute
-    for line in setup_prefect(
-        work_pool=work_pool, api_key=settings.rootfi_api_key, rate_limit_per_minute=per_minute
-    ):
-        console.print(line)
+    try:
+        lines = setup_prefect(
+            work_pool=work_pool,
+            api_key=settings.rootfi_api_key,
+            rate_limit_per_minute=per_minute,
+            rate_limit_name=settings.rootfi_rate_limit_name,
+            notify=notify,
+            freshness_minutes=freshness_minutes,
+        )
+    except SettingsError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    for line in lines:
+        typer.echo(line)  # plain lines: no markup, no wrapping
 
 
 @app.command()
 def demo(
     count: Annotated[int, typer.Option(min=1, max=100_000)] = 60,
     folder: Annotated[
-        str, typer.Option(help="Where the demo keeps its files.")
+        str, typer.Option(help="Where the demo keeps its files (new, empty, or a demo's).")
     ] = ".rootfi-sync/demo",
 ) -> None:
     """Seed a SQLite database, start the sandbox, sync, and print what happened."""
     from rootfi_sync.demo import run_demo
 
-    run_demo(count=count, folder=folder, console=console)
+    try:
+        run_demo(count=count, folder=folder, console=console)
+    except (FileExistsError, NotADirectoryError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
 
 
 def _safe_url(url: str) -> str:

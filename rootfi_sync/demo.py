@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from rich.console import Console
@@ -12,6 +11,8 @@ from rootfi_sync.sandbox import SandboxConfig, SandboxServer
 
 DEMO_KEY = "sandbox-demo-key"
 DEMO_COMPANY = 1089
+DEMO_FILES = frozenset({"demo.db", "demo.db-wal", "demo.db-shm", "demo.db-journal"})
+"""Everything the demo writes in its folder: the only files it ever deletes."""
 
 
 def _configure(db_url: str, api_url: str) -> None:
@@ -21,9 +22,33 @@ def _configure(db_url: str, api_url: str) -> None:
         ROOTFI_COMPANY_ID=str(DEMO_COMPANY), ROOTFI_RATE_LIMIT_PER_MINUTE="0",
     )  # fmt: skip
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # A quiet console, yet every run's logs (INFO and up) in the Prefect UI.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     # The temporary Prefect server can take longer than its 20 s default on a busy machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+
+def prepare_folder(folder: Path) -> Path:
+    """Return the folder, emptied of an earlier demo's files; create it if it is missing.
+
+    Raises FileExistsError for a folder holding anything the demo did not write (it is
+    never touched), NotADirectoryError for a file.
+    """
+    home = folder.resolve()
+    if home.exists() and not home.is_dir():
+        raise NotADirectoryError(f"--folder {folder}: is a file, not a folder")
+    if home.is_dir():
+        foreign = sorted(p.name for p in home.iterdir() if p.name not in DEMO_FILES)
+        if foreign:
+            raise FileExistsError(
+                f"--folder {folder}: already holds files the demo did not write "
+                f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+                "the demo deletes only its own files, so give a new or empty folder"
+            )
+        for name in DEMO_FILES:
+            (home / name).unlink(missing_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
+    return home
 
 
 def run_demo(*, count: int, folder: str, console: Console) -> None:
@@ -32,9 +57,7 @@ def run_demo(*, count: int, folder: str, console: Console) -> None:
     from rootfi_sync.seed import fake_customers, insert_customers
     from rootfi_sync.settings import load_settings
 
-    home = Path(folder).resolve()
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
+    home = prepare_folder(Path(folder))
     db_url = f"sqlite:///{home / 'demo.db'}"
     config = SandboxConfig(api_keys=frozenset({DEMO_KEY}), company_ids=frozenset({DEMO_COMPANY}))
     with SandboxServer(config) as sandbox:

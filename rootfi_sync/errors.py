@@ -3,6 +3,8 @@
     RootFiSyncError
     ├── SettingsError (ValueError)         a setting is missing or wrong; nothing was sent
     ├── CircuitOpen                        too many customers refused: the run stopped early
+    ├── CompanyRunsFailed                  a fan-out's run of one company or more did not
+    │                                      complete (the companies are named)
     └── RootFiError                        talking to RootFi went wrong; `sent` is False
                                            only when RootFi surely processed nothing
         ├── TransportError (OSError)       the answer never came: the request may or may not
@@ -32,6 +34,10 @@ class SettingsError(RootFiSyncError, ValueError):
 
 class CircuitOpen(RootFiSyncError):
     """The share of refused customers passed the configured threshold."""
+
+
+class CompanyRunsFailed(RootFiSyncError):
+    """One company's run or more, started by the fan-out, did not complete."""
 
 
 class RootFiError(RootFiSyncError):

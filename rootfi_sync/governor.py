@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -13,6 +14,8 @@ from rootfi_sync.client import retry_after_seconds
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
 def pacing(per_minute: int, burst: int | None = None) -> tuple[int, float]:
@@ -102,12 +105,28 @@ class SharedRateLimit:
     so each refusal throws away the decay accrued since the last update (with Prefect's own
     `rate_limit()`, two runs left a third of the budget unused). A read changes nothing.
     Pauses asked for by RootFi's answers stay local.
+
+    A server can report slots that never free up (PrefectHQ/prefect#20187: a limit whose
+    slots do not decay, or are read undecayed). After `max_wait` seconds without a chunk the
+    run stops asking and paces itself alone with its local bucket, and says so once.
     """
 
-    def __init__(self, name: str, local: TokenBucket, chunk: int = 1, decay: float = 1.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        local: TokenBucket,
+        chunk: int = 1,
+        decay: float = 1.0,
+        *,
+        max_wait: float = 120.0,
+        logger: Logger | None = None,
+    ) -> None:
         self.name, self._local, self._chunk = name, local, max(1, chunk)
         self._slot_seconds = 1.0 / max(decay, 1e-6)
+        self._max_wait = max_wait
+        self._logger = logger or logging.getLogger(__name__)
         self._stash = 0
+        self.alone = False  # True once the run gave up on the shared limit
         self._lock = threading.Lock()
         self._client: SyncPrefectClient | None = None  # one connection for the whole run
 
@@ -119,29 +138,51 @@ class SharedRateLimit:
     def acquire(self) -> None:
         self._local.wait_if_paused()
         with self._lock:
-            if self._stash == 0:
-                self._take_chunk()
-                self._stash = self._chunk
-            self._stash -= 1
+            if not self.alone and self._stash == 0:
+                if self._take_chunk():
+                    self._stash = self._chunk
+                else:
+                    self._go_alone()
+            if not self.alone:
+                self._stash -= 1
+                return
+        self._local.acquire()
 
-    def _take_chunk(self) -> None:
+    def _take_chunk(self) -> bool:
+        """Take a chunk of slots; False when none came within `max_wait` seconds."""
         from prefect.client.orchestration import get_client
 
         if self._client is None:
             self._client = get_client(sync_client=True).__enter__()
+        deadline = time.monotonic() + self._max_wait
         while True:
             limit = self._client.read_global_concurrency_limit_by_name(self.name)
             short = self._chunk - (limit.limit - limit.active_slots)  # active_slots is decayed
             if short <= 0:
                 try:
                     self._client.increment_concurrency_slots([self.name], self._chunk, "rate_limit")
-                    return
+                    return True
                 except httpx.HTTPStatusError as exc:
                     if exc.response.status_code != 423:  # 423 Locked: another run was first
                         raise
                 short = 1
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
             # Slots decay whole, from the row's last update: wait for the missing ones, then look.
-            time.sleep(max(short, 1) * self._slot_seconds)
+            time.sleep(min(max(short, 1) * self._slot_seconds, left))
+
+    def _go_alone(self) -> None:
+        self.alone = True
+        self._logger.warning(
+            "shared rate limit %r: no free slot within %.0f s (ROOTFI_RATE_LIMIT_WAIT_SECONDS); "
+            "its slots are not freeing up (a limit whose slots do not decay, or a server that "
+            "reports them undecayed: PrefectHQ/prefect#20187). This run now paces itself alone, "
+            "at %s requests a minute; RootFi's 429s still pause it.",
+            self.name,
+            self._max_wait,
+            self._local.per_minute,
+        )
 
     def observe(self, response: httpx.Response) -> None:
         self._local.observe(response)
@@ -162,11 +203,22 @@ def shared_limit_size(name: str) -> tuple[int, float] | None:
     return int(limit.limit), float(limit.slot_decay_per_second)
 
 
-def make_governor(per_minute: int, shared_name: str | None) -> TokenBucket | SharedRateLimit:
-    """Return the shared Prefect rate limit if the server has it, else a local bucket."""
+def make_governor(
+    per_minute: int,
+    shared_name: str | None,
+    *,
+    max_wait: float = 120.0,
+    logger: Logger | None = None,
+) -> TokenBucket | SharedRateLimit:
+    """Return the shared Prefect rate limit if the server has it, else a local bucket.
+
+    `max_wait` bounds how long the shared limit is waited for before the run paces alone.
+    """
     local = TokenBucket(per_minute)
     found = shared_limit_size(shared_name) if per_minute > 0 and shared_name else None
     if not shared_name or not found:
         return local
     size, decay = found
-    return SharedRateLimit(shared_name, local, chunk=size, decay=decay)
+    return SharedRateLimit(
+        shared_name, local, chunk=size, decay=decay, max_wait=max_wait, logger=logger
+    )

@@ -1,4 +1,5 @@
-"""Prepare a Prefect server for rootfi-sync: work pool, API key Secret block, rate limit.
+"""Prepare a Prefect server for rootfi-sync: work pool, API key Secret block, rate limit,
+and (given a notification block) the alerts of `rootfi_sync.alerts`.
 
 Each step is idempotent and reports what it did as one human-readable line. The API key is
 sent to Prefect once, inside the Secret block, and never appears in a line or a log.
@@ -23,16 +24,28 @@ def setup_prefect(
     work_pool: str = "rootfi-sync",
     api_key: SecretStr | None,
     rate_limit_per_minute: int | None,
+    rate_limit_name: str = RATE_LIMIT,
+    notify: str | None = None,
+    freshness_minutes: float = 60.0,
 ) -> list[str]:
-    """Create what is missing on the current Prefect API; return one line per step."""
+    """Create what is missing on the current Prefect API; return one line per step.
+
+    With `notify` (a notification block's name), also create or update the alerts.
+    """
     from prefect.client.orchestration import get_client
+
+    from rootfi_sync.alerts import ensure_automations, notification_block_id
 
     if rate_limit_per_minute is not None and rate_limit_per_minute < 0:
         raise ValueError("rate_limit_per_minute must be 0 (no limit) or more")
     with get_client(sync_client=True) as client:
+        # A wrong block name stops setup before it changes anything.
+        block_id = notification_block_id(client, notify) if notify is not None else None
         lines = [_ensure_work_pool(client, work_pool)]
         lines.append(_save_secret(client, api_key))
-        lines.append(_ensure_rate_limit(client, rate_limit_per_minute))
+        lines.append(_ensure_rate_limit(client, rate_limit_name, rate_limit_per_minute))
+        if notify is not None and block_id is not None:
+            lines += ensure_automations(client, block_id, notify, freshness_minutes)
     return lines
 
 
@@ -72,7 +85,7 @@ def _save_secret(client: SyncPrefectClient, api_key: SecretStr | None) -> str:
     return f"{'updated' if existed else 'saved'} Secret block {SECRET_BLOCK}"
 
 
-def _ensure_rate_limit(client: SyncPrefectClient, per_minute: int | None) -> str:
+def _ensure_rate_limit(client: SyncPrefectClient, name: str, per_minute: int | None) -> str:
     from prefect.client.schemas.actions import (
         GlobalConcurrencyLimitCreate,
         GlobalConcurrencyLimitUpdate,
@@ -80,23 +93,23 @@ def _ensure_rate_limit(client: SyncPrefectClient, per_minute: int | None) -> str
     from prefect.exceptions import ObjectNotFound
 
     if not per_minute:
-        return f"no rate limit given: concurrency limit {RATE_LIMIT} left as is"
+        return f"no rate limit given: concurrency limit {name} left as is"
     from rootfi_sync.governor import pacing
 
     # A burst plus a refill that add up to the budget: never more than it in any 60 seconds.
     burst, decay = pacing(per_minute)
     wanted = f"{per_minute} a minute: burst {burst}, slot decay {decay:.2f}/s"
     try:
-        limit = client.read_global_concurrency_limit_by_name(RATE_LIMIT)
+        limit = client.read_global_concurrency_limit_by_name(name)
     except ObjectNotFound:
         client.create_global_concurrency_limit(
-            GlobalConcurrencyLimitCreate(name=RATE_LIMIT, limit=burst, slot_decay_per_second=decay)
+            GlobalConcurrencyLimitCreate(name=name, limit=burst, slot_decay_per_second=decay)
         )
-        return f"created concurrency limit {RATE_LIMIT} ({wanted})"
+        return f"created concurrency limit {name} ({wanted})"
     if limit.limit == burst and limit.slot_decay_per_second == decay and limit.active:
-        return f"concurrency limit {RATE_LIMIT} already set ({wanted})"
+        return f"concurrency limit {name} already set ({wanted})"
     client.update_global_concurrency_limit(
-        RATE_LIMIT,
+        name,
         GlobalConcurrencyLimitUpdate(limit=burst, slot_decay_per_second=decay, active=True),
     )
-    return f"updated concurrency limit {RATE_LIMIT} ({wanted})"
+    return f"updated concurrency limit {name} ({wanted})"

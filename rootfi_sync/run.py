@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from pydantic import SecretStr
 from rootfi_sync.client import RootFiClient
 from rootfi_sync.db import make_engine, source_for
 from rootfi_sync.decisions import Timing
-from rootfi_sync.governor import SharedRateLimit, make_governor
+from rootfi_sync.governor import Logger, SharedRateLimit, make_governor
 from rootfi_sync.lease import LeaseKeeper
 from rootfi_sync.ledger import Ledger
 from rootfi_sync.settings import Settings
@@ -37,6 +38,17 @@ def timing_of(settings: Settings) -> Timing:
     )
 
 
+def run_logger() -> Logger:
+    """Return the flow run's logger (its lines reach the UI from any thread), else ours."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("rootfi_sync")
+
+
 @contextmanager
 def open_run(
     settings: Settings, company_id: int, api_key: SecretStr, owner: str
@@ -44,7 +56,12 @@ def open_run(
     """Yield the run's ledger, lease keeper, client and pool; close them all afterwards."""
     engine = make_engine(settings.source_database_url)
     source = source_for(settings)
-    governor = make_governor(settings.rootfi_rate_limit_per_minute, settings.rootfi_rate_limit_name)
+    governor = make_governor(
+        settings.rootfi_rate_limit_per_minute,
+        settings.rootfi_rate_limit_name,
+        max_wait=settings.rootfi_rate_limit_wait_seconds,
+        logger=run_logger(),
+    )
     client = RootFiClient(
         settings.rootfi_base_url,
         api_key,

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     rootfi_lease_seconds: float = Field(default=900.0, gt=0)
     rootfi_rate_limit_per_minute: int = Field(default=100, ge=0)
     rootfi_rate_limit_name: str = "rootfi-api"
+    rootfi_rate_limit_wait_seconds: float = Field(default=120.0, ge=0)
     rootfi_max_refused_share: float = Field(default=0.5, gt=0, le=1)
     rootfi_alert_failed_share: float = Field(default=0.1, ge=0, le=1)
     rootfi_poll_timeout_seconds: float = Field(default=300.0, gt=0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,8 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from uuid import UUID
 
 import httpx
+from prefect.client.schemas.objects import StateType
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = str(REPO / ".venv" / "bin" / "prefect")
@@ -58,11 +62,14 @@ def _stop(proc: subprocess.Popen[str], grace: float = 15.0) -> None:
             continue
 
 
-def run(args: list[str], env: Mapping[str, str], *, timeout: float = 60.0) -> Finished:
-    """Run a command from the repository root in its own process group, killed on timeout."""
+def run(
+    args: list[str], env: Mapping[str, str], *, timeout: float = 60.0, cwd: Path = REPO
+) -> Finished:
+    """Run a command (from the repository root unless told) in its own process group, killed
+    on timeout."""
     started = time.monotonic()
     proc = subprocess.Popen(
-        args, cwd=REPO, env=dict(env), text=True, start_new_session=True,
+        args, cwd=cwd, env=dict(env), text=True, start_new_session=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -122,6 +129,29 @@ def _wait_for_health(proc: subprocess.Popen[str], api_url: str, log: Path) -> No
     raise TimeoutError(f"no /api/health within {HEALTH_TIMEOUT_SECONDS}s:\n{log.read_text()}")
 
 
+CLONE_MARKER = "rootfi-sync e2e: code imported from"
+
+
+def snapshot_repository(dest: Path, branch: str = "e2e") -> Path:
+    """A git repository at `dest` holding the working tree as it is now, new files included.
+
+    Its `rootfi_sync/__init__.py` prints where it was imported from (`CLONE_MARKER`), so a
+    test can tell the code a worker ran came from a clone of this repository.
+    """
+    ls_files = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    listed = subprocess.run(ls_files, cwd=REPO, capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    marker = f"print({CLONE_MARKER!r}, __file__, flush=True)\n"
+    (dest / "rootfi_sync" / "__init__.py").write_text(marker)
+    git = ["git", "-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid"]
+    for args in (["init", "-q", "-b", branch], ["add", "-A"], ["commit", "-q", "-m", "e2e"]):
+        subprocess.run([*git, *args], cwd=dest, check=True)
+    return dest
+
+
 class WebhookReceiver:
     """Collects the bodies POSTed to http://127.0.0.1:<port>/ (a notification channel)."""
 
@@ -156,3 +186,71 @@ class WebhookReceiver:
         while len(self.bodies) < count and time.monotonic() < deadline:
             time.sleep(0.2)
         return list(self.bodies)
+
+
+def trigger(server: PrefectServer, deployment: str, *params: str) -> tuple[UUID, Finished]:
+    """`prefect deployment run <deployment> --param ...`; the new run's id."""
+    args = [PREFECT, "deployment", "run", deployment]
+    for param in params:
+        args += ["--param", param]
+    result = run(args, server.env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = re.search(r"UUID: ([0-9a-f-]{36})", result.stdout)
+    assert found, result.stdout
+    return UUID(found[1]), result
+
+
+def work(pool: str, env: Mapping[str, str], cwd: Path) -> Finished:
+    """`prefect worker start --pool <pool> --run-once` in `cwd`: runs what is due, then exits."""
+    args = [PREFECT, "worker", "start", "--pool", pool, "--run-once"]
+    result = run(args, env, timeout=150, cwd=cwd)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@contextmanager
+def workers(
+    pool: str, env: Mapping[str, str], cwd: Path, count: int = 1, limit: int = 3
+) -> Iterator[list[Path]]:
+    """`count` long-running workers of the pool in `cwd`; yields their log files.
+
+    They look for runs every 2 s (10 s by default), so a parent's children start sooner.
+    """
+    env = {**env, "PREFECT_WORKER_QUERY_SECONDS": "2"}
+    logs = [cwd / f"worker{i}.log" for i in range(1, count + 1)]
+    procs = []
+    for i, log in enumerate(logs, start=1):
+        args = [PREFECT, "worker", "start", "--pool", pool, "--limit", str(limit)]
+        args += ["--name", f"w{i}"]
+        with log.open("w") as out:
+            started = subprocess.Popen(
+                args,
+                cwd=cwd,
+                env=dict(env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+            procs.append(started)
+    try:
+        yield logs
+    finally:
+        for proc in procs:
+            _stop(proc)
+
+
+def wait_for_runs(ids: list[UUID], timeout: float) -> dict[UUID, StateType]:
+    """Wait until these flow runs (and the children they started) are final; their states."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_flow_runs()
+            pending = [r for r in runs if r.state and not r.state.is_final()]
+            states = {r.id: r.state.type for r in runs if r.id in ids and r.state}
+            if not pending and len(states) == len(ids):
+                return states
+            assert time.monotonic() < deadline, f"runs not final after {timeout}s: {pending}"
+            time.sleep(1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -30,3 +31,12 @@ def test_the_demo_syncs_sample_customers_and_explains_the_failures(tmp_path: Pat
     assert "is not a valid email address" in output  # an invalid row, with its reason
     assert "refused.example is not accepted" in output  # a refusal by the platform
     assert "the second sent 0" in output
+    assert "| INFO" not in output  # a quiet console...
+    # ...yet each run's logs are in the temporary server's database, for `prefect server start`
+    with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:
+        finished = db.execute(
+            "SELECT f.name FROM log l JOIN flow_run f ON f.id = l.flow_run_id"
+            " WHERE l.task_run_id IS NULL AND l.message = 'Finished in state Completed()'"
+        ).fetchall()
+        reports = db.execute("SELECT count(*) FROM log WHERE message LIKE 'company 1089: picked %'")
+        assert len(finished) == 2 and reports.fetchone() == (2,)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,3 +114,87 @@ def test_run_customer_takes_a_key_of_any_type_as_typed(
 
     assert result.exit_code == 0, result.output
     assert {cid: r.status for cid, r in ledger_rows(url).items()} == {str(keys[1]): "SYNCED"}
+
+
+def test_version_names_rootfi_sync_and_prefect() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert re.fullmatch(r"rootfi-sync \d+\.\d+\.\d+\S* \(prefect 3\.\d+\.\d+\S*\)\n", result.output)
+
+
+def test_help_shows_the_write_modes_and_refuses_any_other(sqlite_url: str, configure: Any) -> None:
+    configure(sqlite_url)
+    assert "[single|batch]" in invoke("run", "--help").output.replace("<", "[").replace(">", "]")
+    result = invoke("run", "--write-mode", "fast")
+    assert result.exit_code == 2 and "fast" in result.output
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_retry_all_failed_sends_only_the_customers_it_re_drove_and_status_json_counts_them(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    refused = [make_customer(email=f"r{i}@refused.example") for i in range(2)]
+    seed_source(sqlite_url, [make_customer(), *refused])
+    configure(sqlite_url)
+    assert invoke("run").exit_code == 0
+    newcomers = [make_customer() for _ in range(3)]  # pending, but not for `retry`
+    seed_source(sqlite_url, newcomers)
+    creates = sandbox.admin.state()["requests"]["creates"]
+
+    again = invoke("retry", "--all-failed")
+
+    assert again.exit_code == 0, again.output
+    assert "2 customer(s) will be sent again" in again.output
+    assert sandbox.admin.state()["requests"]["creates"] == creates + 2  # the two, no newcomer
+    assert not {str(r["id"]) for r in newcomers} & set(ledger_rows(sqlite_url))
+    status = json.loads(invoke("status", "--json").output)
+    assert status["company_id"] == 1089 and status["counts"] == {"SYNCED": 1, "FAILED": 2}
+    assert sorted(f["customer_id"] for f in status["latest_failures"]) == sorted(
+        str(r["id"]) for r in refused
+    )
+    assert all("refused.example" in f["last_error"] for f in status["latest_failures"])
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_cli_run_s_logs_are_in_the_prefect_api_when_the_command_returns(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, LogFilter
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    seed_source(sqlite_url, [make_customer() for _ in range(2)])
+    configure(sqlite_url)
+
+    assert invoke("run").exit_code == 0
+
+    with get_client(sync_client=True) as client:  # read at once: no waiting for a batch
+        [flow_run] = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["sync-customers"])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )
+        found = client.read_logs(LogFilter(flow_run_id={"any_": [flow_run.id]}), limit=200)
+    logs = [log.message for log in found]
+    assert any("company 1089: picked 2, synced 2" in m for m in logs), logs
+    assert logs[-1] == "Finished in state Completed()", logs  # the run's very last line
+
+
+def test_demo_refuses_a_folder_it_did_not_make_and_reuses_its_own(tmp_path: Path) -> None:
+    from rootfi_sync.demo import prepare_folder
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("keep me")
+    (theirs / "demo.db").write_text("not ours either: it sits next to notes.txt")
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    (ours / "demo.db").write_text("an earlier demo's")
+
+    refused = invoke("demo", "--folder", str(theirs))
+
+    assert refused.exit_code == 2 and "did not write (notes.txt)" in refused.output
+    assert sorted(p.name for p in theirs.iterdir()) == ["demo.db", "notes.txt"]
+    assert invoke("demo", "--folder", str(theirs / "notes.txt")).exit_code == 2
+    assert prepare_folder(ours) == ours and list(ours.iterdir()) == []
+    assert prepare_folder(tmp_path / "new" / "demo").is_dir()

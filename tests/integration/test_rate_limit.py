@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import bisect
+import logging
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from rootfi_sync.governor import SharedRateLimit, TokenBucket
 from rootfi_sync.prefect_setup import setup_prefect
 from rootfi_sync.sandbox import SandboxServer
 from rootfi_sync.sandbox.timefmt import ms_from_iso
@@ -53,3 +57,39 @@ def test_two_runs_together_stay_within_one_budget_and_are_never_throttled(
     stamps = sorted(ms_from_iso(c["rootfi_created_at"]) for c in limited_sandbox.admin.customers())
     busiest = max(bisect.bisect_left(stamps, t + WINDOW_MS) - i for i, t in enumerate(stamps))
     assert busiest <= 1.15 * BUDGET * WINDOW_MS / 60_000, f"{busiest} creates in 10 s"
+
+
+@pytest.fixture
+def stuck_limit() -> Iterator[str]:
+    """A global limit whose slots are all taken and never decay (PrefectHQ/prefect#20187)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    name = f"rootfi-stuck-{uuid.uuid4().hex[:8]}"
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name=name, limit=2, slot_decay_per_second=0)
+        )
+        client.increment_concurrency_slots([name], 2, "concurrency")
+        yield name
+        client.delete_global_concurrency_limit_by_name(name)
+
+
+def test_a_shared_limit_whose_slots_never_free_is_waited_for_a_bounded_time_then_run_alone(
+    stuck_limit: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    local = TokenBucket(6000, burst=100)
+    governor = SharedRateLimit(
+        stuck_limit, local, chunk=1, decay=1.0, max_wait=1.5, logger=logging.getLogger("t")
+    )
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="t"):
+        for _ in range(20):
+            governor.acquire()
+    waited = time.monotonic() - started
+    governor.close()
+
+    assert governor.alone
+    assert 1.5 <= waited < 6.0, waited  # the bound, once: then the local bucket's pace
+    [warning] = [r.getMessage() for r in caplog.records if "no free slot" in r.getMessage()]
+    assert stuck_limit in warning and "paces itself alone, at 6000 requests a minute" in warning

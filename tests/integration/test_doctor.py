@@ -1,0 +1,239 @@
+"""`rootfi-sync doctor` against real parts: a SQLite file, the sandbox, Prefect's test server.
+
+Each broken setup is made for real (a table that is not there, a ledger one migration
+behind, a key RootFi refuses, a pool never created...) and must be the one check that fails,
+with the fix it names; a healthy setup passes every check and nothing is sent or written.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from rootfi_sync.cli import app
+from rootfi_sync.db import make_engine
+from rootfi_sync.doctor import ORDER
+from rootfi_sync.prefect_setup import SECRET_BLOCK, setup_prefect
+from rootfi_sync.sandbox import SandboxServer
+from rootfi_sync.tables import source_table
+from tests.factories import make_customer
+from tests.integration.conftest import API_KEY
+from tests.integration.helpers import seed_source
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+@dataclass(frozen=True)
+class Setup:
+    pool: str
+    limit: str
+    url: str
+    folder: Path
+    sandbox: SandboxServer
+
+
+@pytest.fixture
+def healthy(
+    tmp_path: Path, sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> Iterator[Setup]:
+    """Everything a run needs, as `init-db` and `setup` leave it; undone afterwards."""
+    seed_source(sqlite_url, [make_customer() for _ in range(3)])
+    suffix = uuid.uuid4().hex[:8]
+    pool, limit = f"rootfi-sync-{suffix}", f"rootfi-api-{suffix}"
+    configure(sqlite_url, rootfi_rate_limit_per_minute=600, rootfi_rate_limit_name=limit)
+    setup_prefect(
+        work_pool=pool, api_key=SecretStr(API_KEY), rate_limit_per_minute=600, rate_limit_name=limit
+    )
+    yield Setup(pool, limit, sqlite_url, tmp_path, sandbox)
+    _delete_secret_block()
+    with get_client(sync_client=True) as client:
+        client.delete_global_concurrency_limit_by_name(limit)
+        if any(p.name == pool for p in client.read_work_pools()):
+            client.delete_work_pool(pool)
+
+
+def _delete_secret_block() -> None:
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            doc = client.read_block_document_by_name(SECRET_BLOCK, "secret")
+        except ObjectNotFound:
+            return
+        client.delete_block_document(doc.id)
+
+
+def doctor(setup: Setup, *args: str) -> tuple[int, dict[str, Any]]:
+    """Run `rootfi-sync doctor --json`; its exit code and its checks by name."""
+    result = CliRunner().invoke(app, ["doctor", "--json", "--work-pool", setup.pool, *args])
+    assert API_KEY not in result.output
+    body = json.loads(result.output)
+    assert body["ok"] == (result.exit_code == 0)
+    return result.exit_code, {c["name"]: c for c in body["checks"]}
+
+
+def failing(checks: dict[str, Any]) -> dict[str, str]:
+    """The failed checks: name -> "detail | fix"."""
+    return {n: f"{c['detail']} | {c['fix']}" for n, c in checks.items() if c["status"] == "fail"}
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+def test_a_healthy_setup_passes_every_check_and_nothing_is_sent_or_written(
+    healthy: Setup,
+) -> None:
+    before = snapshot(healthy.folder)
+
+    code, checks = doctor(healthy)
+
+    assert code == 0, failing(checks)
+    assert tuple(checks) == ORDER
+    assert {c["status"] for c in checks.values()} == {"ok"}
+    assert "from Secret block rootfi-api-key" in checks["rootfi key"]["detail"]
+    assert healthy.sandbox.admin.state()["requests"]["creates"] == 0
+    assert snapshot(healthy.folder) == before  # not even a -wal or -shm file
+
+
+def _table_missing(s: Setup, env: pytest.MonkeyPatch) -> None:
+    env.setenv("SOURCE_TABLE", "clients")
+
+
+def _column_missing(s: Setup, env: pytest.MonkeyPatch) -> None:
+    env.setenv("SOURCE_COLUMNS", '{"email": "mail"}')
+
+
+def _ledger_behind(s: Setup, env: pytest.MonkeyPatch) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from rootfi_sync.db import MIGRATIONS
+
+    url = f"sqlite:///{s.folder / 'behind.db'}"
+    engine = make_engine(url)
+    source_table().metadata.create_all(engine)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    engine.dispose()
+    env.setenv("SOURCE_DATABASE_URL", url)
+
+
+def _ledger_missing(s: Setup, env: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{s.folder / 'bare.db'}"
+    engine = make_engine(url)
+    source_table().metadata.create_all(engine)
+    engine.dispose()
+    env.setenv("SOURCE_DATABASE_URL", url)
+
+
+def _key_refused(s: Setup, env: pytest.MonkeyPatch) -> None:
+    from prefect.blocks.system import Secret
+
+    Secret(value=SecretStr("sk-not-the-key")).save(SECRET_BLOCK, overwrite=True)
+
+
+def _company_unknown(s: Setup, env: pytest.MonkeyPatch) -> None:
+    env.setenv("ROOTFI_COMPANY_ID", "999")
+
+
+def _no_pool(s: Setup, env: pytest.MonkeyPatch) -> None:
+    with get_client(sync_client=True) as client:
+        client.delete_work_pool(s.pool)
+
+
+def _no_block(s: Setup, env: pytest.MonkeyPatch) -> None:
+    _delete_secret_block()
+
+
+def _limit_inactive(s: Setup, env: pytest.MonkeyPatch) -> None:
+    with get_client(sync_client=True) as client:
+        client.update_global_concurrency_limit(s.limit, GlobalConcurrencyLimitUpdate(active=False))
+
+
+def _bad_setting(s: Setup, env: pytest.MonkeyPatch) -> None:
+    env.setenv("ROOTFI_BATCH_SIZE", "0")
+
+
+def _no_database_file(s: Setup, env: pytest.MonkeyPatch) -> None:
+    env.setenv("SOURCE_DATABASE_URL", f"sqlite:///{s.folder / 'missing.db'}")
+
+
+BROKEN: list[tuple[Callable[[Setup, pytest.MonkeyPatch], None], str, str, str]] = [
+    # how it is broken, the one check that fails, words of its detail, words of its fix
+    (_bad_setting, "settings", "ROOTFI_BATCH_SIZE", "correct the variables"),
+    (_no_database_file, "source table", "no SQLite file", "SOURCE_DATABASE_URL"),
+    (_table_missing, "source table", "no table or view 'clients'", "set SOURCE_TABLE"),
+    (_column_missing, "source columns", "no column mail (for email)", 'SOURCE_COLUMNS=\'{"email"'),
+    (_ledger_missing, "ledger", "no ledger table rootfi_customer_sync", "rootfi-sync init-db"),
+    (_ledger_behind, "ledger", "at migration 0001; the code needs 0002", "rootfi-sync init-db"),
+    (_key_refused, "rootfi key", "refused the key from Secret block", "rootfi-sync setup"),
+    (_company_unknown, "rootfi company", "company 999 is not among the 1", "ROOTFI_COMPANY_ID"),
+    (_no_pool, "work pool", "no work pool rootfi-sync-", "rootfi-sync setup --work-pool"),
+    (_no_block, "secret block", "no Secret block rootfi-api-key", "rootfi-sync setup"),
+    (_limit_inactive, "rate limit", "is inactive", "rootfi-sync setup --rate-limit 600"),
+]
+
+
+@pytest.mark.parametrize(
+    ("breakage", "check", "detail", "fix"), BROKEN, ids=[b[1] + ":" + b[0].__name__ for b in BROKEN]
+)
+def test_a_broken_setup_fails_its_own_check_naming_the_fix(
+    healthy: Setup,
+    monkeypatch: pytest.MonkeyPatch,
+    breakage: Callable[[Setup, pytest.MonkeyPatch], None],
+    check: str,
+    detail: str,
+    fix: str,
+) -> None:
+    breakage(healthy, monkeypatch)
+    before = snapshot(healthy.folder)
+
+    code, checks = doctor(healthy)
+
+    assert code == 1
+    assert list(failing(checks)) == [check], failing(checks)
+    assert detail in checks[check]["detail"] and fix in checks[check]["fix"], checks[check]
+    assert snapshot(healthy.folder) == before
+    assert healthy.sandbox.admin.state()["requests"]["creates"] == 0
+
+
+def test_without_a_prefect_api_the_prefect_checks_fail_or_are_skipped(healthy: Setup) -> None:
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        code, checks = doctor(healthy)
+
+    assert code == 1
+    assert list(failing(checks)) == ["prefect api"]
+    assert "does not answer" in checks["prefect api"]["detail"]
+    assert "prefect server start" in checks["prefect api"]["fix"]
+    assert [checks[n]["status"] for n in ("work pool", "secret block", "rate limit")] == [
+        "skip"
+    ] * 3
+    assert "from ROOTFI_API_KEY" in checks["rootfi key"]["detail"]  # no block to read it from
+
+
+def test_doctor_prints_one_line_per_check(healthy: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROOTFI_COMPANY_ID", "999")
+
+    result = CliRunner().invoke(app, ["doctor", "--work-pool", healthy.pool])
+
+    lines = result.output.splitlines()
+    assert result.exit_code == 1 and len(lines) == len(ORDER) + 1
+    assert lines[5].startswith("FAIL rootfi company: company 999 is not among")
+    assert "-> fix: set ROOTFI_COMPANY_ID to one of them" in lines[5]
+    assert lines[0] == "OK   settings: loaded (environment and .env)"
+    assert lines[-1] == "1 of 10 checks failed"
