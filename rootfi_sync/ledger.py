@@ -301,21 +301,11 @@ class Ledger:
         """
         if not customer_ids:
             return set()
-        c = ledger.c
         ids = list(customer_ids)
         with self.engine.begin() as conn:
             now = db_now(conn)
-            for start in range(0, len(ids), CHUNK):
-                conn.execute(
-                    ledger.update()
-                    .where(
-                        c.company_id == self.company_id,
-                        c.lease_owner == self.owner,
-                        c.lease_expires_at > now,
-                        c.customer_id.in_(ids[start : start + CHUNK]),
-                    )
-                    .values(lease_expires_at=now + lease)
-                )
+            still = ledger.c.lease_expires_at > now
+            self._update_held(conn, ids, still, lease_expires_at=now + lease)
             return {r.customer_id for r in self._held(conn, ids, now)}
 
     def record_intent(self, intents: Mapping[str, tuple[str, tuple[str, ...]]]) -> set[str]:
@@ -406,20 +396,26 @@ class Ledger:
 
     def record_pending_sync(self, customer_ids: Sequence[str], sync_id: str) -> None:
         """Remember the async write that holds these customers, as soon as RootFi names it."""
-        c = ledger.c
-        ids = list(customer_ids)
         with self.engine.begin() as conn:
-            for start in range(0, len(ids), CHUNK):
-                conn.execute(
-                    ledger.update()
-                    .where(
-                        c.company_id == self.company_id,
-                        c.lease_owner == self.owner,
-                        c.status != Status.SYNCED,
-                        c.customer_id.in_(ids[start : start + CHUNK]),
-                    )
-                    .values(sync_id=sync_id)
+            not_synced = ledger.c.status != Status.SYNCED
+            self._update_held(conn, list(customer_ids), not_synced, sync_id=sync_id)
+
+    def _update_held(
+        self, conn: sa.Connection, ids: list[str], condition: sa.ColumnElement[bool], **values: Any
+    ) -> None:
+        """Set `values` on the rows of these customers this run owns where `condition` holds."""
+        c = ledger.c
+        for start in range(0, len(ids), CHUNK):
+            conn.execute(
+                ledger.update()
+                .where(
+                    c.company_id == self.company_id,
+                    c.lease_owner == self.owner,
+                    c.customer_id.in_(ids[start : start + CHUNK]),
+                    condition,
                 )
+                .values(**values)
+            )
 
     def record_outcomes(
         self,

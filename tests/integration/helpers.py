@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -161,15 +161,24 @@ def start_flow_process(env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes
     )  # fmt: skip
 
 
-def wait_for_claim_owners(url: str, owners: int, timeout: float = 120.0) -> None:
-    """Wait until `owners` different runs have held leases in the ledger (not all at once)."""
+def wait_for_claim_owners(
+    url: str, owners: int, timeout: float = 120.0, runs: Sequence[subprocess.Popen[bytes]] = ()
+) -> None:
+    """Wait until `owners` different runs have held leases in the ledger (not all at once).
+
+    If one of `runs` ends first, or the time runs out, stop the runs and fail with their stderr.
+    """
     engine = make_engine(url)
     seen: set[str] = set()
     deadline = time.monotonic() + timeout
     try:
         while len(seen) < owners:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"only {len(seen)} run(s) claimed customers")
+            if any(run.poll() is not None for run in runs) or time.monotonic() > deadline:
+                for run in runs:
+                    if run.poll() is None:
+                        run.kill()
+                errors = [run.communicate()[1].decode()[-3000:] for run in runs]
+                raise AssertionError(f"only {len(seen)} run(s) claimed customers", *errors)
             with engine.connect() as conn:
                 query = sa.select(ledger.c.lease_owner).distinct()
                 seen.update(o for o in conn.execute(query).scalars() if o is not None)
