@@ -21,16 +21,15 @@ def invoke(*args: str) -> Any:
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
-def test_init_db_then_seed_then_status_shows_nothing_synced_yet(
+def test_seed_with_consent_then_init_db_then_status_shows_nothing_synced_yet(
     sqlite_url: str, configure: Any
 ) -> None:
     configure(sqlite_url)
-    assert "created the sample source table" in invoke("init-db").output
-    again = invoke("init-db")  # idempotent: the table exists, so it is not created again
+    seeded = invoke("seed", "--count", "25", "--yes-into", sqlite_url)
+    assert seeded.exit_code == 0 and "added 25 customers" in seeded.output
+    again = invoke("init-db")  # idempotent: migrated already by seed
     assert again.exit_code == 0, again.output
-    assert "ledger ready" in again.output
-    assert "created the sample source table" not in again.output
-    assert "added 25 customers" in invoke("seed", "--count", "25").output
+    assert "source 'customers' found" in again.output and "ledger ready" in again.output
     result = invoke("status")
     assert result.exit_code == 0 and "ledger, company 1089" in result.output
 
