@@ -134,6 +134,9 @@ def init_db(settings: Settings) -> None:
 
 def check_source(settings: Settings) -> None:
     """Raise SourceTableError unless the source has the table (or view) and its columns."""
+    path = sqlite_path(settings.source_database_url)
+    if path is not None and not path.exists():  # opening it would create it, empty
+        raise SourceTableError(f"source: no database file {path} (SOURCE_DATABASE_URL)")
     table = source_for(settings)
     engine = source_engine(settings)
     try:
@@ -158,6 +161,15 @@ def _missing_message(table: sa.Table, missing: list[str] | None, url: str) -> st
         "creates no source table: point SOURCE_TABLE and SOURCE_COLUMNS at yours (a view "
         "will do), or try rootfi-sync with `rootfi-sync demo`."
     )
+
+
+def sqlite_path(url: str) -> Path | None:
+    """Return the file of a SQLite database URL (None: another database, or in memory)."""
+    parsed = sa.make_url(url)
+    path = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or path in ("", ":memory:"):
+        return None
+    return Path(path.removeprefix("file:") if parsed.query.get("uri") else path)
 
 
 def missing_columns(engine: sa.Engine, table: sa.Table) -> list[str] | None:

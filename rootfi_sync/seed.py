@@ -10,13 +10,19 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator
 from datetime import UTC, timedelta
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from faker import Faker
 
-from rootfi_sync.db import create_sample, init_db, safe_url, sample_for, source_engine
+from rootfi_sync.db import (
+    create_sample,
+    init_db,
+    safe_url,
+    sample_for,
+    source_engine,
+    sqlite_path,
+)
 from rootfi_sync.errors import SeedRefused
 from rootfi_sync.ledger import utcnow
 from rootfi_sync.settings import Settings
@@ -85,11 +91,8 @@ def insert_customers(engine: sa.Engine, table: sa.Table, rows: Iterator[dict[str
 
 def is_demo_database(url: str) -> bool:
     """Whether `url` is a SQLite file the demo made (its folder holds `DEMO_MARKER`)."""
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
-        return False
-    path = parsed.database.removeprefix("file:") if parsed.query.get("uri") else parsed.database
-    return (Path(path).resolve().parent / DEMO_MARKER).is_file()
+    path = sqlite_path(url)
+    return path is not None and (path.resolve().parent / DEMO_MARKER).is_file()
 
 
 def seed_into(settings: Settings, rows: Iterable[dict[str, Any]], *, yes_into: str | None) -> int:

@@ -93,8 +93,12 @@ def test_syncs_from_a_duckdb_file_with_the_ledger_in_sqlite(
     columns = ", ".join(f"{c.name} VARCHAR" for c in table.columns if c.key in TEXT)
     with writer.begin() as conn:
         conn.execute(sa.text("CREATE SCHEMA crm"))
-        conn.execute(sa.text(f"CREATE TABLE crm.customers (id BIGINT PRIMARY KEY, {columns}, "
-                             "created_at TIMESTAMP, updated_at TIMESTAMP)"))  # fmt: skip
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE crm.customers (id BIGINT PRIMARY KEY, {columns}, "
+                "created_at TIMESTAMP, updated_at TIMESTAMP)"
+            )
+        )
         conn.execute(table.insert(), rows)
     writer.dispose()
     configure(
@@ -153,8 +157,8 @@ def test_looking_keys_up_in_another_database_finds_what_the_join_finds(
 def ledger_row(customer: int, status: str, now: datetime, **values: Any) -> dict[str, Any]:
     """A ledger row; every row names the same columns (an executemany takes the first's)."""
     optional = dict.fromkeys(("lease_expires_at", "next_attempt_at", "source_hash"))
-    return {"customer_id": str(customer), "company_id": COMPANY, "status": status,
-            "updated_at": now, **optional, **values}  # fmt: skip
+    row = {"customer_id": str(customer), "company_id": COMPANY, "status": status}
+    return row | {"updated_at": now} | optional | values
 
 
 def hash_of(url: str, settings: Settings, customer: int) -> str:
