@@ -71,6 +71,41 @@ def test_a_read_only_sqlite_source_stays_byte_for_byte_the_same_through_whole_sy
 
 
 @pytest.mark.usefixtures("prefect_server")
+@pytest.mark.parametrize(
+    "ledger_db",
+    [
+        pytest.param("pg_url", marks=pytest.mark.postgres, id="postgresql"),
+        pytest.param("mysql_url", marks=pytest.mark.mariadb, id="mariadb"),
+    ],
+)
+def test_the_ledger_on_a_server_with_a_read_only_sqlite_source(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    configure: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    ledger_db: str,
+) -> None:
+    ledger_url, source = str(request.getfixturevalue(ledger_db)), tmp_path / "shop.db"
+    rows = [make_customer() for _ in range(7)]
+    seed_source(f"sqlite:///{source}", rows, ledger_database_url=ledger_url)
+    before = digest(source)
+    monkeypatch.setattr(pending, "SCAN_PAGE", 4)
+    configure(
+        f"sqlite:///file:{source}?mode=ro&uri=true",
+        ledger_database_url=ledger_url,
+        rootfi_batch_size=3,
+    )
+
+    first = sync_customers(limit=4)
+    second = sync_customers()
+
+    assert (first["synced"], second["synced"]) == (4, 3)
+    assert_exactly_once(sandbox, ledger_url, rows)
+    assert digest(source) == before
+
+
+@pytest.mark.usefixtures("prefect_server")
 def test_a_run_leaves_the_journal_mode_of_the_users_sqlite_file_alone(
     sqlite_url: str, tmp_path: Path, sandbox: SandboxServer, configure: Any
 ) -> None:
@@ -116,11 +151,14 @@ def test_syncs_from_a_duckdb_file_with_the_ledger_in_sqlite(
     assert_exactly_once(sandbox, ledger_url, rows)
 
 
+@pytest.mark.parametrize("json_each", [True, False], ids=["keys-as-json", "in-list"])
 def test_looking_keys_up_in_another_database_finds_what_the_join_finds(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, json_each: bool
 ) -> None:
-    """Every kind of ledger row, met by both ways of finding what a run may take."""
+    """Every kind of ledger row, met by each way of finding what a run may take."""
     monkeypatch.setattr(pending, "SCAN_PAGE", 3)
+    if not json_each:  # the IN list that MySQL/MariaDB ledgers are asked with
+        monkeypatch.setattr(pending, "_has_json_each", lambda conn: False)
     rows = [make_customer(id=n) for n in range(1, 11)]
     url, apart = f"sqlite:///{tmp_path / 'one.db'}", f"sqlite:///{tmp_path / 'apart.db'}"
     seed_source(url, rows)
