@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from rootfi_sync.decisions import next_attempt_at, park
 from rootfi_sync.outcomes import Outcome, Status
-from rootfi_sync.pending import lookup_in, scan, with_known
+from rootfi_sync.pending import estimate, lookup_in, scan, with_known
 from rootfi_sync.source import (
     copies_hash,
     count_keyless,
@@ -163,20 +163,10 @@ class Ledger:
             return int(conn.execute(query).scalar_one())
 
     def _estimate_pending(self, source: sa.Engine, now: datetime, only: Sequence[Any]) -> int:
-        c = ledger.c
-        with source.connect() as conn:
+        with source.connect() as conn, self.engine.connect() as book:
             keys, _ = keys_asked(conn, self.source.c.id, only)
-            rows = self._source_rows(keys).with_only_columns(
-                sa.func.count(), maintain_column_froms=True
-            )
-            total = int(conn.execute(rows).scalar_one())
-        taken = sa.select(sa.func.count()).where(
-            c.company_id == self.company_id, sa.not_(self._takeable(now))
-        )
-        if keys is not None:
-            taken = taken.where(c.customer_id.in_([str(k) for k in keys]))
-        with self.engine.connect() as conn:
-            return max(0, total - int(conn.execute(taken).scalar_one()))
+            rows = self._source_rows(keys)
+            return estimate(conn, rows, book, self.company_id, self._takeable(now), keys)
 
     def candidates(
         self, now: datetime, *, after: Any = None, limit: int = 100, only: Sequence[Any] = ()
@@ -215,7 +205,7 @@ class Ledger:
         with source.connect() as conn, self.engine.connect() as book:
             keys, unknown = keys_asked(conn, key, only)
             rows = self._source_rows(keys)
-            look = lookup_in(book, self.company_id, self._takeable(now), KEY_MAX)
+            look = lookup_in(book, self.company_id, self._takeable(now))
             found = scan(conn, rows.with_only_columns(key), key, look, after=after, limit=limit)
             whole = rows.where(key.in_(found.keys)).order_by(key)
             taken = list(conn.execute(whole).mappings()) if found.keys else []

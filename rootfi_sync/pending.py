@@ -141,6 +141,26 @@ def _pending_of_present(
     return {i: present.get(i, absent) for i in ids if i not in present or present[i]["_takeable"]}
 
 
+def estimate(
+    conn: sa.Connection,
+    rows: sa.Select[Any],
+    book: sa.Connection,
+    company_id: int,
+    takeable: sa.ColumnElement[bool],
+    keys: list[Any] | None,
+) -> int:
+    """Return about how many of the source's `rows` are pending: their count less the
+    company's ledger rows a run may not take (of `keys` only, if given). Exact while every
+    ledger row has its source row; what a run's progress needs, without reading every key."""
+    c = ledger.c
+    count = rows.with_only_columns(sa.func.count(), maintain_column_froms=True)
+    settled = sa.select(sa.func.count()).where(c.company_id == company_id, sa.not_(takeable))
+    if keys is not None:
+        settled = settled.where(c.customer_id.in_([str(k) for k in keys]))
+    total = int(conn.execute(count).scalar_one())
+    return max(0, total - int(book.execute(settled).scalar_one()))
+
+
 def with_known(row: Mapping[Any, Any], known: Mapping[Any, Any] | None) -> dict[Any, Any]:
     """Return a source row with its ledger row's fields, as the same-database join reads it."""
     return dict(row) | {k: None if known is None else known[k] for k in KNOWN}
