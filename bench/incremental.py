@@ -2,13 +2,16 @@
 anti-join) against the ledger in a SQLite file of its own (source keys paged, each page
 looked up in the ledger with one query), the source then opened read-only.
 
-    python -m bench.incremental [--rows 1000000] [--new 100] [--repeat 1] [--out bench/out]
+    python -m bench.incremental [--rows 1000000] [--new 100] [--repeat 1] [--ephemeral]
+                                [--out bench/out]
 
 Builds, untimed, a source of `--rows` customers with ids 1..N (plain synthetic rows, all
 valid: faker would take minutes for a million) and a ledger in which all but `--new` of
-them (spread evenly over the ids) are SYNCED. Starts one `prefect server start` and, per
-run, a fresh sandbox; each run gets fresh copies of the files and runs the real flow in a
-subprocess (`bench/run_flow.py`, everything at its defaults but ROOTFI_RATE_LIMIT_PER_MINUTE=0).
+them (spread evenly over the ids) are SYNCED. Starts one `prefect server start` (unless
+`--ephemeral`: then each run starts Prefect's temporary server itself, as `rootfi-sync run`
+does with no PREFECT_API_URL) and, per run, a fresh sandbox; each run gets fresh copies of
+the files and runs the real flow in a subprocess (`bench/run_flow.py`, everything at its
+defaults but ROOTFI_RATE_LIMIT_PER_MINUTE=0).
 Records the flow's own `duration_seconds` and `phase_seconds`, the flow call's seconds, the
 wall time of the whole subprocess (interpreter, imports, Prefect client, flow), and checks
 that exactly the new customers were created and that the read-only source is unchanged.
@@ -116,9 +119,10 @@ def digest(path: Path) -> str:
 
 
 def run_once(
-    children: Children, api: str, files: dict[str, Path], name: str, run_dir: Path
+    children: Children, api: str | None, files: dict[str, Path], name: str, run_dir: Path
 ) -> dict[str, Any]:
     """One incremental run of layout `name` against a fresh sandbox; its figures."""
+    from bench.source import ledger_state
     from rootfi_sync.sandbox.adminclient import SandboxAdmin
 
     run_dir.mkdir(parents=True)
@@ -153,12 +157,16 @@ def run_once(
     record = json.loads((run_dir / "flow.json").read_text())
     counts = record["counts"] or {}
     unchanged = None if before is None else digest(run_dir / "source.db") == before
+    ledger_url = urls.get("LEDGER_DATABASE_URL", urls["SOURCE_DATABASE_URL"])
+    states, synced_ids = ledger_state(ledger_url, COMPANY_ID)
     return {
         "layout": name,
         "urls": urls,
         "exit_code": proc.returncode,
         "wall_seconds": wall,
         "sandbox_customers": created,
+        "ledger_states": states,
+        "distinct_rootfi_ids": len(set(synced_ids)),
         "source_unchanged": unchanged,
         "foreign_cpu_share": round(foreign, 3),
         **{k: record[k] for k in ("flow_call_seconds", "import_seconds", "error")},
@@ -167,12 +175,13 @@ def run_once(
     }
 
 
-def flow_env(api: str, sandbox: str, home: Path) -> dict[str, str]:
-    """The flow's settings: this checkout, the Prefect server, the sandbox, no rate limit."""
-    return {
+def flow_env(api: str | None, sandbox: str, home: Path) -> dict[str, str]:
+    """The flow's settings: this checkout, the Prefect server (None: a temporary one), the
+    sandbox, no rate limit."""
+    return ({"PREFECT_API_URL": api} if api else {}) | {
         "PYTHONPATH": str(ROOT),
-        "PREFECT_API_URL": api,
         "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "ROOTFI_BASE_URL": f"{sandbox}/v3",
         "ROOTFI_API_KEY": API_KEY,
         "ROOTFI_COMPANY_ID": str(COMPANY_ID),
@@ -190,6 +199,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--new", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--ephemeral", action="store_true", help="no server: each run's own")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
     children, tmp = Children(), Path(tempfile.mkdtemp(prefix="bench-incremental-"))
@@ -197,9 +207,7 @@ def main() -> int:
         started = time.perf_counter()
         files = build(tmp, args.rows, args.new)
         print(f"built {args.rows} rows, {args.new} new, in {time.perf_counter() - started:.0f}s")
-        prefect = str(Path(sys.executable).parent / "prefect")
-        home, log = tmp / "server", tmp / "server.log"
-        _, api = start_prefect_server(children, prefect, home=home, env=clean_env(), log=log)
+        api = None if args.ephemeral else start_server(children, tmp)
         runs = []
         for n in range(args.repeat):
             for name in ("same", "apart"):
@@ -207,10 +215,28 @@ def main() -> int:
                 print(summary(runs[-1]), flush=True)
         path = write_result(args.out, "incremental", {"args": vars(args), "runs": runs}, ROOT)
         print(f"wrote {path}")
-        return 0 if all(r["exit_code"] == 0 and r["synced"] == args.new for r in runs) else 1
+        return 0 if all(ok(r, args.rows, args.new) for r in runs) else 1
     finally:
         children.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def start_server(children: Children, tmp: Path) -> str:
+    """Start `prefect server start` with a home of its own; return its API URL."""
+    prefect = str(Path(sys.executable).parent / "prefect")
+    home, log = tmp / "server", tmp / "server.log"
+    return start_prefect_server(children, prefect, home=home, env=clean_env(), log=log)[1]
+
+
+def ok(run: dict[str, Any], rows: int, new: int) -> bool:
+    """The run created exactly the new customers, and every customer is SYNCED once."""
+    return (
+        run["exit_code"] == 0
+        and run["synced"] == run["sandbox_customers"] == new
+        and run["ledger_states"] == {"SYNCED": rows}
+        and run["distinct_rootfi_ids"] == rows
+        and run["source_unchanged"] is not False
+    )
 
 
 def summary(run: dict[str, Any]) -> str:
@@ -219,7 +245,8 @@ def summary(run: dict[str, Any]) -> str:
         f"{run['layout']:>5}: flow {run['duration_seconds'] or 0:.2f}s "
         f"(extract {phases.get('extract', 0):.2f}s), flow call {run['flow_call_seconds']:.2f}s, "
         f"wall {run['wall_seconds']:.1f}s, synced {run['synced']}, sandbox holds "
-        f"{run['sandbox_customers']}, source unchanged: {run['source_unchanged']}, "
+        f"{run['sandbox_customers']}, ledger {run['ledger_states']}, "
+        f"source unchanged: {run['source_unchanged']}, "
         f"others took {run['foreign_cpu_share']:.0%} of the CPU"
     )
 
