@@ -189,6 +189,10 @@ def test_looking_keys_up_in_another_database_finds_what_the_join_finds(
     for limit in (2, 100):
         assert pages(joined, now, limit) == pages(looked_up, now, limit) == [3, 5, 6, 8, 10]
     assert joined.count_pending(now) == looked_up.count_pending(now) == 6
+    for book in (joined, looked_up):  # ids asked for, as the command line gives them
+        page = book.candidates(now, only=["3", 5, 7, 11, "C-1"])
+        assert [c.customer_id for c in page.candidates] == ["3", "5"]
+        assert page.unknown_ids == ["C-1"]
     assert looked_up.count_pending(now, only=[1, 3, 11]) == 1
 
 
