@@ -65,7 +65,7 @@ def scan(
         page = keys.order_by(key).limit(SCAN_PAGE)
         if after is not None:
             page = page.where(key > after)
-        ids = list(dict.fromkeys(conn.execute(page).scalars()))  # a key shared by rows: once
+        ids = list(dict.fromkeys(conn.execute(page).scalars().all()))  # shared keys: once
         if not ids:
             break
         pending = lookup([str(k) for k in ids])
