@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -144,9 +145,7 @@ def run_once(
         meter.sample()
         started = time.perf_counter()
         proc = children.start(argv, env=env, log=run_dir / "flow.log", cwd=run_dir)
-        while proc.poll() is None and time.perf_counter() - started < 900:
-            meter.sample()  # other people's processes, on this shared machine
-            time.sleep(0.5)
+        cpu = reap(proc, meter, deadline=started + 900)
         wall = time.perf_counter() - started
         meter.sample()
         foreign = meter.seconds() / (wall * (os.cpu_count() or 1))
@@ -164,6 +163,7 @@ def run_once(
         "urls": urls,
         "exit_code": proc.returncode,
         "wall_seconds": wall,
+        "cpu_seconds": cpu,
         "sandbox_customers": created,
         "ledger_states": states,
         "distinct_rootfi_ids": len(set(synced_ids)),
@@ -173,6 +173,19 @@ def run_once(
         **{k: counts.get(k) for k in ("duration_seconds", "phase_seconds", "synced", "picked")},
         "sql_statements": record["sql_statements"],
     }
+
+
+def reap(proc: subprocess.Popen[bytes], meter: ForeignCpu, deadline: float) -> float | None:
+    """Wait for `proc` (sampling other people's CPU meanwhile); return the CPU seconds it
+    used (user + system, all its threads: a figure other processes barely change)."""
+    while time.perf_counter() < deadline:
+        meter.sample()  # other people's processes, on this shared machine
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return float(usage.ru_utime + usage.ru_stime)
+        time.sleep(0.25)
+    return None
 
 
 def flow_env(api: str | None, sandbox: str, home: Path) -> dict[str, str]:
@@ -244,7 +257,8 @@ def summary(run: dict[str, Any]) -> str:
     return (
         f"{run['layout']:>5}: flow {run['duration_seconds'] or 0:.2f}s "
         f"(extract {phases.get('extract', 0):.2f}s), flow call {run['flow_call_seconds']:.2f}s, "
-        f"wall {run['wall_seconds']:.1f}s, synced {run['synced']}, sandbox holds "
+        f"wall {run['wall_seconds']:.1f}s, CPU {run['cpu_seconds'] or 0:.1f}s, "
+        f"synced {run['synced']}, sandbox holds "
         f"{run['sandbox_customers']}, ledger {run['ledger_states']}, "
         f"source unchanged: {run['source_unchanged']}, "
         f"others took {run['foreign_cpu_share']:.0%} of the CPU"
