@@ -85,7 +85,7 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, object]:
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.sync_customers import sync_customers
-    from rootfi_sync.db import init_db, make_engine
+    from rootfi_sync.db import create_sample, init_db, make_engine
     from rootfi_sync.ledger import status_counts
     from rootfi_sync.sandbox import SandboxConfig, SandboxServer
     from rootfi_sync.seed import fake_customers, insert_customers
@@ -95,6 +95,7 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, object]:
     url = f"sqlite:///{home / 'source.db'}"
     faults = faults_of(args)
     config = SandboxConfig(api_keys=frozenset({"k"}), company_ids=frozenset({1089}), faults=faults)
+    create_sample(load_settings(source_database_url=url))
     init_db(load_settings(source_database_url=url))
     engine = make_engine(url)
     insert_customers(engine, source_table(), fake_customers(args.n, bad_share=0.0))

@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rootfi_sync.db import init_db, make_engine
+from rootfi_sync.db import create_sample, init_db, make_engine
 from rootfi_sync.ledger import Status, status_counts
 from rootfi_sync.settings import SOURCE_COLUMNS, load_settings
 from rootfi_sync.tables import ledger, source_table
@@ -36,8 +36,10 @@ def make_rows(count: int) -> list[dict[str, Any]]:
 
 
 def seed(url: str, rows: list[dict[str, Any]]) -> None:
-    """Migrate the ledger, create the source table and bulk-insert `rows` into it."""
-    init_db(load_settings(source_database_url=url))
+    """Create the source table, migrate the ledger and bulk-insert `rows` into the table."""
+    settings = load_settings(source_database_url=url)
+    create_sample(settings)
+    init_db(settings)
     table = source_table()
     engine = make_engine(url)
     try:

@@ -7,10 +7,11 @@ from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rootfi_sync.doctor.command import doctor_command
-from rootfi_sync.errors import RootFiSyncError, SettingsError
+from rootfi_sync.errors import RootFiSyncError, SeedRefused, SettingsError, SourceTableError
 from rootfi_sync.sandbox.command import sandbox_command
 from rootfi_sync.settings import Settings, load_settings
 
@@ -56,14 +57,20 @@ def _settings() -> Settings:
 
 @app.command("init-db")
 def init_db_command() -> None:
-    """Create or upgrade the ledger table; create the sample `customers` table if absent."""
+    """Create or upgrade the ledger table; check (only read) the source table."""
     from rootfi_sync.db import init_db
 
     settings = _settings()
-    created = init_db(settings)
-    console.print(f"ledger ready in {_safe_url(settings.source_database_url)}")
-    if created:
-        console.print(f"created the sample source table {settings.source_table!r}")
+    try:
+        init_db(settings)
+    except SourceTableError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    source = _safe_url(settings.source_database_url)
+    console.print(f"source {settings.source_table!r} found in {source}", soft_wrap=True)
+    schema = settings.ledger_schema_name
+    where = f" (schema {schema})" if schema else ""
+    console.print(f"ledger ready in {_safe_url(settings.ledger_url)}{where}", soft_wrap=True)
 
 
 @app.command()
@@ -71,17 +78,23 @@ def seed(
     count: Annotated[int, typer.Option(min=1, help="How many customers to add.")] = 100,
     bad_share: Annotated[float, typer.Option(min=0, max=1, help="Share of bad rows.")] = 0.05,
     seed_value: Annotated[int, typer.Option("--seed", help="Random seed.")] = 7,
+    yes_into: Annotated[
+        str | None,
+        typer.Option(
+            help="SOURCE_DATABASE_URL again: consent to fill any database but the demo's."
+        ),
+    ] = None,
 ) -> None:
     """Add realistic fake customers (a few of them invalid on purpose) to the source table."""
-    from rootfi_sync.db import init_db, make_engine, sample_for
-    from rootfi_sync.seed import fake_customers, insert_customers
+    from rootfi_sync.seed import fake_customers, seed_into
 
     settings = _settings()
-    init_db(settings)
-    engine = make_engine(settings.source_database_url)
-    table = sample_for(settings)
-    n = insert_customers(engine, table, fake_customers(count, seed=seed_value, bad_share=bad_share))
-    engine.dispose()
+    rows = fake_customers(count, seed=seed_value, bad_share=bad_share)
+    try:
+        n = seed_into(settings, rows, yes_into=yes_into)
+    except SeedRefused as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
     console.print(f"added {n} customers to {settings.source_table!r}")
 
 
@@ -192,15 +205,19 @@ def _read_ledger(settings: Settings, company: int | None) -> tuple[dict[str, int
     """Return the ledger's counts per state and its latest failures; exit 1 if unreadable."""
     from sqlalchemy.exc import DBAPIError
 
-    from rootfi_sync.db import make_engine
+    from rootfi_sync.db import ledger_engine
     from rootfi_sync.ledger import latest_failures, status_counts
 
-    engine = make_engine(settings.source_database_url)
+    engine = ledger_engine(settings)
     try:
         return status_counts(engine, company), latest_failures(engine, company)
     except DBAPIError as exc:
         err.print(f"[red]error:[/] cannot read the ledger ({type(exc.orig).__name__}).")
-        err.print("Run `rootfi-sync init-db` first, and check SOURCE_DATABASE_URL.")
+        err.print(
+            "Run `rootfi-sync init-db` first, and check LEDGER_DATABASE_URL (default: "
+            "SOURCE_DATABASE_URL).",
+            soft_wrap=True,
+        )
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
@@ -216,7 +233,7 @@ def retry(
     now: Annotated[bool, typer.Option(help="Run a sync of them right away.")] = True,
 ) -> None:
     """Make parked FAILED customers eligible again (after you fixed the cause)."""
-    from rootfi_sync.db import make_engine
+    from rootfi_sync.db import ledger_engine
     from rootfi_sync.redrive import redrive_failed
 
     if not customer and not all_failed:
@@ -227,7 +244,7 @@ def retry(
     if company is None:
         err.print("[red]error:[/] missing setting: ROOTFI_COMPANY_ID (or --company-id)")
         raise typer.Exit(2)
-    engine = make_engine(settings.source_database_url)
+    engine = ledger_engine(settings)
     try:
         ids = redrive_failed(engine, company, None if all_failed else customer)
     finally:

@@ -8,10 +8,11 @@ from pathlib import Path
 from rich.console import Console
 
 from rootfi_sync.sandbox import SandboxConfig, SandboxServer
+from rootfi_sync.seed import DEMO_MARKER
 
 DEMO_KEY = "sandbox-demo-key"
 DEMO_COMPANY = 1089
-DEMO_FILES = frozenset({"demo.db", "demo.db-wal", "demo.db-shm", "demo.db-journal"})
+DEMO_FILES = frozenset({"demo.db", "demo.db-wal", "demo.db-shm", "demo.db-journal", DEMO_MARKER})
 """Everything the demo writes in its folder: the only files it ever deletes."""
 
 
@@ -53,20 +54,16 @@ def prepare_folder(folder: Path) -> Path:
 
 def run_demo(*, count: int, folder: str, console: Console) -> None:
     """Seed `count` customers in a fresh SQLite file, sync them twice, print the outcome."""
-    from rootfi_sync.db import init_db, make_engine, sample_for
-    from rootfi_sync.seed import fake_customers, insert_customers
+    from rootfi_sync.seed import fake_customers, seed_into
     from rootfi_sync.settings import load_settings
 
     home = prepare_folder(Path(folder))
+    (home / DEMO_MARKER).write_text("rootfi-sync demo: `rootfi-sync seed` may add customers here\n")
     db_url = f"sqlite:///{home / 'demo.db'}"
     config = SandboxConfig(api_keys=frozenset({DEMO_KEY}), company_ids=frozenset({DEMO_COMPANY}))
     with SandboxServer(config) as sandbox:
         _configure(db_url, sandbox.api_url)
-        settings = load_settings()
-        init_db(settings)
-        engine = make_engine(db_url)
-        insert_customers(engine, sample_for(settings), fake_customers(count, bad_share=0.1))
-        engine.dispose()
+        seed_into(load_settings(), fake_customers(count, bad_share=0.1), yes_into=db_url)
         console.print(f"[bold]1.[/] seeded {count} customers into {home / 'demo.db'}")
         console.print(f"[bold]2.[/] RootFi sandbox listening on {sandbox.url}")
         console.print("[bold]3.[/] running the sync-customers flow under Prefect…")

@@ -2,6 +2,10 @@
 
     RootFiSyncError
     ├── SettingsError (ValueError)         a setting is missing or wrong; nothing was sent
+    ├── SourceTableError (LookupError)     the source has no such table or view, or lacks
+    │                                      columns; nothing was changed
+    ├── SeedRefused (PermissionError)      `seed` would write into a database that is not the
+    │                                      demo's, without --yes-into naming it
     ├── CircuitOpen                        too many customers refused: the run stopped early
     ├── CompanyRunsFailed                  a fan-out's run of one company or more did not
     │                                      complete (the companies are named)
@@ -30,6 +34,15 @@ class RootFiSyncError(Exception):
 
 class SettingsError(RootFiSyncError, ValueError):
     """A setting is missing or invalid; the message names it."""
+
+
+class SourceTableError(RootFiSyncError, LookupError):
+    """The source table (or view) is missing, or lacks columns; the message names the table,
+    the database (without its password) and the columns expected."""
+
+
+class SeedRefused(RootFiSyncError, PermissionError):
+    """Fake customers would go into a database that is not the demo's, without consent."""
 
 
 class CircuitOpen(RootFiSyncError):

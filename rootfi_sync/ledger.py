@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from rootfi_sync.decisions import next_attempt_at, park
 from rootfi_sync.outcomes import Outcome, Status
+from rootfi_sync.pending import estimate, lookup_in, scan, with_known
 from rootfi_sync.source import (
     copies_hash,
     count_keyless,
@@ -89,10 +90,23 @@ def _eligible(now: datetime) -> sa.ColumnElement[bool]:
 
 
 class Ledger:
-    """The ledger of one company, in the source database, for one run (`owner`)."""
+    """The ledger of one company, for one run (`owner`), in `engine`'s database.
 
-    def __init__(self, engine: sa.Engine, source: sa.Table, company_id: int, owner: str) -> None:
+    That is the source's database too, unless `source_engine` is given: the ledger then has a
+    database of its own, and the source (read through `source_engine`) is only read.
+    """
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        source: sa.Table,
+        company_id: int,
+        owner: str,
+        *,
+        source_engine: sa.Engine | None = None,
+    ) -> None:
         self.engine, self.source, self.company_id, self.owner = engine, source, company_id, owner
+        self.source_engine = source_engine
 
     def __repr__(self) -> str:
         return f"Ledger(company_id={self.company_id}, owner={self.owner!r})"
@@ -122,12 +136,38 @@ class Ledger:
             query = query.where(src.c.company_id == self.company_id)
         return query
 
+    def _takeable(self, now: datetime) -> sa.ColumnElement[bool]:
+        """The ledger rows a run may take now, parked FAILED ones included."""
+        return sa.or_(ledger.c.status == Status.FAILED, _eligible(now))
+
+    def _source_rows(self, only: list[Any] | None) -> sa.Select[Any]:
+        """The company's source rows that have a key (of those asked for, if any)."""
+        src = self.source
+        query = sa.select(src).where(src.c.id.is_not(None))
+        if only is not None:
+            query = query.where(src.c.id.in_(only))
+        if "company_id" in src.c:
+            query = query.where(src.c.company_id == self.company_id)
+        return query
+
     def count_pending(self, now: datetime, only: Sequence[Any] = ()) -> int:
-        """Return how many rows a run may take now (parked FAILED ones included)."""
+        """Return how many rows a run may take now (parked FAILED ones included).
+
+        With the ledger in a database of its own, an estimate (for the run's progress): the
+        source rows with a key less the ledger rows a run may not take.
+        """
+        if self.source_engine is not None:
+            return self._estimate_pending(self.source_engine, now, only)
         with self.engine.connect() as conn:
             keys, _ = keys_asked(conn, self.source.c.id, only)
             query = self._pending(sa.select(sa.func.count()), now, keys)
             return int(conn.execute(query).scalar_one())
+
+    def _estimate_pending(self, source: sa.Engine, now: datetime, only: Sequence[Any]) -> int:
+        with source.connect() as conn, self.engine.connect() as book:
+            keys, _ = keys_asked(conn, self.source.c.id, only)
+            rows = self._source_rows(keys)
+            return estimate(conn, rows, book, self.company_id, self._takeable(now), keys)
 
     def candidates(
         self, now: datetime, *, after: Any = None, limit: int = 100, only: Sequence[Any] = ()
@@ -137,6 +177,8 @@ class Ledger:
         Rows that share a key make one candidate, marked (`COPIES`) for the transform to
         refuse. The first page also counts the rows without a key and the unknown ids.
         """
+        if self.source_engine is not None:
+            return self._candidates_apart(self.source_engine, now, after, limit, only)
         src, c = self.source, ledger.c
         columns = (
             c.status.label("_status"),
@@ -156,7 +198,28 @@ class Ledger:
             self._add(page, copies)
         return page
 
-    def _add(self, page: Page, copies: Sequence[sa.RowMapping]) -> None:
+    def _candidates_apart(
+        self, source: sa.Engine, now: datetime, after: Any, limit: int, only: Sequence[Any]
+    ) -> Page:
+        """`candidates` with the ledger in a database of its own: see `rootfi_sync.pending`."""
+        key = self.source.c.id
+        with source.connect() as conn, self.engine.connect() as book:
+            keys, unknown = keys_asked(conn, key, only)
+            rows = self._source_rows(keys)
+            look = lookup_in(book, self.company_id, self._takeable(now))
+            found = scan(conn, rows.with_only_columns(key), key, look, after=after, limit=limit)
+            whole = rows.where(key.in_(found.keys)).order_by(key)
+            taken = list(conn.execute(whole).mappings()) if found.keys else []
+            page = Page(last_id=found.last_id)
+            if after is None:
+                page.unknown_ids = unknown
+                page.invalid_keys = 0 if only else count_keyless(conn, self.source, self.company_id)
+        for copies in rows_by_key(taken).values():
+            known = found.known.get(str(copies[0]["id"]))
+            self._add(page, [with_known(row, known) for row in copies])
+        return page
+
+    def _add(self, page: Page, copies: Sequence[Mapping[Any, Any]]) -> None:
         """Add the customer of these rows (one, or several sharing its key) unless parked."""
         names = [col.key for col in self.source.c if col.key != "company_id"]
         rows = [{k: m[k] for k in names} for m in copies]

@@ -1,4 +1,4 @@
-"""The real parts of one run, built at the edge: engine, ledger, leases, client, pool."""
+"""The real parts of one run, built at the edge: engines, ledger, leases, client, pool."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from datetime import timedelta
 from pydantic import SecretStr
 
 from rootfi_sync.client import RootFiClient
-from rootfi_sync.db import make_engine, source_for
+from rootfi_sync.db import ledger_engine, source_engine, source_for
 from rootfi_sync.decisions import Timing
 from rootfi_sync.governor import Logger, SharedRateLimit, make_governor
 from rootfi_sync.lease import LeaseKeeper
@@ -54,7 +54,9 @@ def open_run(
     settings: Settings, company_id: int, api_key: SecretStr, owner: str
 ) -> Iterator[RunParts]:
     """Yield the run's ledger, lease keeper, client and pool; close them all afterwards."""
-    engine = make_engine(settings.source_database_url)
+    engine = ledger_engine(settings)
+    # The source's own engine only when the ledger is elsewhere: the source is then only read.
+    reader = source_engine(settings) if settings.ledger_apart else None
     source = source_for(settings)
     governor = make_governor(
         settings.rootfi_rate_limit_per_minute,
@@ -70,7 +72,7 @@ def open_run(
         max_connections=max(4, settings.rootfi_concurrency * 2),
     )
     pool = ThreadPoolExecutor(settings.rootfi_concurrency, thread_name_prefix="rootfi-send")
-    ledger = Ledger(engine, source, company_id, owner)
+    ledger = Ledger(engine, source, company_id, owner, source_engine=reader)
     try:
         with client, pool, LeaseKeeper(ledger, settings.rootfi_lease_seconds) as leases:
             yield RunParts(ledger, client, pool, leases)
@@ -78,3 +80,5 @@ def open_run(
         if isinstance(governor, SharedRateLimit):
             governor.close()
         engine.dispose()
+        if reader is not None:
+            reader.dispose()

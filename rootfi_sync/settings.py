@@ -8,17 +8,18 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pydantic_settings
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from rootfi_sync.errors import SettingsError
 
 PRODUCTION_URL = "https://api.rootfi.dev/v3"
 DEFAULT_DATABASE_URL = "sqlite:///rootfi_sync.db"
+Drivers = dict[str, tuple[tuple[str, ...], str]]
 # The databases rootfi-sync supports, by SQLAlchemy URL: backend -> (its drivers, an example).
-DATABASES = {
+DATABASES: Drivers = {
     "sqlite": (("pysqlite",), "sqlite:///rootfi_sync.db"),
     "postgresql": (("psycopg",), "postgresql+psycopg://user:password@host:5432/dbname"),
     "mysql": (("pymysql",), "mysql+pymysql://user:password@host:3306/dbname?charset=utf8mb4"),
@@ -29,6 +30,9 @@ SUPPORTED_DATABASES = (
     f"({DATABASES['postgresql'][1]}) or MySQL 8 / MariaDB through PyMySQL "
     f"({DATABASES['mysql'][1]})"
 )
+# Databases rootfi-sync can read a source from, but keep no ledger in: only with
+# LEDGER_DATABASE_URL set (duckdb-engine is the optional extra `rootfi-sync[duckdb]`).
+SOURCE_ONLY_DATABASES: Drivers = {"duckdb": (("duckdb_engine",), "duckdb:////var/lib/shop.duckdb")}
 SOURCE_COLUMNS = (
     "id", "name", "email", "phone", "currency", "status", "street", "locality", "city",
     "state", "pincode", "country", "created_at", "updated_at",
@@ -54,8 +58,11 @@ class Settings(BaseSettings):
     rootfi_api_key: SecretStr | None = None
     rootfi_base_url: str = PRODUCTION_URL
     rootfi_company_id: int | None = Field(default=None, gt=0)
+    # Before the source's URL: validating that one looks at this one (a DuckDB source).
+    ledger_database_url: str | None = None
     source_database_url: str = DEFAULT_DATABASE_URL
     source_table: str = Field(default="customers", min_length=1)
+    ledger_schema: str | None = None
     source_columns: dict[str, str] = Field(default_factory=dict)
     source_company_column: str | None = None
     rootfi_batch_size: int = Field(default=100, ge=1, le=1000)
@@ -88,24 +95,42 @@ class Settings(BaseSettings):
             raise ValueError("must use https unless its host is loopback (127.0.0.1)")
         return value.rstrip("/")
 
+    @field_validator("ledger_database_url", "ledger_schema", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("ledger_database_url")
+    @classmethod
+    def _ledger_database(cls, value: str | None) -> str | None:
+        return None if value is None else _database_url(value, {})
+
     @field_validator("source_database_url")
     @classmethod
-    def _supported_database(cls, value: str) -> str:
-        # The message names the scheme at most: the URL itself may hold a password.
-        try:
-            url = make_url(value)
-        except ArgumentError:
-            raise ValueError(f"is not a database URL; use {SUPPORTED_DATABASES}") from None
-        backend = url.get_backend_name()
-        if backend not in DATABASES:
-            raise ValueError(f"unsupported database {backend!r}; use {SUPPORTED_DATABASES}")
-        drivers, example = DATABASES[backend]
-        driver = url.get_driver_name()  # the dialect's default when the URL names none
-        if driver not in drivers:  # e.g. mysql:// means MySQLdb, which is not installed
+    def _source_database(cls, value: str, info: ValidationInfo) -> str:
+        apart = info.data.get("ledger_database_url") is not None
+        return _database_url(value, SOURCE_ONLY_DATABASES if apart else {})
+
+    @field_validator("source_table")
+    @classmethod
+    def _schema_and_table(cls, value: str, info: ValidationInfo) -> str:
+        parts = value.split(".")
+        if len(parts) > 2 or not all(parts):
+            raise ValueError("must be a table (or view) name, or schema.table")
+        url = info.data.get("source_database_url")
+        if len(parts) == 2 and url is not None and _backend(url) == "sqlite":
             raise ValueError(
-                f"unsupported driver {driver!r} of {url.drivername + '://'!r} (for this "
-                f"database: {example}); use {SUPPORTED_DATABASES}"
+                f"{parts[0]!r}: a schema (an attached database) is not supported on SQLite; "
+                "name the table alone"
             )
+        return value
+
+    @field_validator("ledger_schema")
+    @classmethod
+    def _ledger_schema(cls, value: str | None, info: ValidationInfo) -> str | None:
+        url = info.data.get("ledger_database_url") or info.data.get("source_database_url")
+        if value is not None and url is not None and _backend(url) == "sqlite":
+            raise ValueError("a schema (an attached database) is not supported on SQLite")
         return value
 
     @field_validator("source_columns")
@@ -115,6 +140,69 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown column(s) {unknown}; known: {', '.join(SOURCE_COLUMNS)}")
         return value
+
+    @property
+    def source_schema(self) -> str | None:
+        """The schema of SOURCE_TABLE (`schema.table`; on MySQL a database), if it names one."""
+        return self.source_table.rpartition(".")[0] or None
+
+    @property
+    def source_name(self) -> str:
+        """SOURCE_TABLE without its schema."""
+        return self.source_table.rpartition(".")[2]
+
+    @property
+    def ledger_url(self) -> str:
+        """The ledger's database: LEDGER_DATABASE_URL, or the source's."""
+        return self.ledger_database_url or self.source_database_url
+
+    @property
+    def ledger_apart(self) -> bool:
+        """Whether the ledger has a database of its own (then the source is only read)."""
+        return self.ledger_url != self.source_database_url
+
+    @property
+    def ledger_schema_name(self) -> str | None:
+        """LEDGER_SCHEMA; unset, the source table's schema on PostgreSQL when the ledger
+        shares the source's database, else the database's default (None)."""
+        if self.ledger_schema is not None:
+            return self.ledger_schema
+        if not self.ledger_apart and _backend(self.ledger_url) == "postgresql":
+            return self.source_schema
+        return None
+
+
+def _backend(url: str) -> str:
+    return make_url(url).get_backend_name()
+
+
+def _database_url(value: str, source_only: Drivers) -> str:
+    """Return `value` if it is a supported database URL (`source_only` databases too), or
+    raise ValueError naming the scheme at most: the URL itself may hold a password."""
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError(f"is not a database URL; use {SUPPORTED_DATABASES}") from None
+    backend = url.get_backend_name()
+    known = DATABASES | source_only
+    if backend not in known:
+        if backend in SOURCE_ONLY_DATABASES:
+            raise ValueError(
+                f"{backend!r} can only be a source, read while the ledger is in a database of "
+                f"its own: set LEDGER_DATABASE_URL to {SUPPORTED_DATABASES}"
+            )
+        raise ValueError(f"unsupported database {backend!r}; use {SUPPORTED_DATABASES}")
+    drivers, example = known[backend]
+    try:
+        driver = url.get_driver_name()  # the dialect's default when the URL names none
+    except NoSuchModuleError:  # a dialect that is a package of its own (duckdb-engine)
+        raise ValueError(f"no driver for {backend!r} is installed (for {example})") from None
+    if driver not in drivers:  # e.g. mysql:// means MySQLdb, which is not installed
+        raise ValueError(
+            f"unsupported driver {driver!r} of {url.drivername + '://'!r} (for this "
+            f"database: {example}); use {SUPPORTED_DATABASES}"
+        )
+    return value
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -20,6 +20,10 @@ from sqlalchemy.types import TypeEngine
 from rootfi_sync.settings import SOURCE_COLUMNS
 
 LEDGER_TABLE = "rootfi_customer_sync"
+LEDGER_SCHEMA = "rootfi_sync_ledger_schema"
+"""Where the ledger table says its schema is: a placeholder that every engine's
+`schema_translate_map` turns into LEDGER_SCHEMA's value (None: the database's default).
+The source table never has it, so a join of the two in one database translates only this."""
 MYSQL_DIALECTS = ("mysql", "mariadb")  # mysql+pymysql:// (either server) and mariadb+pymysql://
 
 # MySQL and MariaDB keep whole seconds in a plain DATETIME (rounding the rest away): ask for
@@ -95,6 +99,7 @@ ledger = sa.Table(
     sa.Index("ix_rootfi_customer_sync_company_status", "company_id", "status"),
     # One RootFi record belongs to one customer at most (0002).
     sa.Index("ux_rootfi_customer_sync_company_rootfi_id", "company_id", "rootfi_id", unique=True),
+    schema=LEDGER_SCHEMA,
     **LEDGER_TABLE_OPTIONS,
 )
 
@@ -117,11 +122,13 @@ def source_table(
     name: str = "customers",
     columns: Mapping[str, str] | None = None,
     company_column: str | None = None,
+    schema: str | None = None,
 ) -> sa.Table:
     """Return the source table with its column types; `columns` maps our names to the user's.
 
     With `company_column`, one table holds the customers of many RootFi companies: that
-    column (available as `.c.company_id`) says whose each customer is.
+    column (available as `.c.company_id`) says whose each customer is. `schema` is its
+    PostgreSQL schema (on MySQL/MariaDB its database), if not the default one.
     """
     names = {col: (columns or {}).get(col, col) for col in SOURCE_COLUMNS}
     text = {"name": 255, "email": 320, "phone": 64, "currency": 16, "status": 32}
@@ -139,7 +146,9 @@ def source_table(
     if company_column:
         cols.append(sa.Column(company_column, sa.BigInteger, key="company_id", index=True))
     # Options only for when init-db creates the sample table; a user's own table keeps its own.
-    return sa.Table(name, sa.MetaData(), *cols, mysql_engine="InnoDB", mysql_charset="utf8mb4")
+    return sa.Table(
+        name, sa.MetaData(), *cols, schema=schema, mysql_engine="InnoDB", mysql_charset="utf8mb4"
+    )
 
 
 def as_read(table: sa.Table) -> sa.Table:

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rootfi_sync.db import init_db, make_engine, upgrade_ledger
+from rootfi_sync.db import create_sample, init_db, make_engine, sample_for, upgrade_ledger
 from rootfi_sync.sandbox import SandboxServer
 from rootfi_sync.settings import load_settings
 from rootfi_sync.tables import as_read, ledger, source_table
@@ -26,14 +26,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def seed_source(url: str, rows: Iterable[dict[str, Any]], **settings: Any) -> None:
-    """Create the ledger and the source table at `url` and insert `rows`."""
-    init_db(load_settings(source_database_url=url, **settings))
+    """Create the sample source table at `url` and the ledger (at `ledger_database_url` if
+    given), and insert `rows`."""
+    loaded = load_settings(source_database_url=url, **settings)
+    create_sample(loaded)
+    init_db(loaded)
     engine = make_engine(url)
-    table = source_table(
-        settings.get("source_table", "customers"),
-        settings.get("source_columns"),
-        settings.get("source_company_column"),
-    )
+    table = sample_for(loaded)
     rows = list(rows)
     if rows:
         with engine.begin() as conn:

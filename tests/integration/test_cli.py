@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -12,7 +13,9 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from rootfi_sync.cli import app
+from rootfi_sync.db import make_engine
 from rootfi_sync.sandbox import SandboxServer
+from rootfi_sync.seed import DEMO_MARKER
 from tests.factories import make_customer
 from tests.integration.conftest import API_KEY
 from tests.integration.helpers import create_source, ledger_rows, seed_source
@@ -24,18 +27,100 @@ def invoke(*args: str) -> Any:
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
-def test_init_db_then_seed_then_status_shows_nothing_synced_yet(
+def test_seed_with_consent_then_init_db_then_status_shows_nothing_synced_yet(
     sqlite_url: str, configure: Any
 ) -> None:
     configure(sqlite_url)
-    assert "created the sample source table" in invoke("init-db").output
-    again = invoke("init-db")  # idempotent: the table exists, so it is not created again
+    seeded = invoke("seed", "--count", "25", "--yes-into", sqlite_url)
+    assert seeded.exit_code == 0 and "added 25 customers" in seeded.output
+    again = invoke("init-db")  # idempotent: migrated already by seed
     assert again.exit_code == 0, again.output
-    assert "ledger ready" in again.output
-    assert "created the sample source table" not in again.output
-    assert "added 25 customers" in invoke("seed", "--count", "25").output
+    assert "source 'customers' found" in again.output and "ledger ready" in again.output
     result = invoke("status")
     assert result.exit_code == 0 and "ledger, company 1089" in result.output
+
+
+def test_init_db_names_a_missing_source_table_its_database_and_columns_and_creates_nothing(
+    sqlite_url: str, configure: Any, tmp_path: Path
+) -> None:
+    create_source(sqlite_url, [])  # a database with the ledger and `customers`, not `clients`
+    before = digest(tmp_path / "source.db")
+    configure(sqlite_url, source_table="clients", source_columns='{"id": "client_no"}')
+
+    result = invoke("init-db")
+
+    assert result.exit_code == 1
+    assert f"no table or view 'clients' in {sqlite_url}" in result.output
+    assert "columns client_no, name, email," in result.output
+    assert digest(tmp_path / "source.db") == before
+
+
+def test_init_db_names_the_columns_a_source_table_lacks(sqlite_url: str, configure: Any) -> None:
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)"))
+    engine.dispose()
+    configure(sqlite_url)
+
+    result = invoke("init-db")
+
+    assert result.exit_code == 1
+    assert "has no column(s) email, phone, currency," in result.output
+
+
+def test_init_db_creates_no_database_file(tmp_path: Path, configure: Any) -> None:
+    configure(f"sqlite:///{tmp_path / 'typo.db'}")
+
+    result = invoke("init-db")
+
+    assert result.exit_code == 1 and "no database file" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.postgres
+def test_init_db_names_a_missing_table_of_a_schema_without_the_password(
+    pg_url: str, configure: Any
+) -> None:
+    with_password = sa.make_url(pg_url).set(password="s3cret")  # trust auth: any will do
+    configure(with_password.render_as_string(hide_password=False), source_table="crm.clients")
+
+    result = invoke("init-db")
+
+    assert result.exit_code == 1
+    assert f"'crm.clients' in {with_password.render_as_string()}" in result.output
+    assert "postgres:***@" in result.output and "s3cret" not in result.output
+    engine = make_engine(pg_url)
+    assert sa.inspect(engine).get_table_names() == []  # the ledger neither
+    engine.dispose()
+
+
+def test_seed_refuses_a_database_that_is_not_the_demos_without_its_url_again(
+    sqlite_url: str, configure: Any, tmp_path: Path
+) -> None:
+    create_source(sqlite_url, [make_customer()])
+    before = digest(tmp_path / "source.db")
+    configure(sqlite_url)
+
+    unasked = invoke("seed", "--count", "5")
+    elsewhere = invoke("seed", "--count", "5", "--yes-into", f"sqlite:///{tmp_path / 'x.db'}")
+
+    assert unasked.exit_code == elsewhere.exit_code == 2
+    assert f"{sqlite_url}, which is not the demo's database" in unasked.output
+    assert "--yes-into" in unasked.output
+    assert digest(tmp_path / "source.db") == before
+
+
+def test_seed_fills_the_demos_database_unasked(tmp_path: Path, configure: Any) -> None:
+    (tmp_path / DEMO_MARKER).write_text("")
+    configure(f"sqlite:///{tmp_path / 'demo.db'}")
+
+    result = invoke("seed", "--count", "5")
+
+    assert result.exit_code == 0 and "added 5 customers" in result.output
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_a_bad_setting_exits_2_naming_it(sqlite_url: str, configure: Any, monkeypatch: Any) -> None:

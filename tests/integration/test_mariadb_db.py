@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from typer.testing import CliRunner
 
 from rootfi_sync.cli import app
-from rootfi_sync.db import MIGRATIONS, init_db, make_engine
+from rootfi_sync.db import MIGRATIONS, create_sample, init_db, make_engine, upgrade_ledger
 from rootfi_sync.ledger import Ledger
 from rootfi_sync.settings import SOURCE_COLUMNS, load_settings
 from rootfi_sync.tables import LEDGER_TABLE, ledger, source_table
@@ -42,13 +42,14 @@ def columns(engine: sa.Engine, table: str) -> dict[str, Any]:
         return {row[0]: row for row in conn.execute(query, {"t": table})}
 
 
-def test_init_db_creates_the_ledger_and_the_sample_source_table(
+def test_init_db_creates_the_ledger_beside_the_sample_source_table(
     mysql_url: str, engine: sa.Engine
 ) -> None:
     settings = load_settings(source_database_url=mysql_url)
 
-    assert init_db(settings) is True
-    assert init_db(settings) is False  # idempotent: migrated already, the table exists
+    assert create_sample(settings) is True
+    init_db(settings)
+    init_db(settings)  # idempotent: migrated already
 
     tables = set(sa.inspect(engine).get_table_names())
     assert {LEDGER_TABLE, "customers", "rootfi_sync_alembic_version"} <= tables
@@ -75,7 +76,7 @@ def test_init_db_creates_the_ledger_and_the_sample_source_table(
 def test_the_ledger_keeps_microseconds_and_tells_keys_apart_exactly(
     mysql_url: str, engine: sa.Engine
 ) -> None:
-    init_db(load_settings(source_database_url=mysql_url))
+    upgrade_ledger(engine)
     when = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
     rows = [
         {"customer_id": cid, "company_id": 1089, "status": "CLAIMED", "updated_at": when,
@@ -97,7 +98,7 @@ def test_the_ledger_keeps_microseconds_and_tells_keys_apart_exactly(
 
 
 def test_the_sample_source_table_keeps_microseconds(mysql_url: str, engine: sa.Engine) -> None:
-    init_db(load_settings(source_database_url=mysql_url))
+    create_sample(load_settings(source_database_url=mysql_url))
     row = make_customer()
     with engine.begin() as conn:
         conn.execute(source_table().insert(), [row])
@@ -124,7 +125,7 @@ def test_pending_customers_join_a_text_keyed_source_of_another_collation(
     mysql_url: str, engine: sa.Engine
 ) -> None:
     """The source's id (utf8mb4_unicode_ci here) against the ledger's (utf8mb4_bin)."""
-    init_db(load_settings(source_database_url=mysql_url))
+    upgrade_ledger(engine)
     with engine.begin() as conn:
         text_columns = ", ".join(f"{name} TEXT" for name in SOURCE_COLUMNS[1:-2])
         conn.execute(sa.text(f"CREATE TABLE clients (id VARCHAR(64) PRIMARY KEY, {text_columns}, "
@@ -153,11 +154,12 @@ def test_the_init_db_command_on_mariadb(
     mysql_url: str, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SOURCE_DATABASE_URL", mysql_url)
+    create_sample(load_settings())
 
     result = CliRunner().invoke(app, ["init-db"], catch_exceptions=False)
 
     assert result.exit_code == 0, result.output
-    assert "created the sample source table" in result.output
+    assert "ledger ready" in result.output
     assert {LEDGER_TABLE, "customers"} <= set(sa.inspect(engine).get_table_names())
 
 

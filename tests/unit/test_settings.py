@@ -114,3 +114,80 @@ def test_refuses_an_unsupported_source_url_from_the_environment(
     monkeypatch.setenv("SOURCE_DATABASE_URL", "mysql+mysqlconnector://sync@db.internal/shop")
     with pytest.raises(SettingsError, match=r"SOURCE_DATABASE_URL: .*mysql\+pymysql://"):
         load_settings()
+
+
+PG = "postgresql+psycopg://sync:secret@db.internal:5432/shop"
+LEDGER = "sqlite:////var/lib/rootfi-sync/ledger.db"
+
+
+def test_the_ledger_shares_the_sources_database_unless_it_is_given_its_own() -> None:
+    shared = load_settings(source_database_url=PG, ledger_database_url="")
+    apart = load_settings(source_database_url=PG, ledger_database_url=LEDGER)
+
+    assert (shared.ledger_url, shared.ledger_apart) == (PG, False)
+    assert (apart.ledger_url, apart.ledger_apart) == (LEDGER, True)
+    same = load_settings(source_database_url=PG, ledger_database_url=PG)
+    assert same.ledger_apart is False  # one database: joined, as without the setting
+
+
+def test_a_duckdb_source_needs_a_ledger_database_of_its_own() -> None:
+    duckdb = "duckdb:////data/warehouse.duckdb"
+    with pytest.raises(SettingsError, match=r"SOURCE_DATABASE_URL: .*LEDGER_DATABASE_URL"):
+        load_settings(source_database_url=duckdb)
+    with pytest.raises(
+        SettingsError, match=r"LEDGER_DATABASE_URL: .*'duckdb' can only be a source"
+    ):
+        load_settings(source_database_url=LEDGER, ledger_database_url=duckdb)
+    settings = load_settings(source_database_url=duckdb, ledger_database_url=LEDGER)
+    assert settings.ledger_apart
+
+
+def test_refuses_an_unsupported_ledger_database_naming_the_setting_not_the_password() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(ledger_database_url="oracle+oracledb://sync:secret@db.internal/shop")
+    assert "LEDGER_DATABASE_URL: Value error, unsupported database 'oracle'" in str(caught.value)
+    assert "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("table", "ledger_url", "schema", "name", "ledger_schema"),
+    [
+        ("customers", None, None, "customers", None),
+        ("crm.customers", None, "crm", "customers", "crm"),  # PostgreSQL: beside the table
+        ("crm.customers", LEDGER, "crm", "customers", None),  # the ledger's own database
+    ],
+)
+def test_source_table_may_name_its_schema_and_the_ledger_follows_it_on_postgresql(
+    table: str, ledger_url: str | None, schema: str, name: str, ledger_schema: str | None
+) -> None:
+    settings = load_settings(
+        source_database_url=PG, source_table=table, ledger_database_url=ledger_url
+    )
+
+    assert (settings.source_schema, settings.source_name) == (schema, name)
+    assert settings.ledger_schema_name == ledger_schema
+    chosen = load_settings(source_database_url=PG, source_table=table, ledger_schema="sync")
+    assert chosen.ledger_schema_name == "sync"
+
+
+def test_the_ledger_stays_in_the_default_database_on_mysql() -> None:
+    url = "mysql+pymysql://sync@db.internal/shop"
+    settings = load_settings(source_database_url=url, source_table="crm.customers")
+    assert (settings.source_schema, settings.ledger_schema_name) == ("crm", None)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        ({"source_table": "a.b.c"}, "SOURCE_TABLE: Value error, must be a table"),
+        ({"source_table": ".customers"}, "SOURCE_TABLE: Value error, must be a table"),
+        ({"source_table": "main.customers"}, "SOURCE_TABLE: Value error, 'main': a schema"),
+        ({"ledger_schema": "sync"}, "LEDGER_SCHEMA: Value error, a schema (an attached"),
+    ],
+)
+def test_refuses_a_schema_on_sqlite_and_a_table_name_of_more_parts(
+    overrides: dict[str, str], said: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(source_database_url="sqlite:///shop.db", **overrides)
+    assert said in str(caught.value)

@@ -18,6 +18,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    schema = op.get_context().version_table_schema  # LEDGER_SCHEMA (None: the default one)
     op.create_table(
         "rootfi_customer_sync",
         sa.Column("customer_id", sa.String(255), primary_key=True),
@@ -36,17 +37,22 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", UTCDateTime),
         sa.Column("lease_owner", sa.String(64)),
         sa.Column("lease_expires_at", UTCDateTime),
+        schema=schema,
         **LEDGER_TABLE_OPTIONS,  # MySQL/MariaDB only: InnoDB, utf8mb4, binary collation
     )
     op.create_index(
-        "ix_rootfi_customer_sync_company_status", "rootfi_customer_sync", ["company_id", "status"]
+        "ix_rootfi_customer_sync_company_status",
+        "rootfi_customer_sync",
+        ["company_id", "status"],
+        schema=schema,
     )
     op.create_index(
         "ix_rootfi_customer_sync_company_rootfi_id",
         "rootfi_customer_sync",
         ["company_id", "rootfi_id"],
+        schema=schema,
     )
 
 
 def downgrade() -> None:
-    op.drop_table("rootfi_customer_sync")
+    op.drop_table("rootfi_customer_sync", schema=op.get_context().version_table_schema)

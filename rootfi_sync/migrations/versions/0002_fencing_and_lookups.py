@@ -21,7 +21,7 @@ TABLE = "rootfi_customer_sync"
 
 
 def upgrade() -> None:
-    with op.batch_alter_table(TABLE) as batch:
+    with op.batch_alter_table(TABLE, schema=op.get_context().version_table_schema) as batch:
         batch.add_column(sa.Column("doubt_since", UTCDateTime))
         batch.add_column(sa.Column("sent_keys", sa.Text))
         batch.drop_index("ix_rootfi_customer_sync_company_rootfi_id")
@@ -31,7 +31,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table(TABLE) as batch:
+    with op.batch_alter_table(TABLE, schema=op.get_context().version_table_schema) as batch:
         batch.drop_index("ux_rootfi_customer_sync_company_rootfi_id")
         batch.create_index("ix_rootfi_customer_sync_company_rootfi_id", ["company_id", "rootfi_id"])
         batch.drop_column("sent_keys")
