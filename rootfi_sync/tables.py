@@ -20,6 +20,7 @@ from sqlalchemy.types import TypeEngine
 from rootfi_sync.settings import SOURCE_COLUMNS
 
 LEDGER_TABLE = "rootfi_customer_sync"
+VERSION_TABLE = "rootfi_sync_alembic_version"  # the ledger's migrations; not the user's own
 LEDGER_SCHEMA = "rootfi_sync_ledger_schema"
 """Where the ledger table says its schema is: a placeholder that every engine's
 `schema_translate_map` turns into LEDGER_SCHEMA's value (None: the database's default).

@@ -7,6 +7,7 @@ no other connection has it open, so not even a -wal or -shm file is left behind)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -14,9 +15,8 @@ from sqlalchemy.engine import Connection, make_url
 
 from rootfi_sync.doctor import Check, skipped
 from rootfi_sync.settings import SOURCE_COLUMNS, Settings
-from rootfi_sync.tables import LEDGER_TABLE
+from rootfi_sync.tables import LEDGER_TABLE, VERSION_TABLE
 
-VERSION_TABLE = "rootfi_sync_alembic_version"  # as rootfi_sync/migrations/env.py names it
 INIT_DB = "run `rootfi-sync init-db` (applies the ledger's migrations; creates nothing else "
 INIT_DB += "when your table exists)"
 
@@ -35,22 +35,49 @@ def read_only_engine(url: str) -> sa.Engine:
 
 
 def check_database(settings: Settings) -> list[Check]:
-    """Check the source table, its mapped columns and the ledger, in the source database."""
-    url = settings.source_database_url
+    """Check the source table and its mapped columns, then the ledger where it lives
+    (LEDGER_DATABASE_URL, or the source's database)."""
+
+    def source(conn: Connection, shown: str) -> list[Check]:
+        return check_source(conn, settings, shown)
+
+    def ledger(conn: Connection, shown: str) -> list[Check]:
+        return [check_ledger(conn, shown, settings.ledger_schema_name)]
+
+    def both(conn: Connection, shown: str) -> list[Check]:
+        return source(conn, shown) + ledger(conn, shown)
+
+    names = ("source table", "source columns")
+    if not settings.ledger_apart:
+        return _with_database(settings.ledger_url, "SOURCE_DATABASE_URL", (*names, "ledger"), both)
+    return _with_database(
+        settings.source_database_url, "SOURCE_DATABASE_URL", names, source
+    ) + _with_database(settings.ledger_url, "LEDGER_DATABASE_URL", ("ledger",), ledger)
+
+
+def _with_database(
+    url: str,
+    setting: str,
+    names: tuple[str, ...],
+    checks: Callable[[Connection, str], list[Check]],
+) -> list[Check]:
+    """Run `checks` on a read-only connection to `url`; fail the first of `names` if it
+    cannot be opened, and skip the others."""
     shown = make_url(url).render_as_string(hide_password=True)
-    names = ("source table", "source columns", "ledger")
     try:
         engine = read_only_engine(url)
     except FileNotFoundError as exc:
-        fix = "point SOURCE_DATABASE_URL at your database (or run `rootfi-sync init-db`)"
-        detail = f"no SQLite file {exc}"
-        return [Check(names[0], "fail", detail, fix), *skipped(names[1:], "no database")]
+        fix = f"point {setting} at your database (or run `rootfi-sync init-db`)"
+        return [
+            Check(names[0], "fail", f"no SQLite file {exc}", fix),
+            *skipped(names[1:], "no database"),
+        ]
     try:
         with engine.connect() as conn:
-            return [*check_source(conn, settings, shown), check_ledger(conn, shown)]
+            return checks(conn, shown)
     except sa.exc.DBAPIError as exc:
         detail = f"cannot read {shown}: {type(exc.orig).__name__}: {exc.orig}".strip()
-        fix = "check SOURCE_DATABASE_URL (host, credentials, database) and that it is up"
+        fix = f"check {setting} (host, credentials, database) and that it is up"
         return [Check(names[0], "fail", detail, fix), *skipped(names[1:], "no database")]
     finally:
         engine.dispose()
@@ -94,7 +121,7 @@ def _check_columns(settings: Settings, wanted: dict[str, str], present: set[str]
     return Check("source columns", "ok", f"all {len(wanted) + bool(company)} mapped columns exist")
 
 
-def check_ledger(conn: Connection, shown: str) -> Check:
+def check_ledger(conn: Connection, shown: str, schema: str | None = None) -> Check:
     """The ledger table exists and is migrated to the newest revision (Alembic head)."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
@@ -102,12 +129,13 @@ def check_ledger(conn: Connection, shown: str) -> Check:
     from rootfi_sync.db import MIGRATIONS
 
     heads = set(ScriptDirectory(str(MIGRATIONS)).get_heads())
-    context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-    current = set(context.get_current_heads())
-    if not current or not sa.inspect(conn).has_table(LEDGER_TABLE):
+    opts = {"version_table": VERSION_TABLE, "version_table_schema": schema}
+    current = set(MigrationContext.configure(conn, opts=opts).get_current_heads())
+    if not current or not sa.inspect(conn).has_table(LEDGER_TABLE, schema=schema):
         return Check("ledger", "fail", f"no ledger table {LEDGER_TABLE} in {shown}", INIT_DB)
     if current != heads:
         at, head = ", ".join(sorted(current)), ", ".join(sorted(heads))
         detail = f"{LEDGER_TABLE} is at migration {at}; the code needs {head}"
         return Check("ledger", "fail", detail, INIT_DB)
-    return Check("ledger", "ok", f"{LEDGER_TABLE} at migration {', '.join(sorted(heads))} (head)")
+    at = ", ".join(sorted(heads))
+    return Check("ledger", "ok", f"{LEDGER_TABLE} in {shown} at migration {at} (head)")

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from rootfi_sync.tables import ledger_metadata
-
-VERSION_TABLE = "rootfi_sync_alembic_version"  # leaves the user's own alembic_version alone
+from rootfi_sync.tables import VERSION_TABLE, ledger_metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

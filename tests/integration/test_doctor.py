@@ -237,3 +237,21 @@ def test_doctor_prints_one_line_per_check(healthy: Setup, monkeypatch: pytest.Mo
     assert "-> fix: set ROOTFI_COMPANY_ID to one of them" in lines[5]
     assert lines[0] == "OK   settings: loaded (environment and .env)"
     assert lines[-1] == "1 of 10 checks failed"
+
+
+def test_the_ledger_is_checked_where_ledger_database_url_puts_it(
+    healthy: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rootfi_sync.db import init_db
+    from rootfi_sync.settings import load_settings
+
+    monkeypatch.setenv("LEDGER_DATABASE_URL", f"sqlite:///{healthy.folder / 'ledger.db'}")
+
+    _, before = doctor(healthy)
+    init_db(load_settings())  # the ledger, migrated in a database of its own
+    code, after = doctor(healthy)
+
+    assert before["ledger"]["status"] == "fail" and "ledger.db" in before["ledger"]["detail"]
+    assert "LEDGER_DATABASE_URL" in before["ledger"]["fix"]
+    assert code == 0, failing(after)
+    assert "ledger.db" in after["ledger"]["detail"]
