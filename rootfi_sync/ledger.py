@@ -241,10 +241,10 @@ class Ledger:
         """Return which of these RootFi ids the ledger already gives to a customer."""
         ids, known = list(rootfi_ids), set[str]()
         with self.engine.connect() as conn:
-            for start in range(0, len(ids), 500):
+            for start in range(0, len(ids), CHUNK):
                 query = sa.select(ledger.c.rootfi_id).where(
                     ledger.c.company_id == self.company_id,
-                    ledger.c.rootfi_id.in_(ids[start : start + 500]),
+                    ledger.c.rootfi_id.in_(ids[start : start + CHUNK]),
                 )
                 known.update(conn.execute(query).scalars())
         return known
@@ -431,20 +431,21 @@ class Ledger:
         return changed
 
     def touch(self, sent_keys: Mapping[str, tuple[str, ...]]) -> set[str]:
-        """Before a task retry sends again: stamp the new attempt (not counted as one more);
-        return the customers this run still holds, the only ones it may send."""
+        """Stamp customers as sent again now (a resend after a lookup, or a task retry; not
+        counted as one more attempt); return those this run still holds, the only ones it may
+        send. `sent_keys`: each customer's match keys, the payload about to leave included."""
         if not sent_keys:
             return set()
         c = ledger.c
         with self.engine.begin() as conn:
             now = db_now(conn)
-            held = [r.customer_id for r in self._held(conn, list(sent_keys), now)]
             stmt = (
                 ledger.update()
                 .where(
                     c.company_id == self.company_id,
                     c.customer_id == sa.bindparam("b_cid"),
                     c.lease_owner == self.owner,
+                    c.lease_expires_at > now,
                 )
                 .values(
                     sent_keys=sa.bindparam("b_keys"),
@@ -453,9 +454,8 @@ class Ledger:
                     updated_at=now,
                 )
             )
-            if held:
-                conn.execute(stmt, [{"b_cid": k, "b_keys": " ".join(sent_keys[k])} for k in held])
-        return set(held)
+            params = [{"b_cid": k, "b_keys": " ".join(keys)} for k, keys in sent_keys.items()]
+            return self._updated(conn, stmt, params, now)
 
     def record_pending_sync(self, customer_ids: Sequence[str], sync_id: str) -> None:
         """Remember the async write that holds these customers, as soon as RootFi names it."""
