@@ -56,7 +56,7 @@ def main() -> None:
 
 
 def faults_of(args: argparse.Namespace) -> Any:
-    from rootfi_sync.sandbox import Faults
+    from rootfi_sandbox import Faults
 
     return Faults(
         error_500_rate=0.10, error_429_rate=0.05, lost_answer_rate=0.10,
@@ -83,12 +83,13 @@ def settings_env(args: argparse.Namespace, url: str, api_url: str) -> dict[str, 
 def run(args: argparse.Namespace, home: Path) -> dict[str, object]:
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
+    from rootfi_sandbox import SandboxConfig, SandboxServer
+    from rootfi_sandbox.customers import fake_customers
 
     from flows.sync_customers import sync_customers
     from rootfi_sync.db import create_sample, init_db, make_engine
     from rootfi_sync.ledger import status_counts
-    from rootfi_sync.sandbox import SandboxConfig, SandboxServer
-    from rootfi_sync.seed import fake_customers, insert_customers
+    from rootfi_sync.seed import insert_customers
     from rootfi_sync.settings import load_settings
     from rootfi_sync.tables import source_table
 

@@ -123,8 +123,9 @@ def run_once(
     children: Children, api: str | None, files: dict[str, Path], name: str, run_dir: Path
 ) -> dict[str, Any]:
     """One incremental run of layout `name` against a fresh sandbox; its figures."""
+    from rootfi_sandbox.adminclient import SandboxAdmin
+
     from bench.source import ledger_state
-    from rootfi_sync.sandbox.adminclient import SandboxAdmin
 
     run_dir.mkdir(parents=True)
     urls = layout(name, files, run_dir)

@@ -66,7 +66,7 @@ from bench.procs import (
 )
 
 if TYPE_CHECKING:  # imported at run time from the snapshot, once it is on sys.path
-    from rootfi_sync.sandbox.adminclient import SandboxAdmin
+    from rootfi_sandbox.adminclient import SandboxAdmin
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -208,7 +208,7 @@ def _wait(
 
 
 def run_ceiling(ctx: Context, mode: str, n: int, url: str, run_dir: Path) -> dict[str, Any]:
-    from rootfi_sync.sandbox.adminclient import SandboxAdmin
+    from rootfi_sandbox.adminclient import SandboxAdmin
 
     args = ctx.args
     sandbox, base = _start_sandbox(ctx, run_dir, "ceiling")
@@ -273,8 +273,9 @@ def _task_runs(api: str, flow_run_id: str) -> dict[str, int]:
 
 
 def run_pipeline(ctx: Context, mode: str, n: int, url: str, run_dir: Path) -> dict[str, Any]:
+    from rootfi_sandbox.adminclient import SandboxAdmin
+
     from bench.source import ledger_state
-    from rootfi_sync.sandbox.adminclient import SandboxAdmin
 
     args = ctx.args
     sandbox, base = _start_sandbox(ctx, run_dir, "flow")

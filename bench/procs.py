@@ -95,10 +95,10 @@ def start_sandbox(
     env: Mapping[str, str], log: Path, async_delay: float = 0.2, rate_limit: int | None = None,
     timeout: float = 30.0,
 ) -> tuple[subprocess.Popen[bytes], str]:  # fmt: skip
-    """Start `python -m rootfi_sync.sandbox` (in memory; a per-key limit of `rate_limit`
+    """Start `python -m rootfi_sandbox` (in memory; a per-key limit of `rate_limit`
     requests a minute if given, else none); return it and its URL."""
     argv = [
-        python, "-m", "rootfi_sync.sandbox", "--host", HOST, "--port", "0",
+        python, "-m", "rootfi_sandbox", "--host", HOST, "--port", "0",
         "--latency", str(latency), "--async-delay", str(async_delay), "--api-key", api_key,
         "--company-id", str(company_id),
     ]  # fmt: skip

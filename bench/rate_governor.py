@@ -20,9 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from rootfi_sandbox.adminclient import SandboxAdmin
+
 from bench.procs import Children, start_prefect_server, start_sandbox, wait_until, write_result
 from bench.source import make_rows, seed
-from rootfi_sync.sandbox.adminclient import SandboxAdmin
 
 BENCH = Path(__file__).resolve().parent
 

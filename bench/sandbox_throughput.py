@@ -1,7 +1,7 @@
 """How many synchronous single-record creates per second the local RootFi sandbox answers.
 
 Starts the sandbox in a subprocess with `bench.procs.start_sandbox` (`python -m
-rootfi_sync.sandbox --port 0`, in-memory, no faults, no rate limit, ROOTFI_SANDBOX_* variables
+rootfi_sandbox --port 0`, in-memory, no faults, no rate limit, ROOTFI_SANDBOX_* variables
 ignored, output to a log in a temporary directory), then drives `POST /v3/ecommerce/customers`
 from this process with N concurrent keep-alive connections until --requests creates are
 answered or --max-seconds pass, and prints requests/s. It asserts nothing.
@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from rootfi_sandbox.adminclient import SandboxAdmin
 
 from bench.procs import Children, start_sandbox
-from rootfi_sync.sandbox.adminclient import SandboxAdmin
 
 API_KEY = "sandbox-key"
 COMPANY_ID = 1089

@@ -1,6 +1,6 @@
 """Build a source database of N synthetic customers, fast (bulk inserts; never timed).
 
-The rows come from `rootfi_sync.seed.fake_customers` (faker, ~5% bad rows on purpose), made
+The rows come from `rootfi_sandbox.customers.fake_customers` (faker, ~5% bad rows on purpose), made
 once per harness invocation for the largest N: the same seed gives the same prefix, so the
 N=10,000 source is the first 10,000 rows of the N=100,000 one. Ids are 1..N.
 """
@@ -21,13 +21,14 @@ CHUNK = 5000
 
 def make_rows(count: int) -> list[dict[str, Any]]:
     """N source rows with ids 1..N; values cut to their column's length (see below)."""
-    from rootfi_sync.seed import fake_customers
+    from rootfi_sandbox.customers import fake_customers
 
     limits = {c.key: c.type.length for c in source_table().columns if getattr(c.type, "length", 0)}
     rows = []
     for n, row in enumerate(fake_customers(count), start=1):
-        # One of seed.BAD_ROWS is a 300-character name: SQLite stores it, PostgreSQL refuses it
-        # (VARCHAR(255)). Both databases get the very same rows, so it is cut to fit.
+        # One of rootfi_sandbox.customers.BAD_ROWS is a 300-character name: SQLite stores it,
+        # PostgreSQL refuses it (VARCHAR(255)). Both databases get the very same rows, so it
+        # is cut to fit.
         for key, limit in limits.items():
             if isinstance(row.get(key), str) and len(row[key]) > limit:
                 row[key] = row[key][:limit]

@@ -12,7 +12,6 @@ from rich.table import Table
 
 from rootfi_sync.doctor.command import doctor_command
 from rootfi_sync.errors import RootFiSyncError, SeedRefused, SettingsError, SourceTableError
-from rootfi_sync.sandbox.command import sandbox_command
 from rootfi_sync.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -21,9 +20,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.command("sandbox", help="Run the local RootFi sandbox (the documented v3 API).")(
-    sandbox_command
-)
+try:
+    from rootfi_sandbox.command import sandbox_command
+except ImportError:  # a worker's install: the sandbox is the `sandbox` extra
+    pass
+else:
+    app.command("sandbox", help="Run the local RootFi sandbox (the documented v3 API).")(
+        sandbox_command
+    )
 app.command("doctor")(doctor_command)
 console = Console()
 err = Console(stderr=True)
@@ -86,7 +90,9 @@ def seed(
     ] = None,
 ) -> None:
     """Add realistic fake customers (a few of them invalid on purpose) to the source table."""
-    from rootfi_sync.seed import fake_customers, seed_into
+    from rootfi_sandbox.customers import fake_customers
+
+    from rootfi_sync.seed import seed_into
 
     settings = _settings()
     rows = fake_customers(count, seed=seed_value, bad_share=bad_share)

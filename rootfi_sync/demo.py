@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from rich.console import Console
+from rootfi_sandbox import SandboxConfig, SandboxServer
 
-from rootfi_sync.sandbox import SandboxConfig, SandboxServer
 from rootfi_sync.seed import DEMO_MARKER
 
 DEMO_KEY = "sandbox-demo-key"
@@ -54,7 +54,9 @@ def prepare_folder(folder: Path) -> Path:
 
 def run_demo(*, count: int, folder: str, console: Console) -> None:
     """Seed `count` customers in a fresh SQLite file, sync them twice, print the outcome."""
-    from rootfi_sync.seed import fake_customers, seed_into
+    from rootfi_sandbox.customers import fake_customers
+
+    from rootfi_sync.seed import seed_into
     from rootfi_sync.settings import load_settings
 
     home = prepare_folder(Path(folder))

@@ -7,8 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from faker import Faker
-
-from rootfi_sync.sandbox import SandboxConfig, SandboxServer
+from rootfi_sandbox import SandboxConfig, SandboxServer
 
 SOURCE_COLUMNS = (
     "id",

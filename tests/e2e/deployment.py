@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefect.client.schemas.responses import DeploymentResponse
+from rootfi_sandbox import SandboxServer
 
-from rootfi_sync.sandbox import SandboxServer
 from tests.e2e.prefect_server import Finished, PrefectServer
 
 API_KEY = f"sk-e2e-{uuid.uuid4().hex}"  # unknown to any .env: a sync proves the block was read

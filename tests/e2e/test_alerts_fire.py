@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
+from rootfi_sandbox import SandboxServer
 
-from rootfi_sync.sandbox import SandboxServer
 from tests.e2e.deployment import API_KEY, COMPANY, POOL, Deployed, worker_env
 from tests.e2e.prefect_server import REPO, PrefectServer, WebhookReceiver, run, trigger, work
 from tests.factories import make_customer

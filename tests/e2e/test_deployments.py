@@ -22,9 +22,9 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFi
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.schedules import CronSchedule
 from pydantic import SecretStr
+from rootfi_sandbox import SandboxServer
 
 from rootfi_sync.prefect_setup import setup_prefect
-from rootfi_sync.sandbox import SandboxServer
 from tests.e2e.deployment import API_KEY, BRANCH, COMPANY, POOL, Deployed, worker_env
 from tests.e2e.prefect_server import (
     CLONE_MARKER,

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rootfi_sandbox import SandboxServer
 
-from rootfi_sync.sandbox import SandboxServer
 from tests.factories import sandbox_for
 
 API_KEY = "sk-integration-secret-key"

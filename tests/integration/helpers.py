@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from rootfi_sandbox import SandboxServer
 
 from rootfi_sync.db import create_sample, init_db, make_engine, sample_for, upgrade_ledger
-from rootfi_sync.sandbox import SandboxServer
 from rootfi_sync.settings import load_settings
 from rootfi_sync.tables import as_read, ledger, source_table
 from tests.integration.conftest import COMPANY

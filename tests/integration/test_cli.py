@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from rootfi_sandbox import SandboxServer
 from typer.testing import CliRunner
 
 from rootfi_sync.cli import app
 from rootfi_sync.db import make_engine
-from rootfi_sync.sandbox import SandboxServer
 from rootfi_sync.seed import DEMO_MARKER
 from tests.factories import make_customer
 from tests.integration.conftest import API_KEY

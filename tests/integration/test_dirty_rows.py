@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from rootfi_sandbox import SandboxServer
 
 from flows.sync_customers import sync_customers
-from rootfi_sync.sandbox import SandboxServer
 from tests.factories import make_customer
 from tests.integration.conftest import COMPANY
 from tests.integration.helpers import create_source, insert_raw, ledger_rows, seed_source

@@ -19,13 +19,13 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from pydantic import SecretStr
+from rootfi_sandbox import SandboxServer
 from typer.testing import CliRunner
 
 from rootfi_sync.cli import app
 from rootfi_sync.db import make_engine
 from rootfi_sync.doctor import ORDER
 from rootfi_sync.prefect_setup import SECRET_BLOCK, setup_prefect
-from rootfi_sync.sandbox import SandboxServer
 from rootfi_sync.tables import source_table
 from tests.factories import make_customer
 from tests.integration.conftest import API_KEY

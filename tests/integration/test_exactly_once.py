@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rootfi_sandbox import SandboxServer
 
 from flows.sync_customers import sync_customers
-from rootfi_sync.sandbox import SandboxServer
 from tests.factories import make_customer
 from tests.integration.conftest import COMPANY
 from tests.integration.helpers import (

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from rootfi_sandbox import SandboxServer
 
 from flows.sync_customers import sync_customers
 from rootfi_sync.db import make_engine
-from rootfi_sync.sandbox import SandboxServer
 from rootfi_sync.tables import ledger, source_table
 from tests.factories import make_customer, sandbox_for
 from tests.integration.conftest import API_KEY, COMPANY

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from rootfi_sandbox import SandboxServer
 
 from flows.sync_customers import sync_customers
 from rootfi_sync import pending
 from rootfi_sync.db import init_db, make_engine, source_for, upgrade_ledger
 from rootfi_sync.ledger import Ledger
-from rootfi_sync.sandbox import SandboxServer
 from rootfi_sync.settings import SOURCE_COLUMNS, Settings, load_settings
 from rootfi_sync.source import source_hash
 from rootfi_sync.tables import ledger, source_table

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from rootfi_sandbox import SandboxServer
 
 from flows.sync_all_companies import sync_all_companies
-from rootfi_sync.sandbox import SandboxServer
 from tests.factories import make_customer, sandbox_for
 from tests.integration.conftest import API_KEY
 from tests.integration.helpers import ledger_rows, seed_source

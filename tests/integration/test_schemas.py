@@ -11,10 +11,10 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from rootfi_sandbox import SandboxServer
 
 from flows.sync_customers import sync_customers
 from rootfi_sync.db import create_sample, init_db, make_engine, sample_for
-from rootfi_sync.sandbox import SandboxServer
 from rootfi_sync.settings import SOURCE_COLUMNS, load_settings
 from rootfi_sync.tables import LEDGER_TABLE, ledger
 from tests.factories import make_customer

@@ -6,9 +6,9 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from rootfi_sandbox import SandboxServer
 
 from flows.sync_customers import sync_customers
-from rootfi_sync.sandbox import SandboxServer
 from tests.factories import make_customer
 from tests.integration.conftest import API_KEY, COMPANY
 from tests.integration.helpers import ledger_rows, seed_source

@@ -7,9 +7,9 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from rootfi_sandbox import SandboxServer
 
 from flows.scheduled_sync import TIMEOUT_SECONDS, scheduled_sync
-from rootfi_sync.sandbox import SandboxServer
 from tests.factories import make_customer
 from tests.integration.helpers import assert_exactly_once, ledger_rows, seed_source
 

@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rootfi_sync.sandbox.errors import VALIDATION_ERROR, ApiError, invalid, json_object
-from rootfi_sync.sandbox.timefmt import parse_iso
+from rootfi_sandbox.errors import VALIDATION_ERROR, ApiError, invalid, json_object
+from rootfi_sandbox.timefmt import parse_iso
 
 STATUSES = frozenset({"ACTIVE", "ARCHIVED", "UNKNOWN"})
 STRING_FIELDS = ("email", "phone", "currency_id", "status", "created_at", "updated_at")

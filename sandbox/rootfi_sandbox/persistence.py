@@ -10,7 +10,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 
-from rootfi_sync.sandbox.models import Customer, Job, Sync
+from rootfi_sandbox.models import Customer, Job, Sync
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (

@@ -9,14 +9,14 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from rootfi_sync.sandbox.config import SandboxConfig
-from rootfi_sync.sandbox.errors import ApiError
-from rootfi_sync.sandbox.faults import FaultInjector
-from rootfi_sync.sandbox.models import RUNNING, Sync
-from rootfi_sync.sandbox.ratelimit import RateLimiter
-from rootfi_sync.sandbox.store import Store
+from rootfi_sandbox.config import SandboxConfig
+from rootfi_sandbox.errors import ApiError
+from rootfi_sandbox.faults import FaultInjector
+from rootfi_sandbox.models import RUNNING, Sync
+from rootfi_sandbox.ratelimit import RateLimiter
+from rootfi_sandbox.store import Store
 
-logger = logging.getLogger("rootfi_sync.sandbox")
+logger = logging.getLogger("rootfi_sandbox")
 JOBS_PER_STEP = 200
 
 

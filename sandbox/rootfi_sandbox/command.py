@@ -12,8 +12,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from rootfi_sync.sandbox.config import Faults, SandboxConfig
-from rootfi_sync.sandbox.server import serve
+from rootfi_sandbox.config import Faults, SandboxConfig
+from rootfi_sandbox.server import serve
 
 ENV = "ROOTFI_SANDBOX_"
 

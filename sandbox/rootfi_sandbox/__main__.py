@@ -1,10 +1,10 @@
-"""`python -m rootfi_sync.sandbox [options]`: the sandbox command without the project CLI."""
+"""`python -m rootfi_sandbox [options]`: the sandbox command without the project CLI."""
 
 from __future__ import annotations
 
 import typer
 
-from rootfi_sync.sandbox.command import sandbox_command
+from rootfi_sandbox.command import sandbox_command
 
 
 def main() -> None:

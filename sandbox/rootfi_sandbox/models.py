@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rootfi_sync.sandbox.timefmt import iso_from_ms
+from rootfi_sandbox.timefmt import iso_from_ms
 
 DATA_MODEL = "ECOMMERCE_CUSTOMERS"
 CREATED, RUNNING, SUCCESS, FAILED = "CREATED", "RUNNING", "SUCCESS", "FAILED"

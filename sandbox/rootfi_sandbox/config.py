@@ -70,7 +70,7 @@ class Faults(BaseModel):
 
 
 class SandboxConfig(BaseModel):
-    """How a sandbox instance behaves; see `rootfi_sync.sandbox` for the rules it follows."""
+    """How a sandbox instance behaves; see `rootfi_sandbox` for the rules it follows."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

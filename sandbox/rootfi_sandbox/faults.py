@@ -12,9 +12,9 @@ from typing import Literal
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from rootfi_sync.sandbox.config import Faults
-from rootfi_sync.sandbox.errors import ApiError, error_response
-from rootfi_sync.sandbox.protocol import TRANSPORT_KEY
+from rootfi_sandbox.config import Faults
+from rootfi_sandbox.errors import ApiError, error_response
+from rootfi_sandbox.protocol import TRANSPORT_KEY
 
 Fault = Literal["429", "500", "lost", "slow"]
 GetFault = Literal["429", "500", "lost"]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rootfi_sync.sandbox.errors import ApiError, error_response
-from rootfi_sync.sandbox.runtime import SandboxState
+from rootfi_sandbox.errors import ApiError, error_response
+from rootfi_sandbox.runtime import SandboxState
 
 CREATE_PATH = "/v3/ecommerce/customers"
 

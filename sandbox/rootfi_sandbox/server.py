@@ -17,11 +17,11 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from rootfi_sync.sandbox.adminclient import SandboxAdmin, local_client
-from rootfi_sync.sandbox.app import create_app
-from rootfi_sync.sandbox.config import SandboxConfig
-from rootfi_sync.sandbox.protocol import SandboxH11Protocol
-from rootfi_sync.sandbox.runtime import SandboxState
+from rootfi_sandbox.adminclient import SandboxAdmin, local_client
+from rootfi_sandbox.app import create_app
+from rootfi_sandbox.config import SandboxConfig
+from rootfi_sandbox.protocol import SandboxH11Protocol
+from rootfi_sandbox.runtime import SandboxState
 
 START_TIMEOUT_SECONDS = 15.0
 STOP_TIMEOUT_SECONDS = 10.0

@@ -1,4 +1,4 @@
-"""The local RootFi sandbox, over real HTTP on 127.0.0.1 (rootfi_sync.sandbox)."""
+"""The local RootFi sandbox, over real HTTP on 127.0.0.1 (rootfi_sandbox)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from typing import Any
 import httpx
 import pytest
 import typer
+from rootfi_sandbox import Faults, SandboxConfig, SandboxServer
+from rootfi_sandbox import command as sandbox_command_module
 from typer.testing import CliRunner
-
-from rootfi_sync.sandbox import Faults, SandboxConfig, SandboxServer
-from rootfi_sync.sandbox import command as sandbox_command_module
 
 KEY = "sandbox-key"
 COMPANY = 1089

@@ -11,17 +11,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rootfi_sync.sandbox.errors import ApiError, error_response, invalid, json_response
-from rootfi_sync.sandbox.faults import DroppedAnswer, fault_response
-from rootfi_sync.sandbox.listing import (
+from rootfi_sandbox.errors import ApiError, error_response, invalid, json_response
+from rootfi_sandbox.faults import DroppedAnswer, fault_response
+from rootfi_sandbox.listing import (
     DEFAULT_LIMIT,
     page_json,
     page_of,
     parse_limit,
     parse_list_query,
 )
-from rootfi_sync.sandbox.runtime import SandboxState
-from rootfi_sync.sandbox.validation import check_records, parse_create, platform_error
+from rootfi_sandbox.runtime import SandboxState
+from rootfi_sandbox.validation import check_records, parse_create, platform_error
 
 _TRUE = ("true", "1")
 COMPANIES_LIMIT = 100

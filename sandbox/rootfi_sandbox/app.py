@@ -9,12 +9,12 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
-from rootfi_sync.sandbox.admin import Admin
-from rootfi_sync.sandbox.api import Api
-from rootfi_sync.sandbox.config import SandboxConfig
-from rootfi_sync.sandbox.errors import ApiError, api_error_handler, http_error_handler
-from rootfi_sync.sandbox.guard import ApiGuard
-from rootfi_sync.sandbox.runtime import SandboxState
+from rootfi_sandbox.admin import Admin
+from rootfi_sandbox.api import Api
+from rootfi_sandbox.config import SandboxConfig
+from rootfi_sandbox.errors import ApiError, api_error_handler, http_error_handler
+from rootfi_sandbox.guard import ApiGuard
+from rootfi_sandbox.runtime import SandboxState
 
 
 def create_app(config: SandboxConfig | None = None) -> Starlette:

@@ -2,15 +2,15 @@
 unpleasant parts included (batch refusal, platform refusals, rate limits, lost answers, failing
 GETs, records that land late, slow async writes).
 
-    from rootfi_sync.sandbox import SandboxConfig, Faults, SandboxServer, create_app, serve
+    from rootfi_sandbox import SandboxConfig, Faults, SandboxServer, create_app, serve
 
     with SandboxServer(SandboxConfig(faults=Faults(lost_answer_rate=0.1, seed=1))) as sb:
         ...  # point ROOTFI_BASE_URL at sb.api_url; inspect with sb.admin.state()
 
 Endpoints: `GET /v3/core/companies`, `POST|GET /v3/ecommerce/customers`,
 `GET /v3/core/syncs/{id}`, `GET /v3/core/syncs/{id}/jobs`; admin under `/_sandbox/`
-(see `rootfi_sync.sandbox.admin`). The CLI is `rootfi_sync.sandbox.command.sandbox_command`
-(also `python -m rootfi_sync.sandbox`).
+(see `rootfi_sandbox.admin`). The CLI is `rootfi_sandbox.command.sandbox_command`
+(also `python -m rootfi_sandbox`).
 
 The sandbox's own rules where the RootFi docs are silent:
 - Every `/v3` path needs a configured `api_key` header (401 UNAUTHORIZED, checked before
@@ -48,9 +48,9 @@ The sandbox's own rules where the RootFi docs are silent:
 
 from __future__ import annotations
 
-from rootfi_sync.sandbox.adminclient import SandboxAdmin
-from rootfi_sync.sandbox.app import create_app
-from rootfi_sync.sandbox.config import Faults, SandboxConfig
-from rootfi_sync.sandbox.server import SandboxServer, serve
+from rootfi_sandbox.adminclient import SandboxAdmin
+from rootfi_sandbox.app import create_app
+from rootfi_sandbox.config import Faults, SandboxConfig
+from rootfi_sandbox.server import SandboxServer, serve
 
 __all__ = ["Faults", "SandboxAdmin", "SandboxConfig", "SandboxServer", "create_app", "serve"]

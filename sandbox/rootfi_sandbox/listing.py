@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from rootfi_sync.sandbox.errors import invalid
-from rootfi_sync.sandbox.models import Customer
-from rootfi_sync.sandbox.timefmt import ms_from_iso
+from rootfi_sandbox.errors import invalid
+from rootfi_sandbox.models import Customer
+from rootfi_sandbox.timefmt import ms_from_iso
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000

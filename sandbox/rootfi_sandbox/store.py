@@ -11,8 +11,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from rootfi_sync.sandbox.errors import ApiError
-from rootfi_sync.sandbox.models import (
+from rootfi_sandbox.errors import ApiError
+from rootfi_sandbox.models import (
     CREATED,
     FAILED,
     RUNNING,
@@ -22,9 +22,9 @@ from rootfi_sync.sandbox.models import (
     Job,
     Sync,
 )
-from rootfi_sync.sandbox.persistence import Database
-from rootfi_sync.sandbox.timefmt import iso_from_ms, now_ms
-from rootfi_sync.sandbox.validation import platform_error
+from rootfi_sandbox.persistence import Database
+from rootfi_sandbox.timefmt import iso_from_ms, now_ms
+from rootfi_sandbox.validation import platform_error
 
 PLATFORM_ID_BASE = 500_000
 

@@ -17,15 +17,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rootfi_sync.sandbox.config import Faults
-from rootfi_sync.sandbox.errors import (
+from rootfi_sandbox.config import Faults
+from rootfi_sandbox.errors import (
     VALIDATION_ERROR,
     ApiError,
     invalid,
     json_object,
     json_response,
 )
-from rootfi_sync.sandbox.runtime import SandboxState
+from rootfi_sandbox.runtime import SandboxState
 
 RATE_LIMIT_KEY = "rate_limit_per_minute"
 
