@@ -15,7 +15,9 @@ ENV UV_COMPILE_BYTECODE=1 \
 WORKDIR /opt/rootfi-sync
 
 # The dependencies first, exactly as uv.lock pins them (a layer reused until the lock changes).
+# (sandbox/ is a workspace member the lock names; a worker does not install it.)
 COPY pyproject.toml uv.lock README.md ./
+COPY sandbox/pyproject.toml sandbox/README.md ./sandbox/
 RUN uv sync --locked --no-dev --no-install-project
 
 COPY rootfi_sync ./rootfi_sync

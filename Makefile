@@ -29,6 +29,7 @@ lint: env
 	$(UV) run --no-sync ruff check .
 	$(UV) run --no-sync ruff format --check .
 	$(UV) run --no-sync mypy
+	$(UV) run --no-sync lint-imports
 
 bench: env
 	$(UV) sync --locked --quiet --group bench

@@ -10,21 +10,18 @@ against one server, not both: they register the same `<flow>/<deployment>` names
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]  # (PyYAML ships no types)
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron, Schedule
 
-PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
+from rootfi_sync import project
 
 
-def deployments(path: Path = PREFECT_YAML) -> list[RunnerDeployment]:
+def deployments() -> list[RunnerDeployment]:
     """Return prefect.yaml's deployments, ready to serve (entrypoints relative to the cwd)."""
-    specs: list[dict[str, Any]] = yaml.safe_load(path.read_text())["deployments"]
-    return [_deployment(spec) for spec in specs]
+    return [_deployment(spec) for spec in project.deployments()]
 
 
 def _deployment(spec: dict[str, Any]) -> RunnerDeployment:

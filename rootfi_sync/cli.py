@@ -6,10 +6,10 @@ import json
 from typing import Annotated, Any, Literal
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from rootfi_sync.console import console, err, print_counts, run_flow
 from rootfi_sync.doctor.command import doctor_command
 from rootfi_sync.errors import RootFiSyncError, SeedRefused, SettingsError, SourceTableError
 from rootfi_sync.settings import Settings, load_settings
@@ -29,8 +29,6 @@ else:
         sandbox_command
     )
 app.command("doctor")(doctor_command)
-console = Console()
-err = Console(stderr=True)
 
 
 def _version(value: bool) -> None:
@@ -124,57 +122,6 @@ def run(
         limit=limit, customer_ids=customer or None,
     )  # fmt: skip
     print_counts(counts)
-
-
-def run_flow(**params: Any) -> dict[str, Any]:
-    from flows.sync_customers import sync_customers
-
-    try:
-        state = sync_customers(**params, return_state=True)
-    finally:
-        flush_logs()
-    result = state.result(raise_on_failure=False)
-    if not state.is_completed() or not isinstance(result, dict):
-        err.print(f"[red]run failed:[/] {result}")
-        raise typer.Exit(2 if isinstance(result, SettingsError) else 1)
-    return result
-
-
-def flush_logs() -> None:
-    """Send the run's logs still queued to the Prefect API now, before this process (or the
-    temporary server it started) stops: otherwise the UI can miss the end of a run."""
-    from prefect.logging.handlers import APILogHandler
-
-    APILogHandler().flush()
-
-
-def print_counts(counts: dict[str, Any]) -> None:
-    """Print a run's counts and its failures as tables."""
-    table = Table(
-        title=f"rootfi-sync, company {counts['company_id']}"
-        + (" (dry run)" if counts.get("dry_run") else "")
-    )
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    keys = ["picked", "synced", "adopted", "failed", "rejected", "in_doubt", "retry_later",
-            "skipped", "duration_seconds", "rate_per_second"]  # fmt: skip
-    if counts.get("dry_run"):
-        keys = ["picked", "would_send", "rejected", "skipped", "duration_seconds"]
-    for key in keys:
-        table.add_row(key.replace("_", " "), str(counts.get(key)))
-    console.print(table)
-    if counts.get("preview"):
-        console.print_json(data=counts["preview"][:5])
-        console.print(
-            f"(first {min(5, len(counts['preview']))} of {counts['would_send']} payloads)"
-        )
-    if counts.get("failures"):
-        failures = Table(title="not synced")
-        for col in ("customer", "reason", "attempts"):
-            failures.add_column(col)
-        for f in counts["failures"]:
-            failures.add_row(f["customer_id"], f["reason"], str(f["attempts"]))
-        console.print(failures)
 
 
 @app.command()

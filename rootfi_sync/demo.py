@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from pydantic import SecretStr
 from rich.console import Console
-from rootfi_sandbox import SandboxConfig, SandboxServer
 
-from rootfi_sync.seed import DEMO_MARKER
+from rootfi_sync.console import print_counts, run_flow
+from rootfi_sync.seed import DEMO_MARKER, seed_into
+from rootfi_sync.settings import Settings, settings_given
 
 DEMO_KEY = "sandbox-demo-key"
 DEMO_COMPANY = 1089
@@ -16,17 +20,45 @@ DEMO_FILES = frozenset({"demo.db", "demo.db-wal", "demo.db-shm", "demo.db-journa
 """Everything the demo writes in its folder: the only files it ever deletes."""
 
 
-def _configure(db_url: str, api_url: str) -> None:
-    """Point this process's settings and Prefect at the demo's own parts."""
-    os.environ.update(
-        SOURCE_DATABASE_URL=db_url, ROOTFI_BASE_URL=api_url, ROOTFI_API_KEY=DEMO_KEY,
-        ROOTFI_COMPANY_ID=str(DEMO_COMPANY), ROOTFI_RATE_LIMIT_PER_MINUTE="0",
-    )  # fmt: skip
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # A quiet console, yet every run's logs (INFO and up) in the Prefect UI.
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    # The temporary Prefect server can take longer than its 20 s default on a busy machine.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+def _settings(db_url: str, api_url: str) -> Settings:
+    """The demo's settings, as values: its own database, sandbox, key and company."""
+    return Settings(
+        source_database_url=db_url,
+        rootfi_base_url=api_url,
+        rootfi_api_key=SecretStr(DEMO_KEY),
+        rootfi_company_id=DEMO_COMPANY,
+        rootfi_rate_limit_per_minute=0,
+    )
+
+
+@contextmanager
+def _prefect_for_the_demo() -> Iterator[None]:
+    """Prefect's settings for the demo's temporary server, and a console that shows only
+    Prefect's warnings from here to the end of this process (the server logs its stop at
+    exit); every run's logs, INFO and up, still reach the Prefect UI."""
+    import logging
+
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import PrefectConsoleHandler
+    from prefect.settings import (
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
+
+    ensure_logging_setup()
+    loggers = [logging.getLogger(), *logging.root.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.WARNING)
+    # The temporary server can take longer than its 20 s default on a busy machine.
+    updates: dict[Any, Any] = {
+        PREFECT_SERVER_ANALYTICS_ENABLED: False,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 90,
+    }
+    with temporary_settings(updates=updates):
+        yield
 
 
 def prepare_folder(folder: Path) -> Path:
@@ -54,24 +86,23 @@ def prepare_folder(folder: Path) -> Path:
 
 def run_demo(*, count: int, folder: str, console: Console) -> None:
     """Seed `count` customers in a fresh SQLite file, sync them twice, print the outcome."""
+    from rootfi_sandbox import SandboxConfig, SandboxServer
     from rootfi_sandbox.customers import fake_customers
-
-    from rootfi_sync.seed import seed_into
-    from rootfi_sync.settings import load_settings
 
     home = prepare_folder(Path(folder))
     (home / DEMO_MARKER).write_text("rootfi-sync demo: `rootfi-sync seed` may add customers here\n")
     db_url = f"sqlite:///{home / 'demo.db'}"
     config = SandboxConfig(api_keys=frozenset({DEMO_KEY}), company_ids=frozenset({DEMO_COMPANY}))
-    with SandboxServer(config) as sandbox:
-        _configure(db_url, sandbox.api_url)
-        seed_into(load_settings(), fake_customers(count, bad_share=0.1), yes_into=db_url)
+    with SandboxServer(config) as sandbox, _prefect_for_the_demo():
+        settings = _settings(db_url, sandbox.api_url)
+        seed_into(settings, fake_customers(count, bad_share=0.1), yes_into=db_url)
         console.print(f"[bold]1.[/] seeded {count} customers into {home / 'demo.db'}")
         console.print(f"[bold]2.[/] RootFi sandbox listening on {sandbox.url}")
         console.print("[bold]3.[/] running the sync-customers flow under Prefect…")
-        first = _run(console)
-        console.print("[bold]4.[/] running it again: nothing new, so nothing is sent")
-        second = _run(console, quiet=True)
+        with settings_given(settings):
+            first = _run(console)
+            console.print("[bold]4.[/] running it again: nothing new, so nothing is sent")
+            second = _run(console, quiet=True)
         stored = sandbox.admin.state()["customers"]
     console.print(
         f"\nRootFi sandbox now holds [bold]{stored}[/] customers; the first run synced "
@@ -84,9 +115,7 @@ def run_demo(*, count: int, folder: str, console: Console) -> None:
     )
 
 
-def _run(console: Console, *, quiet: bool = False) -> dict[str, object]:
-    from rootfi_sync.cli import print_counts, run_flow
-
+def _run(console: Console, *, quiet: bool = False) -> dict[str, Any]:
     with console.status("syncing…"):
         counts = run_flow()
     if not quiet:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -205,8 +208,29 @@ def _database_url(value: str, source_only: Drivers) -> str:
     return value
 
 
+_GIVEN: ContextVar[Settings | None] = ContextVar("rootfi_sync_settings", default=None)
+
+
+@contextmanager
+def settings_given(settings: Settings) -> Iterator[Settings]:
+    """Within this block (and the flow and task runs it starts in this process), make
+    `load_settings` start from `settings` instead of the environment: how the demo runs the
+    flow on settings it built as values, with nothing written to `os.environ`."""
+    token = _GIVEN.set(settings)
+    try:
+        yield settings
+    finally:
+        _GIVEN.reset(token)
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Return the settings, or raise SettingsError naming every bad setting (never its value)."""
+    """Return the settings, or raise SettingsError naming every bad setting (never its value).
+
+    They come from the environment and `.env`, or from `settings_given`; `overrides` win.
+    """
+    given = _GIVEN.get()
+    if given is not None:
+        overrides = given.model_dump() | overrides
     try:
         return Settings(**overrides)
     except pydantic_settings.SettingsError as exc:  # a complex value (JSON) that does not parse

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -283,3 +284,17 @@ def test_demo_refuses_a_folder_it_did_not_make_and_reuses_its_own(tmp_path: Path
     assert invoke("demo", "--folder", str(theirs / "notes.txt")).exit_code == 2
     assert prepare_folder(ours) == ours and list(ours.iterdir()) == []
     assert prepare_folder(tmp_path / "new" / "demo").is_dir()
+
+
+def test_the_demo_runs_on_settings_it_builds_and_leaves_the_environment_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ROOTFI_API_KEY", raising=False)
+    monkeypatch.setenv("ROOTFI_COMPANY_ID", "77")  # the user's own: the demo uses 1089
+    before = dict(os.environ)
+
+    result = invoke("demo", "--count", "12", "--folder", str(tmp_path / "demo"))
+
+    assert result.exit_code == 0, result.output
+    assert "the first run synced 11, the second sent 0" in " ".join(result.output.split())
+    assert dict(os.environ) == before
