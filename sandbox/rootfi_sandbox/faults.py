@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from typing import Literal
+from typing import Literal, TypeVar
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -18,6 +18,7 @@ from rootfi_sandbox.protocol import TRANSPORT_KEY
 
 Fault = Literal["429", "500", "lost", "slow"]
 GetFault = Literal["429", "500", "lost"]
+K = TypeVar("K", bound=str)
 
 
 class FaultInjector:
@@ -44,32 +45,38 @@ class FaultInjector:
         faults = self.current
         if not faults.any_create_fault:
             return None
-        draw = self._rng.random
-        r429, r500, rlost, rslow = draw(), draw(), draw(), draw()
-        if r429 < faults.error_429_rate:
-            return "429"
-        if r500 < faults.error_500_rate:
-            return "500"
-        if rlost < faults.lost_answer_rate:
-            return "lost"
-        if rslow < faults.slow_answer_rate:
-            return "slow"
-        return None
+        return _first(
+            self._rng,
+            [
+                ("429", faults.error_429_rate),
+                ("500", faults.error_500_rate),
+                ("lost", faults.lost_answer_rate),
+                ("slow", faults.slow_answer_rate),
+            ],
+        )
 
     def decide_get(self) -> GetFault | None:
         """The fault for one GET request, or None."""
         faults = self.current
         if not faults.any_get_fault:
             return None
-        draw = self._get_rng.random
-        r429, r500, rlost = draw(), draw(), draw()
-        if r429 < faults.get_error_429_rate:
-            return "429"
-        if r500 < faults.get_error_500_rate:
-            return "500"
-        if rlost < faults.get_lost_answer_rate:
-            return "lost"
-        return None
+        return _first(
+            self._get_rng,
+            [
+                ("429", faults.get_error_429_rate),
+                ("500", faults.get_error_500_rate),
+                ("lost", faults.get_lost_answer_rate),
+            ],
+        )
+
+
+def _first(rng: random.Random, rates: list[tuple[K, float]]) -> K | None:
+    """Draw once for each kind of fault, in order (so a seed replays the same faults), and
+    return the first whose draw falls under its rate, or None."""
+    draws = [rng.random() for _ in rates]
+    return next(
+        (kind for (kind, rate), draw in zip(rates, draws, strict=True) if draw < rate), None
+    )
 
 
 def fault_response(fault: GetFault) -> Response:

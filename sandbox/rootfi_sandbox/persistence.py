@@ -52,12 +52,17 @@ class Database:
             "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
                 (
-                    j.rootfi_id, j.sync_id, j.status, json.dumps(j.record),
-                    None if j.error is None else json.dumps(j.error), j.created_ms, j.updated_ms,
+                    j.rootfi_id,
+                    j.sync_id,
+                    j.status,
+                    json.dumps(j.record),
+                    None if j.error is None else json.dumps(j.error),
+                    j.created_ms,
+                    j.updated_ms,
                 )
                 for j in jobs
             ],
-        )  # fmt: skip
+        )
 
     def commit(self) -> None:
         """Make everything saved so far durable."""

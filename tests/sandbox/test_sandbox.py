@@ -59,16 +59,21 @@ def sandbox_client(sandbox_fresh: SandboxServer, sandbox_http: httpx.Client) -> 
 
 def api_client(server: SandboxServer, **headers: str) -> httpx.Client:
     """A client of the sandbox's /v3 API (plain HTTP: no TLS context to build)."""
-    return httpx.Client(base_url=server.api_url, headers={"api_key": KEY, **headers},
-                        timeout=10, verify=False)  # fmt: skip
+    return httpx.Client(
+        base_url=server.api_url, headers={"api_key": KEY, **headers}, timeout=10, verify=False
+    )
 
 
 def customer(n: int = 1, **fields: Any) -> dict[str, Any]:
     return {"name": f"Customer {n}", "email": f"c{n}@example.com", **fields}
 
 
-def create(client: httpx.Client, *records: dict[str, Any], run_async: bool = False,
-           company_id: int = COMPANY) -> httpx.Response:  # fmt: skip
+def create(
+    client: httpx.Client,
+    *records: dict[str, Any],
+    run_async: bool = False,
+    company_id: int = COMPANY,
+) -> httpx.Response:
     body = {"company_id": company_id, "data": list(records), "run_async": run_async}
     return client.post(CUSTOMERS, json=body)
 
@@ -158,8 +163,9 @@ def assert_error(response: httpx.Response, status: int, code: str, field: str | 
 def test_lists_the_configured_companies(sandbox_client: httpx.Client) -> None:
     body = sandbox_client.get("/core/companies").json()
     assert [(c["rootfi_id"], c["name"]) for c in body["data"]] == [
-        (COMPANY, "Sandbox company 1089"), (OTHER_COMPANY, "Sandbox company 2002"),
-    ]  # fmt: skip
+        (COMPANY, "Sandbox company 1089"),
+        (OTHER_COMPANY, "Sandbox company 2002"),
+    ]
     assert (body["next"], body["total_count"]) == (None, 2)
 
 
@@ -216,8 +222,9 @@ def test_answers_an_unknown_path_or_method_in_the_error_shape(sandbox_client: ht
 
 
 def test_answers_404_for_an_unknown_company(sandbox_client: httpx.Client) -> None:
-    assert_error(create(sandbox_client, customer(), company_id=7), 404, "COMPANY_NOT_FOUND",
-                 "company_id")  # fmt: skip
+    assert_error(
+        create(sandbox_client, customer(), company_id=7), 404, "COMPANY_NOT_FOUND", "company_id"
+    )
     listing = sandbox_client.get(CUSTOMERS, params={"rootfi_company_id[eq]": 7})
     assert_error(listing, 404, "COMPANY_NOT_FOUND", "company_id")
 
@@ -249,11 +256,26 @@ def test_gives_each_created_customer_a_larger_rootfi_id(sandbox_client: httpx.Cl
 
 
 def test_accepts_every_documented_field(sandbox_client: httpx.Client) -> None:
-    address = {"rootfi_id": 3, "platform_id": "a1", "street": "1 Main St", "locality": "Centre",
-               "city": "Pune", "state": "MH", "pincode": "411001", "country": "IN"}  # fmt: skip
-    sent = customer(1, name="N" * 255, phone="+91 98 7654 3210", currency_id="INR",
-                    status="ARCHIVED", created_at="2024-01-22T05:07:31.465Z",
-                    updated_at="2024-01-22T05:07:31+05:30", address=address)  # fmt: skip
+    address = {
+        "rootfi_id": 3,
+        "platform_id": "a1",
+        "street": "1 Main St",
+        "locality": "Centre",
+        "city": "Pune",
+        "state": "MH",
+        "pincode": "411001",
+        "country": "IN",
+    }
+    sent = customer(
+        1,
+        name="N" * 255,
+        phone="+91 98 7654 3210",
+        currency_id="INR",
+        status="ARCHIVED",
+        created_at="2024-01-22T05:07:31.465Z",
+        updated_at="2024-01-22T05:07:31+05:30",
+        address=address,
+    )
     response = create(sandbox_client, sent)
     assert response.status_code == 200, response.text
     assert response.json()["data"][0]["address"] == address
@@ -309,9 +331,12 @@ def test_refuses_a_malformed_body_as_an_invalid_request(
 )
 @pytest.mark.parametrize("run_async", [False, True])
 def test_refuses_the_whole_request_when_a_record_breaks_the_schema(
-    sandbox_fresh: SandboxServer, sandbox_client: httpx.Client, fields: dict[str, Any], field: str,
+    sandbox_fresh: SandboxServer,
+    sandbox_client: httpx.Client,
+    fields: dict[str, Any],
+    field: str,
     run_async: bool,
-) -> None:  # fmt: skip
+) -> None:
     records = [customer(1, **fields)] if not run_async else [customer(1), customer(2, **fields)]
     index = len(records) - 1
     response = create(sandbox_client, *records, run_async=run_async)
@@ -429,8 +454,10 @@ def test_answers_404_for_an_unknown_sync(sandbox_client: httpx.Client) -> None:
 
 
 def test_lists_customers_to_the_end_by_following_next(sandbox_client: httpx.Client) -> None:
-    wait_for_sync(sandbox_client, create(sandbox_client, *[customer(n) for n in range(25)],
-                                         run_async=True).json()["sync_id"])  # fmt: skip
+    wait_for_sync(
+        sandbox_client,
+        create(sandbox_client, *[customer(n) for n in range(25)], run_async=True).json()["sync_id"],
+    )
     first = sandbox_client.get(CUSTOMERS, params={"limit": 7, "return_count": "true"}).json()
     assert (len(first["data"]), first["total_count"], first["prev"]) == (7, 25, None)
     assert sandbox_client.get(CUSTOMERS).json()["total_count"] is None
@@ -544,8 +571,12 @@ def test_a_500_fault_stores_nothing(
 ) -> None:
     sandbox_fresh.admin.set_faults(error_500_rate=1.0)
     assert_error(create(sandbox_client, customer()), 500, "INTERNAL_SERVER_ERROR", None)
-    assert_error(create(sandbox_client, customer(), customer(2), run_async=True), 500,
-                 "INTERNAL_SERVER_ERROR", None)  # fmt: skip
+    assert_error(
+        create(sandbox_client, customer(), customer(2), run_async=True),
+        500,
+        "INTERNAL_SERVER_ERROR",
+        None,
+    )
     assert (
         sandbox_fresh.admin.state()["customers"] == 0 and sandbox_fresh.admin.state()["syncs"] == 0
     )
@@ -809,8 +840,9 @@ def test_keeps_customers_syncs_and_jobs_across_a_restart_with_a_db_path(tmp_path
     config = SandboxConfig(db_path=str(tmp_path / "sandbox_fresh.sqlite"), async_delay_seconds=0.05)
     with SandboxServer(config) as server, api_client(server) as client:
         first = create(client, customer(1)).json()["data"][0]
-        sync_id = create(client, customer(2), customer(3, email="z@x.invalid"),
-                         run_async=True).json()["sync_id"]  # fmt: skip
+        sync_id = create(
+            client, customer(2), customer(3, email="z@x.invalid"), run_async=True
+        ).json()["sync_id"]
         wait_for_sync(client, sync_id)
         before, _ = list_all(client)
     with SandboxServer(config) as server, api_client(server) as client:
@@ -876,8 +908,23 @@ def test_the_command_builds_its_config_from_options_and_env_vars(
     app = typer.Typer()
     app.command("sandbox")(sandbox_command_module.sandbox_command)
     app.command("other")(lambda: None)
-    args = ["sandbox", "--port", "9001", "--api-key", "k1", "--api-key", "k2", "--company-id",
-            "5", "--rate-limit", "100", "--lose-answers", "0.25", "--seed", "3"]  # fmt: skip
+    args = [
+        "sandbox",
+        "--port",
+        "9001",
+        "--api-key",
+        "k1",
+        "--api-key",
+        "k2",
+        "--company-id",
+        "5",
+        "--rate-limit",
+        "100",
+        "--lose-answers",
+        "0.25",
+        "--seed",
+        "3",
+    ]
     result = CliRunner().invoke(app, args, env={"ROOTFI_SANDBOX_FAIL_500": "0.5"})
     assert result.exit_code == 0, result.output
     assert "http://127.0.0.1:9001" in result.output
