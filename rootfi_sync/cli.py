@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import typer
@@ -20,14 +21,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-try:
-    from rootfi_sandbox.command import sandbox_command
-except ImportError:  # a worker's install: the sandbox is the `sandbox` extra
-    pass
-else:
-    app.command("sandbox", help="Run the local RootFi sandbox (the documented v3 API).")(
-        sandbox_command
-    )
+NO_SANDBOX = (
+    "the sandbox is not installed here (it is the `sandbox` extra, left out of a worker's "
+    "install): pip install 'rootfi-sync[sandbox]', or `make env` in the project"
+)
+
+
+def _no_sandbox() -> None:
+    err.print(f"[red]error:[/] {escape(NO_SANDBOX)}")
+    raise typer.Exit(2)
+
+
+def _sandbox_command() -> Callable[..., None]:
+    try:
+        from rootfi_sandbox.command import sandbox_command
+    except ImportError:
+        return _no_sandbox
+    return sandbox_command
+
+
+app.command("sandbox", help="Run the local RootFi sandbox (the documented v3 API).")(
+    _sandbox_command()
+)
 app.command("doctor")(doctor_command)
 
 
@@ -88,6 +103,7 @@ def seed(
     ] = None,
 ) -> None:
     """Add realistic fake customers (a few of them invalid on purpose) to the source table."""
+    _need_sandbox()
     from rootfi_sandbox.customers import fake_customers
 
     from rootfi_sync.seed import seed_into
@@ -253,6 +269,7 @@ def demo(
     ] = ".rootfi-sync/demo",
 ) -> None:
     """Seed a SQLite database, start the sandbox, sync, and print what happened."""
+    _need_sandbox()
     from rootfi_sync.demo import run_demo
 
     try:
@@ -260,6 +277,14 @@ def demo(
     except (FileExistsError, NotADirectoryError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
+
+
+def _need_sandbox() -> None:
+    """Exit 2 saying how to install the sandbox when it is not (a worker's install)."""
+    try:
+        import rootfi_sandbox  # noqa: F401
+    except ImportError:
+        _no_sandbox()
 
 
 def _safe_url(url: str) -> str:

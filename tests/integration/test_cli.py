@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +299,15 @@ def test_the_demo_runs_on_settings_it_builds_and_leaves_the_environment_alone(
     assert result.exit_code == 0, result.output
     assert "the first run synced 11, the second sent 0" in " ".join(result.output.split())
     assert dict(os.environ) == before
+
+
+def test_seed_and_demo_name_the_extra_on_an_install_without_the_sandbox(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "rootfi_sandbox", None)  # as on a worker: not installed
+
+    for command in (["seed", "--count", "1"], ["demo"]):
+        result = invoke(*command)
+
+        assert result.exit_code == 2, result.output
+        assert "pip install 'rootfi-sync[sandbox]'" in " ".join(result.output.split())
