@@ -71,6 +71,16 @@ def run_logger() -> Logger:
 
 
 @contextmanager
+def current_run(parts: RunParts) -> Iterator[RunParts]:
+    """Make `parts` this context's run (what `current()` returns) for the block."""
+    token = _current.set(parts)
+    try:
+        yield parts
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
 def open_run(
     settings: Settings,
     company_id: int,
@@ -102,11 +112,8 @@ def open_run(
     try:
         with client, pool, LeaseKeeper(ledger, settings.rootfi_lease_seconds) as leases:
             delivery = _delivery(settings, ledger, client, pool, leases, stop_splitting)
-            token = _current.set(RunParts(ledger, client, pool, leases, delivery))
-            try:
-                yield _current.get()
-            finally:
-                _current.reset(token)
+            with current_run(RunParts(ledger, client, pool, leases, delivery)) as parts:
+                yield parts
     finally:
         if isinstance(governor, SharedRateLimit):
             governor.close()

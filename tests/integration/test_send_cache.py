@@ -43,12 +43,9 @@ class CountingDelivery:
 
 @flow(name="send-cache-test")
 def one_run(delivery: Any, request: SendRequest) -> list[Outcome]:
-    parts: Any = run.RunParts(None, None, None, None, delivery)  # type: ignore[arg-type]  # only the delivery is used
-    token = run._current.set(parts)
-    try:
+    parts: Any = run.RunParts(None, None, None, None, delivery)  # type: ignore[arg-type]
+    with run.current_run(parts):  # a run of which the task uses only the delivery
         return send_batch(request)
-    finally:
-        run._current.reset(token)
 
 
 def request(api: str, batch_no: int, *names: str) -> SendRequest:
