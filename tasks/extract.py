@@ -30,7 +30,8 @@ def claim_batch(
 ) -> Claimed:
     """Return the next page of customers to sync, leased to this run (read only without
     `lease`: a dry run)."""
-    ledger, leases = run.current().ledger, run.current().leases
+    parts = run.current()
+    ledger = parts.ledger
     now = ledger.now()
     page = ledger.candidates(now, after=after, limit=limit, only=only or ())
     _warn_about_keys(page, ledger.source.c.id.name)
@@ -38,8 +39,8 @@ def claim_batch(
     if not lease:
         return Claimed(page.candidates, seen=seen, last_id=page.last_id)
     since = time.monotonic()
-    won = ledger.claim(page.candidates, timedelta(seconds=leases.lease), now)
-    leases.hold((c.customer_id for c in won), since)
+    won = ledger.claim(page.candidates, timedelta(seconds=parts.leases.lease), now)
+    parts.leases.hold((c.customer_id for c in won), since)
     return Claimed(won, seen=seen, last_id=page.last_id)
 
 
