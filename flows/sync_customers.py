@@ -7,7 +7,8 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, cast
+from uuid import UUID
 
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -18,21 +19,30 @@ from pydantic import Field, SecretStr
 
 from rootfi_sync import errors
 from rootfi_sync.decisions import fresh_send
-from rootfi_sync.delivery import BatchIncomplete, Delivery, Item
+from rootfi_sync.delivery import BatchIncomplete, Item
 from rootfi_sync.ledger import Candidate, Outcome, Status, utcnow
 from rootfi_sync.models import CustomerPayload
 from rootfi_sync.prefect_setup import SECRET_BLOCK
 from rootfi_sync.report import RunSummary
-from rootfi_sync.run import RunParts, open_run, timing_of
+from rootfi_sync.run import open_run
 from rootfi_sync.settings import Settings, load_settings
 from tasks.extract import claim_batch, count_pending
-from tasks.load import RETRYABLE, check_access, send_batch
+from tasks.load import RETRYABLE, SendRequest, check_access, send_batch
 from tasks.report import publish_report
 from tasks.transform import build_batch
 from tasks.write_back import record_intent, record_outcomes
 
 PROGRESS_SECONDS = 5.0
 """How often the progress artifact is updated (each update is a call to the Prefect API)."""
+
+T = TypeVar("T")
+
+
+def as_is(value: T) -> T:
+    """Hand `value` to a task without Prefect walking it for futures (a batch's rows and
+    payloads: `quote`). Typed as the value itself, which is what the task receives: Prefect
+    unwraps `quote` before the call, which its task signatures cannot express."""
+    return cast(T, quote(value))
 
 
 def resolve_api_key(settings: Settings) -> SecretStr:
@@ -89,11 +99,18 @@ def sync_customers(
     summary = RunSummary(company_id=company, dry_run=dry_run)
     started = time.monotonic()
     owner = str(runtime.flow_run.id or uuid.uuid4())
-    with open_run(settings, company, api_key, owner) as parts:
+    share = settings.rootfi_max_refused_share
+    with open_run(
+        settings,
+        company,
+        api_key,
+        owner,
+        lambda sent, refused: summary.breaker_would_open(share, sent, refused),
+    ):
         if not dry_run:
-            check_access(parts.client, company)
+            check_access(company)
         try:
-            _sync_batches(parts, settings, summary, dry_run=dry_run, limit=limit, only=customer_ids)
+            _sync_batches(settings, summary, dry_run=dry_run, limit=limit, only=customer_ids)
         finally:
             summary.duration_seconds = time.monotonic() - started
             publish_report(summary, settings.rootfi_alert_failed_share)
@@ -101,9 +118,13 @@ def sync_customers(
 
 
 def _sync_batches(
-    parts: RunParts, settings: Settings, summary: RunSummary, *, dry_run: bool,
-    limit: int | None, only: list[int | str] | None,
-) -> None:  # fmt: skip
+    settings: Settings,
+    summary: RunSummary,
+    *,
+    dry_run: bool,
+    limit: int | None,
+    only: list[int | str] | None,
+) -> None:
     """Run batch after batch until no customer is left (or `limit` is reached).
 
     Batches overlap: while one is being sent, the next is claimed, built and recorded, and
@@ -112,12 +133,12 @@ def _sync_batches(
     ROOTFI_CONCURRENCY); in `batch` mode up to ROOTFI_CONCURRENCY async writes are.
     """
     depth = 2 if settings.rootfi_write_mode == "single" else settings.rootfi_concurrency
-    total = count_pending(parts.ledger, only)
+    total = count_pending(only)
     if limit is not None:
         total = min(total, limit)
     progress = create_progress_artifact(0.0, description=f"Customers processed (of ~{total})")
+    assert isinstance(progress, UUID)  # called from sync code, Prefect returns the id itself
     next_progress = time.monotonic() + PROGRESS_SECONDS
-    delivery = _delivery(parts, settings, summary)
     after: Any = None
     in_flight: deque[Sending] = deque()
     try:
@@ -127,56 +148,40 @@ def _sync_batches(
                 size = min(size, limit - summary.picked)
             with summary.timed("extract"):
                 claimed = claim_batch(
-                    parts.ledger, None if dry_run else parts.leases,
-                    batch_no=summary.batches + 1, after=after, limit=size, only=only,
-                )  # fmt: skip
+                    summary.batches + 1, after=after, limit=size, only=only, lease=not dry_run
+                )
             if claimed.last_id is None:  # no row left (a page of parked rows still counts)
                 break
             summary.batches += 1
             after = claimed.last_id
             summary.skipped += claimed.seen - len(claimed.candidates)
             summary.picked += len(claimed.candidates)
-            sending = _start_batch(parts, settings, summary, delivery, claimed.candidates,
-                                   dry_run=dry_run)  # fmt: skip
+            sending = _start_batch(settings, summary, claimed.candidates, dry_run=dry_run)
             if sending is not None:
                 in_flight.append(sending)
             while len(in_flight) >= depth or (in_flight and in_flight[0].done()):
-                _finish_batch(parts, settings, summary, in_flight.popleft())
+                _finish_batch(settings, summary, in_flight.popleft())
             if time.monotonic() >= next_progress:
                 done = summary.picked + summary.skipped
                 update_progress_artifact(progress, min(99.0, 100.0 * done / max(total, 1)))
                 next_progress = time.monotonic() + PROGRESS_SECONDS
             summary.check_breaker(settings.rootfi_max_refused_share)
     finally:
-        error = _drain(parts, settings, summary, in_flight)
+        error = _drain(settings, summary, in_flight)
     if error is not None:
         raise error
     update_progress_artifact(progress, 100.0)
     summary.check_breaker(settings.rootfi_max_refused_share)
 
 
-def _delivery(parts: RunParts, settings: Settings, summary: RunSummary) -> Delivery:
-    """Return how this run delivers: its client, mode, timings, leases and breaker."""
-    share = settings.rootfi_max_refused_share
-    return Delivery(
-        client=parts.client, company_id=parts.ledger.company_id,
-        mode=settings.rootfi_write_mode, pool=parts.pool, known=parts.ledger.known_rootfi_ids,
-        timing=timing_of(settings), may_send=parts.leases.may_send,
-        on_accepted=parts.ledger.record_pending_sync, stamp=parts.ledger.touch,
-        clock=parts.ledger.now,
-        stop_splitting=lambda sent, refused: summary.breaker_would_open(share, sent, refused),
-        poll_timeout=settings.rootfi_poll_timeout_seconds,
-    )  # fmt: skip
-
-
 def _drain(
-    parts: RunParts, settings: Settings, summary: RunSummary, in_flight: deque[Sending]
+    settings: Settings, summary: RunSummary, in_flight: deque[Sending]
 ) -> BaseException | None:
     """Record every batch still in flight, whatever stopped us; return the first error met."""
     first: BaseException | None = None
     while in_flight:
         try:
-            _finish_batch(parts, settings, summary, in_flight.popleft())
+            _finish_batch(settings, summary, in_flight.popleft())
         except Exception as exc:
             first = first or exc
     return first
@@ -205,15 +210,14 @@ class Sending:
 
 
 def _start_batch(
-    parts: RunParts, settings: Settings, summary: RunSummary, delivery: Delivery,
-    claimed: list[Candidate], *, dry_run: bool,
-) -> Sending | None:  # fmt: skip
+    settings: Settings, summary: RunSummary, claimed: list[Candidate], *, dry_run: bool
+) -> Sending | None:
     """Build the batch, record its intent and start sending it; None when nothing to send."""
     if not claimed:
         return None
     batch_no = summary.batches
     with summary.timed("transform"):
-        transformed = build_batch(quote(claimed), batch_no=batch_no)
+        transformed = build_batch(as_is(claimed), batch_no=batch_no)
     rejects = [
         Outcome(str(cid), Status.FAILED, error=f"invalid row: {r.message}")
         for cid, r in transformed.rejected
@@ -231,24 +235,25 @@ def _start_batch(
         return None
     attempts = {c.customer_id: c.attempts + 1 for c in claimed}
     with summary.timed("write_back"):
-        sendable = record_intent(parts.ledger, parts.leases, quote(items), batch_no=batch_no)
+        sendable = record_intent(as_is(items), batch_no=batch_no)
     summary.lease_lost += len(items) - len(sendable)
     fresh = any(fresh_send(c.attempts, c.doubt_since is not None) for c in claimed)
-    future = _submit(parts, settings, delivery, sendable, batch_no, fresh) if sendable else None
+    future = _submit(settings, summary.company_id, sendable, batch_no, fresh) if sendable else None
     return Sending(batch_no, sendable, rejects, attempts, future)
 
 
 def _item(candidate: Candidate, payload: CustomerPayload) -> Item:
     return Item(
-        candidate.customer_id, payload, doubt_since=candidate.doubt_since,
-        last_sent=candidate.attempted_at, sync_id=candidate.sync_id,
+        candidate.customer_id,
+        payload,
+        doubt_since=candidate.doubt_since,
+        last_sent=candidate.attempted_at,
+        sync_id=candidate.sync_id,
         sent_keys=candidate.sent_keys,
-    )  # fmt: skip
+    )
 
 
-def _finish_batch(
-    parts: RunParts, settings: Settings, summary: RunSummary, sending: Sending
-) -> None:
+def _finish_batch(settings: Settings, summary: RunSummary, sending: Sending) -> None:
     """Wait for the batch's answers and write its outcomes back in one statement.
 
     Raises what stopped the send, after recording, when it is not a passing failure.
@@ -261,11 +266,12 @@ def _finish_batch(
     summary.sent += sum(1 for o in outcomes if o.status != Status.RETRY)
     with summary.timed("write_back"):
         written = record_outcomes(
-            parts.ledger, parts.leases, quote(sending.rejects + outcomes),
-            batch_no=sending.batch_no, max_attempts=settings.rootfi_max_attempts,
+            as_is(sending.rejects + outcomes),
+            batch_no=sending.batch_no,
+            attempts=as_is(sending.attempts),
+            max_attempts=settings.rootfi_max_attempts,
             requeue_seconds=settings.rootfi_requeue_delay_seconds,
-            attempts=quote(sending.attempts),
-        )  # fmt: skip
+        )
     recorded = written[len(sending.rejects) :]  # rejects: counted when built
     summary.lease_lost += len(outcomes) - len(recorded)
     summary.add_outcomes(recorded, sending.attempts)
@@ -274,19 +280,22 @@ def _finish_batch(
 
 
 def _submit(
-    parts: RunParts, settings: Settings, delivery: Delivery, items: list[Item], batch_no: int,
-    fresh: bool,
-) -> PrefectFuture[list[Outcome]]:  # fmt: skip
+    settings: Settings, company_id: int, items: list[Item], batch_no: int, fresh: bool
+) -> PrefectFuture[list[Outcome]]:
     """Start the batch's send task (with its retries) and return its future."""
     sender = send_batch.with_options(
         retries=settings.rootfi_retries,
         retry_delay_seconds=exponential_backoff(backoff_factor=settings.rootfi_retry_delay_seconds),
         refresh_cache=fresh,
     )
-    return sender.submit(
-        quote(delivery), quote(items), base_url=settings.rootfi_base_url,
-        company_id=parts.ledger.company_id, mode=settings.rootfi_write_mode, batch_no=batch_no,
-    )  # fmt: skip
+    request = SendRequest(
+        base_url=settings.rootfi_base_url,
+        company_id=company_id,
+        mode=settings.rootfi_write_mode,
+        batch_no=batch_no,
+        items=tuple(items),
+    )
+    return sender.submit(as_is(request))
 
 
 def _outcomes(sending: Sending) -> tuple[list[Outcome], BaseException | None]:
@@ -299,9 +308,9 @@ def _outcomes(sending: Sending) -> tuple[list[Outcome], BaseException | None]:
     assert sending.future is not None
     sending.future.wait()
     state = sending.future.state
-    result = state.result(raise_on_failure=False)
     if not state.is_failed():
-        return list(result), None
+        return sending.future.result(), None
+    result = state.result(raise_on_failure=False)
     if isinstance(result, BatchIncomplete):
         return _complete(sending.items, result.outcomes + list(result.pending.values())), None
     pending = _complete(sending.items, [], error=f"send failed: {result}")
@@ -313,8 +322,11 @@ def _complete(
 ) -> list[Outcome]:
     """Return the outcomes plus IN_DOUBT for every item that has none."""
     known = {o.customer_id for o in outcomes}
-    missing = [Outcome(i.customer_id, Status.IN_DOUBT, error=error) for i in items
-               if i.customer_id not in known]  # fmt: skip
+    missing = [
+        Outcome(i.customer_id, Status.IN_DOUBT, error=error)
+        for i in items
+        if i.customer_id not in known
+    ]
     return outcomes + missing
 
 

@@ -1,11 +1,19 @@
-"""The real parts of one run, built at the edge: engines, ledger, leases, client, pool."""
+"""The real parts of one run, built at the edge: engines, ledger, leases, client, pool.
+
+`open_run` builds them and makes them this context's run; a task reaches them with
+`current()`. The run is a ContextVar: Prefect's ThreadPoolTaskRunner starts each task in a
+copy of the submitting context (`contextvars.copy_context()` in its `submit`), so a task
+sees the run of the flow that submitted it, and two runs in one process (subflows of a fan
+out, each in its own thread) never see each other's. Tasks themselves take plain values.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -14,6 +22,7 @@ from pydantic import SecretStr
 from rootfi_sync.client import RootFiClient
 from rootfi_sync.db import ledger_engine, source_engine, source_for
 from rootfi_sync.decisions import Timing
+from rootfi_sync.delivery import Delivery
 from rootfi_sync.governor import Logger, SharedRateLimit, make_governor
 from rootfi_sync.lease import LeaseKeeper
 from rootfi_sync.ledger import Ledger
@@ -26,6 +35,18 @@ class RunParts:
     client: RootFiClient
     pool: ThreadPoolExecutor  # the run's requests in flight: at most ROOTFI_CONCURRENCY
     leases: LeaseKeeper
+    delivery: Delivery  # how this run's batches are sent, through `client` and `pool`
+
+
+_current: ContextVar[RunParts] = ContextVar("rootfi_sync_run")
+
+
+def current() -> RunParts:
+    """Return the parts of the run open in this context (a task's way to its run)."""
+    try:
+        return _current.get()
+    except LookupError:
+        raise RuntimeError("no rootfi-sync run is open here (see run.open_run)") from None
 
 
 def timing_of(settings: Settings) -> Timing:
@@ -50,10 +71,25 @@ def run_logger() -> Logger:
 
 
 @contextmanager
+def current_run(parts: RunParts) -> Iterator[RunParts]:
+    """Make `parts` this context's run (what `current()` returns) for the block."""
+    token = _current.set(parts)
+    try:
+        yield parts
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
 def open_run(
-    settings: Settings, company_id: int, api_key: SecretStr, owner: str
+    settings: Settings,
+    company_id: int,
+    api_key: SecretStr,
+    owner: str,
+    stop_splitting: Callable[[int, int], bool] = lambda _sent, _refused: False,
 ) -> Iterator[RunParts]:
-    """Yield the run's ledger, lease keeper, client and pool; close them all afterwards."""
+    """Yield the run's ledger, lease keeper, client, pool and delivery, as this context's
+    run (`current()`); close them all afterwards. `stop_splitting` is the run's breaker."""
     engine = ledger_engine(settings)
     # The source's own engine only when the ledger is elsewhere: the source is then only read.
     reader = source_engine(settings) if settings.ledger_apart else None
@@ -75,10 +111,37 @@ def open_run(
     ledger = Ledger(engine, source, company_id, owner, source_engine=reader)
     try:
         with client, pool, LeaseKeeper(ledger, settings.rootfi_lease_seconds) as leases:
-            yield RunParts(ledger, client, pool, leases)
+            delivery = _delivery(settings, ledger, client, pool, leases, stop_splitting)
+            with current_run(RunParts(ledger, client, pool, leases, delivery)) as parts:
+                yield parts
     finally:
         if isinstance(governor, SharedRateLimit):
             governor.close()
         engine.dispose()
         if reader is not None:
             reader.dispose()
+
+
+def _delivery(
+    settings: Settings,
+    ledger: Ledger,
+    client: RootFiClient,
+    pool: ThreadPoolExecutor,
+    leases: LeaseKeeper,
+    stop_splitting: Callable[[int, int], bool],
+) -> Delivery:
+    """Return how this run delivers: its client, mode, timings, leases and breaker."""
+    return Delivery(
+        client=client,
+        company_id=ledger.company_id,
+        mode=settings.rootfi_write_mode,
+        pool=pool,
+        known=ledger.known_rootfi_ids,
+        timing=timing_of(settings),
+        may_send=leases.may_send,
+        on_accepted=ledger.record_pending_sync,
+        stamp=ledger.touch,
+        clock=ledger.now,
+        stop_splitting=stop_splitting,
+        poll_timeout=settings.rootfi_poll_timeout_seconds,
+    )

@@ -10,8 +10,8 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from rootfi_sync.lease import LeaseKeeper
-from rootfi_sync.ledger import KEY_MAX, Candidate, Ledger, Page
+from rootfi_sync import run
+from rootfi_sync.ledger import KEY_MAX, Candidate, Page
 
 
 @dataclass(slots=True)
@@ -26,25 +26,21 @@ class Claimed:
 
 @task(name="claim-batch", cache_policy=NO_CACHE, task_run_name="claim-batch-{batch_no}")
 def claim_batch(
-    ledger: Ledger,
-    leases: LeaseKeeper | None,
-    *,
-    batch_no: int,
-    after: Any,
-    limit: int,
-    only: list[Any] | None = None,
+    batch_no: int, *, after: Any, limit: int, only: list[Any] | None = None, lease: bool = True
 ) -> Claimed:
     """Return the next page of customers to sync, leased to this run (read only without
-    `leases`: a dry run)."""
+    `lease`: a dry run)."""
+    parts = run.current()
+    ledger = parts.ledger
     now = ledger.now()
     page = ledger.candidates(now, after=after, limit=limit, only=only or ())
     _warn_about_keys(page, ledger.source.c.id.name)
     seen = len(page.candidates) + page.invalid_keys
-    if leases is None:
+    if not lease:
         return Claimed(page.candidates, seen=seen, last_id=page.last_id)
     since = time.monotonic()
-    won = ledger.claim(page.candidates, timedelta(seconds=leases.lease), now)
-    leases.hold((c.customer_id for c in won), since)
+    won = ledger.claim(page.candidates, timedelta(seconds=parts.leases.lease), now)
+    parts.leases.hold((c.customer_id for c in won), since)
     return Claimed(won, seen=seen, last_id=page.last_id)
 
 
@@ -68,6 +64,7 @@ def _warn_about_keys(page: Page, column: str) -> None:
 
 
 @task(name="count-pending", cache_policy=NO_CACHE)
-def count_pending(ledger: Ledger, only: list[Any] | None = None) -> int:
+def count_pending(only: list[Any] | None = None) -> int:
     """Return how many customers this run may have to look at (for progress)."""
+    ledger = run.current().ledger
     return ledger.count_pending(ledger.now(), only or ())

@@ -8,6 +8,7 @@ RootFi first, and sends only what it did not find and may send (`rootfi_sync.dec
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,11 +16,11 @@ from typing import Any
 from prefect import runtime, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
+from prefect.utilities.annotations import quote
 from prefect.utilities.hashing import hash_objects
 
-from rootfi_sync import errors
-from rootfi_sync.client import RootFiClient
-from rootfi_sync.delivery import BatchIncomplete, Delivery, Item
+from rootfi_sync import errors, run
+from rootfi_sync.delivery import BatchIncomplete, Item
 from rootfi_sync.ledger import Outcome, Status
 
 RETRYABLE = (BatchIncomplete, errors.RateLimited, errors.ServerError, errors.TransportError)
@@ -42,17 +43,33 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def sent_batch_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-    """The send cache's key: the API, the company, the mode and the exact payloads. Not the
-    run: a re-run that meets a batch whose request already succeeded gets its outcomes back."""
-    items = parameters["items"]
-    items = items.unquote() if hasattr(items, "unquote") else items
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """One batch to send: to which API, for which company, in which write mode, and what."""
+
+    base_url: str
+    company_id: int
+    mode: str
+    batch_no: int  # names the task run; not part of the cache key
+    items: tuple[Item, ...]
+
+
+def send_key(request: SendRequest) -> str | None:
+    """The send cache's key, and all of it: the API, the company, the mode and each customer's
+    payload fingerprint. Not the run, nor the batch's number or the customers' history: a
+    re-run that meets a batch whose request already succeeded gets its outcomes back."""
     return hash_objects(
-        parameters["base_url"],
-        parameters["company_id"],
-        parameters["mode"],
-        [(i.customer_id, i.payload_hash) for i in items],
+        request.base_url,
+        request.company_id,
+        request.mode,
+        [(i.customer_id, i.payload_hash) for i in request.items],
     )
+
+
+def sent_batch_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    """`send_key` of the task's request (handed in as is, or in Prefect's `quote`)."""
+    request = parameters["request"]
+    return send_key(request.unquote() if isinstance(request, quote) else request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +87,7 @@ _previous_lock = threading.Lock()
 
 @task(
     name="send-batch",
-    task_run_name="send-batch-{batch_no}",
+    task_run_name="send-batch-{request.batch_no}",
     retry_condition_fn=is_transient,
     retry_jitter_factor=0.5,
     cache_key_fn=sent_batch_key,
@@ -78,16 +95,15 @@ _previous_lock = threading.Lock()
     persist_result=True,
     cache_result_in_memory=False,  # persisted for the cache; memory stays flat over a run
 )
-def send_batch(
-    delivery: Delivery,
-    items: list[Item],
-    *,
-    base_url: str,
-    company_id: int,
-    mode: str,
-    batch_no: int,
-) -> list[Outcome]:
+def send_batch(request: SendRequest) -> list[Outcome]:
     """Return each customer's outcome; raise BatchIncomplete while some got no answer."""
+    delivery = run.current().delivery
+    if (request.company_id, request.mode) != (delivery.company_id, delivery.mode):
+        raise ValueError(  # the cache key would not say what is sent: a bug
+            f"send request for company {request.company_id} ({request.mode}) given to the "
+            f"run of company {delivery.company_id} ({delivery.mode})"
+        )
+    items = list(request.items)
     run_id = str(runtime.task_run.id)
     now = delivery.clock()
     with _previous_lock:
@@ -108,7 +124,7 @@ def send_batch(
 
 
 def _resume(
-    items: list[Item], previous: Attempt | None, now: datetime
+    items: Sequence[Item], previous: Attempt | None, now: datetime
 ) -> tuple[list[Outcome], list[Item]]:
     """Return what the previous attempt settled, and the items left, as it left them.
 
@@ -138,11 +154,11 @@ def _resume(
     retry_delay_seconds=2,
     retry_condition_fn=is_transient,
 )
-def check_access(client: RootFiClient, company_id: int) -> None:
+def check_access(company_id: int) -> None:
     """Fail before anything is sent when the key is refused or cannot reach the company."""
     seen = 0
     try:
-        for company in client.iter_companies():
+        for company in run.current().client.iter_companies():
             if str(company.get("rootfi_id")) == str(company_id):
                 return
             seen += 1

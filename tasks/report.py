@@ -19,10 +19,19 @@ def publish_report(summary: RunSummary, alert_failed_share: float = 0.1) -> None
     get_run_logger().info(
         "company %s: picked %s, synced %s (adopted %s), failed %s (invalid %s), in doubt %s, "
         "retry later %s, skipped %s in %.1fs (%.1f/s)%s",
-        summary.company_id, summary.picked, summary.synced, summary.adopted, summary.failed,
-        summary.rejected, summary.in_doubt, summary.retry_later, summary.skipped,
-        summary.duration_seconds, summary.rate, " [dry run]" if summary.dry_run else "",
-    )  # fmt: skip
+        summary.company_id,
+        summary.picked,
+        summary.synced,
+        summary.adopted,
+        summary.failed,
+        summary.rejected,
+        summary.in_doubt,
+        summary.retry_later,
+        summary.skipped,
+        summary.duration_seconds,
+        summary.rate,
+        " [dry run]" if summary.dry_run else "",
+    )
     key = f"rootfi-sync-company-{summary.company_id}"
     phases = counts.pop("phase_seconds")
     rows = [{"measure": k, "value": v} for k, v in counts.items() if k != "company_id"]
@@ -33,7 +42,7 @@ def publish_report(summary: RunSummary, alert_failed_share: float = 0.1) -> None
         summary.failures or nothing,
         key=f"{key}-failures",
         description=f"Customers not synced in this run (first {len(summary.failures)} shown)",
-    )  # fmt: skip
+    )
     if summary.preview:
         shown = json.dumps(summary.preview, indent=2, ensure_ascii=False)
         create_markdown_artifact(

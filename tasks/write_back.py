@@ -8,41 +8,38 @@ from datetime import timedelta
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from rootfi_sync import run
 from rootfi_sync.delivery import Item
-from rootfi_sync.lease import LeaseKeeper
-from rootfi_sync.ledger import Ledger, Outcome
+from rootfi_sync.ledger import Outcome
 
 
 @task(name="record-intent", cache_policy=NO_CACHE, task_run_name="record-intent-{batch_no}")
-def record_intent(
-    ledger: Ledger, leases: LeaseKeeper, items: list[Item], *, batch_no: int
-) -> list[Item]:
+def record_intent(items: list[Item], *, batch_no: int) -> list[Item]:
     """Mark the batch SENDING, before any request leaves; return the items this run may send
     (those whose lease it still holds)."""
-    held = ledger.record_intent({i.customer_id: (i.payload_hash, i.keys) for i in items})
-    leases.release(i.customer_id for i in items if i.customer_id not in held)
+    parts = run.current()
+    held = parts.ledger.record_intent({i.customer_id: (i.payload_hash, i.keys) for i in items})
+    parts.leases.release(i.customer_id for i in items if i.customer_id not in held)
     return [i for i in items if i.customer_id in held]
 
 
 @task(name="record-outcomes", cache_policy=NO_CACHE, task_run_name="record-outcomes-{batch_no}")
 def record_outcomes(
-    ledger: Ledger,
-    leases: LeaseKeeper | None,
     outcomes: list[Outcome],
     *,
     batch_no: int,
+    attempts: dict[str, int],
     max_attempts: int,
     requeue_seconds: float,
-    attempts: dict[str, int],
 ) -> list[Outcome]:
     """Write the batch's outcomes where this run still holds the lease; return those written
-    (out of attempts: parked FAILED)."""
-    written = ledger.record_outcomes(
+    (out of attempts: parked FAILED). `attempts` counts each customer's, this one included."""
+    parts = run.current()
+    written = parts.ledger.record_outcomes(
         outcomes,
         max_attempts=max_attempts,
         requeue=timedelta(seconds=requeue_seconds),
         attempts=attempts,
     )
-    if leases is not None:
-        leases.release(o.customer_id for o in outcomes)
+    parts.leases.release(o.customer_id for o in outcomes)
     return written
