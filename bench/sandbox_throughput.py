@@ -1,13 +1,13 @@
 """How many synchronous single-record creates per second the local RootFi sandbox answers.
 
-Starts the sandbox in a subprocess with `bench.procs.start_sandbox` (`python -m
+Starts the sandbox in a subprocess with `bench.common.start_sandbox` (`python -m
 rootfi_sandbox --port 0`, in-memory, no faults, no rate limit, ROOTFI_SANDBOX_* variables
-ignored, output to a log in a temporary directory), then drives `POST /v3/ecommerce/customers`
+ignored), warms it up with 500 creates and resets it, then drives `POST /v3/ecommerce/customers`
 from this process with N concurrent keep-alive connections until --requests creates are
 answered or --max-seconds pass, and prints requests/s. It asserts nothing.
 
-    uv run python bench/sandbox_throughput.py [--requests 20000] [--concurrency 64]
-                                              [--client raw|httpx] [--max-seconds 60]
+    python -m bench.sandbox_throughput [--requests 20000] [--concurrency 64]
+                                       [--client raw|httpx] [--max-seconds 60]
 
 `--client raw` (default) is a minimal HTTP/1.1 client on asyncio streams, so the figure is
 the server's and not the client's; `--client httpx` shows what one httpx.AsyncClient gets.
@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -29,10 +27,8 @@ from pathlib import Path
 import httpx
 from rootfi_sandbox.adminclient import SandboxAdmin
 
-from bench.procs import Children, start_sandbox
+from bench.common import API_KEY, COMPANY_ID, Children, OthersCpu, start_sandbox, write_record
 
-API_KEY = "sandbox-key"
-COMPANY_ID = 1089
 PATH = "/v3/ecommerce/customers"
 
 
@@ -119,23 +115,27 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=60.0)
     args = parser.parse_args()
     children = Children()
-    log = Path(tempfile.mkdtemp(prefix="rootfi-sandbox-bench-")) / "sandbox.log"
     try:
-        _, url = start_sandbox(children, sys.executable, latency=0.0, api_key=API_KEY,
-                               company_id=COMPANY_ID, env=os.environ, log=log)  # fmt: skip
+        _, url = start_sandbox(children, Path(tempfile.mkdtemp(prefix="bench-sandbox-")))
         with SandboxAdmin(url) as admin:
             asyncio.run(drive(url, args.client, 500, 16, 10.0))  # warm-up
             admin.reset()
+            others = OthersCpu(children)
             tally, elapsed = asyncio.run(
                 drive(url, args.client, args.requests, args.concurrency, args.max_seconds)
             )
-            stored = admin.state()["customers"]
+            stored, others_share = admin.state()["customers"], others.share()
     finally:
         children.stop_all()
-    rate = tally.ok / elapsed
-    print(f"client={args.client} concurrency={args.concurrency} requests={tally.sent} "
-          f"ok={tally.ok} other={tally.other or 0} stored={stored} "
-          f"seconds={elapsed:.2f} requests/s={rate:,.0f}")  # fmt: skip
+    result = {"client": args.client, "concurrency": args.concurrency, "requests": tally.sent,
+              "ok": tally.ok, "other": tally.other, "stored": stored, "seconds": elapsed,
+              "requests_per_second": tally.ok / elapsed,
+              "others_cpu": others_share}  # fmt: skip
+    print("| client | concurrency | requests | ok | stored | seconds | creates/s | others' CPU |\n"
+          "|---|---|---|---|---|---|---|---|\n"
+          f"| {args.client} | {args.concurrency} | {tally.sent:,} | {tally.ok:,} | {stored:,} | "
+          f"{elapsed:.1f} | {tally.ok / elapsed:,.0f} | {others_share:.0%} |")  # fmt: skip
+    print(f"\n(written to {write_record('sandbox_throughput', result)})")
 
 
 if __name__ == "__main__":
