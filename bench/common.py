@@ -1,11 +1,7 @@
-"""What the benchmarks share: child processes, a sandbox and a Prefect server in subprocesses,
-a seeded source, the ledger's rows, the CPU other people's processes took, the JSON record.
-
-    python -m bench.common OUT.json    # the real flow once, configured by the environment
-
-Every child is started in a session of its own and stopped by its process group, never by
-name; `Children.stop_all()` runs on success, failure and Ctrl-C alike.
-"""
+"""What the benchmarks share: child processes (each in a session of its own, stopped by its
+process group, never by name), a sandbox and a Prefect server in subprocesses, a seeded
+source, the ledger's rows, the CPU other people's processes took, the JSON record; and
+`python -m bench.common OUT.json`: the real flow once, configured by the environment."""
 
 from __future__ import annotations
 
@@ -49,17 +45,17 @@ class Children:
         return proc
 
     def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        """SIGINT the child's group, SIGKILL what is left of it 10 s later."""
-        for sig, grace in ((signal.SIGINT, 10.0), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(grace)
-        if proc in self.procs:
-            self.procs.remove(proc)
+        """SIGINT the child's group, SIGKILL it 10 s later if the child is still there."""
+        for sig in (signal.SIGINT, signal.SIGKILL):
+            if proc.poll() is None:  # once reaped, its group id may be someone else's
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, sig)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(10)
+        self.procs.remove(proc)
 
     def stop_all(self) -> None:
-        for proc in reversed(self.procs):
+        for proc in reversed(list(self.procs)):
             self.stop(proc)
 
 
@@ -110,13 +106,13 @@ def start_prefect(children: Children, work: Path) -> str:
     """`prefect server start` on a free port with a PREFECT_HOME of its own; its API URL."""
     from tests.servers import free_port
 
-    api = f"http://127.0.0.1:{free_port()}/api"
+    port = free_port()
     env = clean_env() | {"PREFECT_HOME": str(work / "prefect-server"),
                          "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                          "PREFECT_SERVER_UI_ENABLED": "false"}  # fmt: skip
-    argv = [str(Path(sys.executable).with_name("prefect")), "server", "start",
-            "--host", "127.0.0.1", "--port", api.split(":")[2].split("/")[0]]  # fmt: skip
+    argv = [str(Path(sys.executable).with_name("prefect")), "server", "start", "--port", str(port)]
     children.start(argv, env=env, log=work / "prefect-server.log")
+    api = f"http://127.0.0.1:{port}/api"
     wait_until(lambda: _answers(f"{api}/health"), 120, "prefect server")
     return api
 
@@ -125,27 +121,15 @@ def seed_source(url: str, n: int, *, bad_share: float = 0.05) -> None:
     """Create the customers table and the ledger; insert N synthetic customers (ids 1..N)."""
     from rootfi_sandbox.customers import fake_customers
 
-    from rootfi_sync.db import create_sample, init_db, make_engine
-    from rootfi_sync.seed import insert_customers
+    from rootfi_sync.seed import seed_into
     from rootfi_sync.settings import load_settings
     from rootfi_sync.tables import source_table
 
-    settings = load_settings(source_database_url=url)
-    create_sample(settings)
-    init_db(settings)
-    table = source_table()
-    limits = {c.key: c.type.length for c in table.columns if getattr(c.type, "length", None)}
-
-    def rows() -> Any:  # a bad row's 300-character name would not fit PostgreSQL's VARCHAR
-        for row in fake_customers(n, bad_share=bad_share):
-            yield {k: v[: limits[k]] if k in limits and isinstance(v, str) else v
-                   for k, v in row.items()}  # fmt: skip
-
-    engine = make_engine(url)
-    try:
-        insert_customers(engine, table, rows())
-    finally:
-        engine.dispose()
+    # A bad row's 300-character name would not fit PostgreSQL's VARCHAR(255): cut to fit.
+    cut = {c.key: c.type.length for c in source_table().columns if getattr(c.type, "length", 0)}
+    rows = ({k: v[: cut[k]] if k in cut and isinstance(v, str) else v for k, v in row.items()}
+            for row in fake_customers(n, bad_share=bad_share))  # fmt: skip
+    seed_into(load_settings(source_database_url=url), rows, yes_into=url)
 
 
 def ledger_rows(url: str) -> list[tuple[str, str | None]]:
@@ -195,32 +179,23 @@ class OthersCpu:
         return used / ((time.monotonic() - self._started) * (os.cpu_count() or 1))
 
 
-def _git(*argv: str) -> str:
-    done = subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, text=True)
-    return done.stdout.strip()
-
-
 def write_record(name: str, result: Mapping[str, Any], out: Path = OUT) -> Path:
     """bench/out/<time>-<name>.json: the result, the command, the commit, the machine."""
+
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout
+
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.json"
     record = {
-        "argv": sys.argv, "commit": _git("rev-parse", "--short", "HEAD"),
-        "uncommitted": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "argv": sys.argv, "commit": git("rev-parse", "--short", "HEAD").strip(),
+        "uncommitted": bool(git("status", "--porcelain", "--untracked-files=no")),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
         **result,
     }  # fmt: skip
     path.write_text(json.dumps(record, indent=1, default=str))
     return path
-
-
-def vmhwm_kib() -> int:
-    """This process's peak RSS since exec (not ru_maxrss: it keeps the forking parent's)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
 
 
 def run_flow(out: Path) -> int:
@@ -230,9 +205,12 @@ def run_flow(out: Path) -> int:
     state = sync_customers(return_state=True)
     result = state.result(raise_on_failure=False)
     counts = result if isinstance(result, dict) else None
-    out.write_text(json.dumps({"state": state.type.value, "counts": counts,
-                               "error": None if counts else repr(result)[:2000],
-                               "vmhwm_kib": vmhwm_kib()}, default=str))  # fmt: skip
+    # Peak RSS since exec; not ru_maxrss, which keeps the forking parent's.
+    hwm = re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text())
+    record = {"state": state.type.value, "counts": counts,
+              "vmhwm_kib": int(hwm.group(1)) if hwm else 0,
+              "error": None if counts else repr(result)[:2000]}  # fmt: skip
+    out.write_text(json.dumps(record, default=str))
     return 0 if state.is_completed() else 1
 
 

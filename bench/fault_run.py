@@ -2,15 +2,12 @@
 
     python -m bench.fault_run [--n 10000] [--mode single|batch]
 
-Seeds N valid customers (SQLite) and starts the sandbox (in this process) with faults on
-every call: creates get 10% 500s, 5% 429s, 10% lost answers whose records land `--landing`
-seconds after the drop and 5% slow answers (2.5 s, past the 2 s client timeout); GETs
-(syncs, jobs, listings, companies) get 10% 500s, 5% 429s and 5% dropped connections; async
-writes stay RUNNING `--async-write` seconds. The first round is two overlapping runs (this
-process and a second flow process) on `--lease`-second leases; later runs start when the
-ledger's next customer is due (the settle times are real: `--settle`), until a run leaves
-nothing pending (at most `--max-runs`). Prints one Markdown table row and writes the figures
-to bench/out/<time>-fault_run.json.
+N valid customers (SQLite), the sandbox in this process with faults on every call: creates
+get 10% 500s, 5% 429s, 10% lost answers whose records land `--landing` s later and 5% slow
+answers (2.5 s, past the 2 s client timeout); GETs get 10% 500s, 5% 429s and 5% dropped
+connections; async writes stay RUNNING `--async-write` s. First two overlapping runs (this
+process and a flow process) on `--lease`-second leases, then a run whenever the ledger's next
+customer is due (real settle times), until nothing is pending (at most `--max-runs`).
 """
 
 from __future__ import annotations

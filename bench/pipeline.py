@@ -188,8 +188,8 @@ class Bench:
             "flow_seconds": counts.get("duration_seconds"),
             "phases": counts.get("phase_seconds", {}), "requests": requests,
             "peak_rss_mib": flow.get("vmhwm_kib", 0) / 1024, "ledger": dict(statuses),
-            "checks": "ok" if ok else f"FAILED (ledger {dict(statuses)}, {len(stored)} stored; "
-                                      f"see {work / 'flow.log'})",
+            "checks": "ok" if ok else f"FAILED (ledger {dict(statuses)}, {len(stored)} stored)",
+            "log_tail": None if ok else (work / "flow.log").read_text()[-3000:],
         }  # fmt: skip
 
 
