@@ -126,7 +126,8 @@ def seed_source(url: str, n: int, *, bad_share: float = 0.05) -> None:
     from rootfi_sync.tables import source_table
 
     # A bad row's 300-character name would not fit PostgreSQL's VARCHAR(255): cut to fit.
-    cut = {c.key: c.type.length for c in source_table().columns if getattr(c.type, "length", 0)}
+    lengths = ((c.key, getattr(c.type, "length", None)) for c in source_table().columns)
+    cut: dict[str, int] = {key: length for key, length in lengths if length}
     rows = ({k: v[: cut[k]] if k in cut and isinstance(v, str) else v for k, v in row.items()}
             for row in fake_customers(n, bad_share=bad_share))  # fmt: skip
     seed_into(load_settings(source_database_url=url), rows, yes_into=url)

@@ -209,7 +209,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         ratio = r["pipeline"] / r["ceiling"] if r["pipeline"] and r.get("ceiling") else None
         others = max(r["others"], r.get("ceiling_others", 0))
         cells = [r["db"], r["mode"], r["batch_size"], f"{r['n']:,}", _f(r["pipeline"]),
-                 _f(r.get("ceiling")), _f(ratio and ratio * 100) + "%", _f(r["flow_seconds"], 1),
+                 _f(r.get("ceiling")), f"{ratio:.0%}" if ratio else "-", _f(r["flow_seconds"], 1),
                  _f(r["peak_rss_mib"]),
                  _f(r["peak_rss_mib"] / first["peak_rss_mib"], 2) if first is not r else "-",
                  *(_f(r["phases"].get(p), 1) for p in PHASES), _f(r["requests"]),
