@@ -31,6 +31,16 @@ lint: env
 	$(UV) run --no-sync mypy
 	$(UV) run --no-sync lint-imports
 
+# Every figure of bench/RESULTS.md, at sizes that take about 15 minutes on 2 cores (longer when
+# others load the machine): each bench prints its Markdown table, gathered in bench/out/tables.md,
+# and writes its JSON, with the commit, to bench/out/.
+BENCH := set -o pipefail; $(UV) run --no-sync python -m
+bench: SHELL := /bin/bash
 bench: env
-	$(UV) sync --locked --quiet --group bench
-	$(UV) run --no-sync python -m bench.pipeline
+	mkdir -p bench/out && : > bench/out/tables.md
+	$(BENCH) bench.pipeline --n 2000 20000 --db sqlite --mode single batch | tee -a bench/out/tables.md
+	$(BENCH) bench.pipeline --n 2000 --db postgres --mode single batch | tee -a bench/out/tables.md
+	$(BENCH) bench.fault_run --n 2000 --mode single | tee -a bench/out/tables.md
+	$(BENCH) bench.fault_run --n 2000 --mode batch | tee -a bench/out/tables.md
+	$(BENCH) bench.rate_governor --budget 600 --window 60 | tee -a bench/out/tables.md
+	$(BENCH) bench.sandbox_throughput --requests 20000 --concurrency 64 | tee -a bench/out/tables.md

@@ -1,16 +1,13 @@
-"""How many synchronous single-record creates per second the local RootFi sandbox answers.
+"""How many synchronous single-record creates a second the local RootFi sandbox answers.
 
-Starts the sandbox in a subprocess with `bench.procs.start_sandbox` (`python -m
-rootfi_sandbox --port 0`, in-memory, no faults, no rate limit, ROOTFI_SANDBOX_* variables
-ignored, output to a log in a temporary directory), then drives `POST /v3/ecommerce/customers`
-from this process with N concurrent keep-alive connections until --requests creates are
-answered or --max-seconds pass, and prints requests/s. It asserts nothing.
+    python -m bench.sandbox_throughput [--requests 20000] [--concurrency 64]
+                                       [--client raw|httpx] [--max-seconds 60]
 
-    uv run python bench/sandbox_throughput.py [--requests 20000] [--concurrency 64]
-                                              [--client raw|httpx] [--max-seconds 60]
-
-`--client raw` (default) is a minimal HTTP/1.1 client on asyncio streams, so the figure is
-the server's and not the client's; `--client httpx` shows what one httpx.AsyncClient gets.
+Starts the sandbox (`bench.common.start_sandbox`: in memory, no faults, no rate limit), warms
+it up with 500 creates and resets it, then sends `POST /v3/ecommerce/customers` over
+--concurrency keep-alive connections until --requests are answered or --max-seconds pass.
+`--client raw` is a minimal HTTP/1.1 client on asyncio streams, so the figure is the server's;
+`--client httpx` shows what one httpx.AsyncClient gets. Prints a Markdown table row.
 """
 
 from __future__ import annotations
@@ -18,45 +15,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
-import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 from rootfi_sandbox.adminclient import SandboxAdmin
 
-from bench.procs import Children, start_sandbox
+from bench.common import API_KEY, COMPANY_ID, Children, OthersCpu, start_sandbox, write_record
 
-API_KEY = "sandbox-key"
-COMPANY_ID = 1089
 PATH = "/v3/ecommerce/customers"
-
-
-@dataclass
-class Tally:
-    """What the load produced."""
-
-    ok: int = 0
-    other: dict[int, int] = field(default_factory=dict)
-    sent: int = 0
-
-    def take(self, limit: int) -> int | None:
-        """The next request number, or None when the budget is spent."""
-        if self.sent >= limit:
-            return None
-        self.sent += 1
-        return self.sent
-
-    def count(self, status: int) -> None:
-        """Record one answer."""
-        if status == 200:
-            self.ok += 1
-        else:
-            self.other[status] = self.other.get(status, 0) + 1
 
 
 def body_for(n: int) -> bytes:
@@ -66,46 +37,47 @@ def body_for(n: int) -> bytes:
     return json.dumps({"company_id": COMPANY_ID, "data": [customer], "run_async": False}).encode()
 
 
-async def raw_worker(host: str, port: int, tally: Tally, limit: int, deadline: float) -> None:
+Tally = tuple[Iterator[int], Counter[int]]  # request numbers still to send; answers by status
+
+
+async def raw_worker(host: str, port: int, tally: Tally, deadline: float) -> None:
     """Sequential keep-alive creates on one connection."""
     reader, writer = await asyncio.open_connection(host, port)
     head = f"POST {PATH} HTTP/1.1\r\nhost: {host}\r\napi_key: {API_KEY}\r\n"
     head += "content-type: application/json\r\n"
-    while time.monotonic() < deadline and (n := tally.take(limit)) is not None:
+    while time.monotonic() < deadline and (n := next(tally[0], None)) is not None:
         body = body_for(n)
         writer.write(f"{head}content-length: {len(body)}\r\n\r\n".encode() + body)
         answer = await reader.readuntil(b"\r\n\r\n")
         length = int(re.search(rb"content-length: *(\d+)", answer, re.I).group(1))  # type: ignore[union-attr]
         await reader.readexactly(length)
-        tally.count(int(answer[9:12]))
+        tally[1][int(answer[9:12])] += 1
     writer.close()
 
 
-async def httpx_worker(
-    client: httpx.AsyncClient, tally: Tally, limit: int, deadline: float
-) -> None:
+async def httpx_worker(client: httpx.AsyncClient, tally: Tally, deadline: float) -> None:
     """Sequential creates through a shared httpx.AsyncClient."""
     headers = {"api_key": API_KEY, "content-type": "application/json"}
-    while time.monotonic() < deadline and (n := tally.take(limit)) is not None:
+    while time.monotonic() < deadline and (n := next(tally[0], None)) is not None:
         response = await client.post(PATH, content=body_for(n), headers=headers)
-        tally.count(response.status_code)
+        tally[1][response.status_code] += 1
 
 
 async def drive(
     url: str, kind: str, total: int, concurrency: int, seconds: float
 ) -> tuple[Tally, float]:
     """Run the load; returns the tally and the elapsed wall time."""
-    tally = Tally()
+    tally: Tally = (iter(range(1, total + 1)), Counter())
     started = time.monotonic()
     deadline = started + seconds
     if kind == "raw":
         host, port = url.removeprefix("http://").rsplit(":", 1)
-        jobs = [raw_worker(host, int(port), tally, total, deadline) for _ in range(concurrency)]
+        jobs = [raw_worker(host, int(port), tally, deadline) for _ in range(concurrency)]
         await asyncio.gather(*jobs)
     else:
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-            jobs = [httpx_worker(client, tally, total, deadline) for _ in range(concurrency)]
+            jobs = [httpx_worker(client, tally, deadline) for _ in range(concurrency)]
             await asyncio.gather(*jobs)
     return tally, time.monotonic() - started
 
@@ -119,23 +91,28 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=60.0)
     args = parser.parse_args()
     children = Children()
-    log = Path(tempfile.mkdtemp(prefix="rootfi-sandbox-bench-")) / "sandbox.log"
     try:
-        _, url = start_sandbox(children, sys.executable, latency=0.0, api_key=API_KEY,
-                               company_id=COMPANY_ID, env=os.environ, log=log)  # fmt: skip
+        _, url = start_sandbox(children, Path(tempfile.mkdtemp(prefix="bench-sandbox-")))
         with SandboxAdmin(url) as admin:
             asyncio.run(drive(url, args.client, 500, 16, 10.0))  # warm-up
             admin.reset()
+            others = OthersCpu(children)
             tally, elapsed = asyncio.run(
                 drive(url, args.client, args.requests, args.concurrency, args.max_seconds)
             )
-            stored = admin.state()["customers"]
+            stored, others_share = admin.state()["customers"], others.share()
     finally:
         children.stop_all()
-    rate = tally.ok / elapsed
-    print(f"client={args.client} concurrency={args.concurrency} requests={tally.sent} "
-          f"ok={tally.ok} other={tally.other or 0} stored={stored} "
-          f"seconds={elapsed:.2f} requests/s={rate:,.0f}")  # fmt: skip
+    answers = tally[1]
+    ok, sent = answers[200], answers.total()
+    result = {"client": args.client, "concurrency": args.concurrency, "answers": answers,
+              "stored": stored, "seconds": elapsed, "requests_per_second": ok / elapsed,
+              "others_cpu": others_share}  # fmt: skip
+    print("| client | concurrency | requests | ok | stored | seconds | creates/s | others' CPU |\n"
+          "|---|---|---|---|---|---|---|---|\n"
+          f"| {args.client} | {args.concurrency} | {sent:,} | {ok:,} | {stored:,} | "
+          f"{elapsed:.1f} | {ok / elapsed:,.0f} | {others_share:.0%} |")  # fmt: skip
+    print(f"\n(written to {write_record('sandbox_throughput', result)})")
 
 
 if __name__ == "__main__":

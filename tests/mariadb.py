@@ -63,12 +63,10 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,12 +76,19 @@ import pymysql
 import pytest
 from sqlalchemy.engine import URL
 
-HOST = "127.0.0.1"
+from tests.servers import (
+    HOST,
+    database_name,
+    free_port,
+    log_tail,
+    scratch_parent,
+    throwaway_database,
+)
+
 USER = "root"
 START_TIMEOUT = 30  # seconds, for install-db, start-up and shut-down each
 PORT_ATTEMPTS = 3
 LOG_TAIL_LINES = 40
-MIN_TMPFS_FREE = 1 << 30  # bytes free on /dev/shm before the server's files are put there
 NOT_LISTENING_YET = {2002, 2003, 2006, 2013}  # client error codes while the server starts
 SEARCH_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec")
 INSTALL_HINT = (
@@ -185,33 +190,6 @@ def _find_install_db(server: str) -> str | None:
     return None
 
 
-def _scratch_parent() -> str:
-    """Where the server's files live: $PYTEST_MARIADB_TMPDIR, a roomy tmpfs, or the temp dir."""
-    explicit = os.environ.get("PYTEST_MARIADB_TMPDIR")
-    if explicit:
-        return explicit
-    shm = "/dev/shm"
-    with contextlib.suppress(OSError):
-        st = os.statvfs(shm)
-        if os.access(shm, os.W_OK | os.X_OK) and st.f_bavail * st.f_frsize >= MIN_TMPFS_FREE:
-            return shm
-    return tempfile.gettempdir()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        return f"(no server log at {path}: {exc})"
-    return "\n".join(text.splitlines()[-lines:]) or "(server log is empty)"
-
-
 def _die_with_parent() -> Callable[[], None] | None:
     """A preexec_fn that has the kernel SIGKILL the child when pytest dies (Linux only)."""
     if not sys.platform.startswith("linux"):
@@ -234,7 +212,8 @@ class _Server:
     def __init__(self, server: str, install_db: str) -> None:
         self.server, self.install_db = server, install_db
         self.process: subprocess.Popen[bytes] | None = None
-        self.base = Path(tempfile.mkdtemp(prefix="pytest-mariadb-", dir=_scratch_parent()))
+        scratch = scratch_parent("PYTEST_MARIADB_TMPDIR")
+        self.base = Path(tempfile.mkdtemp(prefix="pytest-mariadb-", dir=scratch))
         self.datadir = self.base / "data"
         self.tmpdir = self.base / "tmp"
         self.socket = self.base / "mariadb.sock"
@@ -268,7 +247,7 @@ class _Server:
     def start(self) -> MariaDBServer:
         failures: list[str] = []
         for _attempt in range(PORT_ATTEMPTS):
-            port = _free_port()
+            port = free_port()
             self.logfile.unlink(missing_ok=True)
             command = [
                 self.server, "--no-defaults", *self.as_root, f"--datadir={self.datadir}",
@@ -287,7 +266,7 @@ class _Server:
                     HOST, port, USER, self.socket, self.datadir, self.logfile, self._version(port)
                 )
             failures.append(f"port {port}: {error}")
-            log = _tail(self.logfile)
+            log = log_tail(self.logfile)
             self._stop_process()
             # Someone took the port between choosing and binding it: try another one.
             if "Address already in use" not in log and "Bind on TCP/IP port" not in log:
@@ -319,7 +298,8 @@ class _Server:
             return re.sub(r"^5\.5\.5-", "", str(conn.get_server_info()))  # the protocol's prefix
 
     def fail(self, message: str, *, log: bool = True) -> NoReturn:
-        tail = f"\n--- server log tail ({self.logfile}) ---\n{_tail(self.logfile)}" if log else ""
+        tail = f"\n--- server log tail ({self.logfile}) ---\n{log_tail(self.logfile)}"
+        tail = tail if log else ""
         self.cleanup()
         pytest.fail(
             f"MariaDB server did not start ({self.server}).\n{message}{tail}", pytrace=False
@@ -377,30 +357,8 @@ def mariadb_server(request: pytest.FixtureRequest) -> Iterator[MariaDBServer]:
         atexit.unregister(server.cleanup)
 
 
-def _database_name(request: pytest.FixtureRequest) -> str:
-    stem = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:40]
-    return f"t_{stem}_{uuid.uuid4().hex[:10]}"  # at most 53 of MariaDB's 64 characters
-
-
-def _drop_database(server: MariaDBServer, name: str) -> None:
-    """Kill the connections still using `name`, then drop it (never waiting for long)."""
-    with contextlib.closing(server.connect()) as conn, conn.cursor() as cur:
-        cur.execute("SET SESSION lock_wait_timeout = 30")
-        others = "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> %s"
-        cur.execute(others, (name, conn.thread_id()))
-        for (thread_id,) in cur.fetchall():
-            with contextlib.suppress(pymysql.err.MySQLError):  # it may have just gone
-                cur.execute(f"KILL {int(thread_id)}")
-        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-
-
 @pytest.fixture
 def mysql_url(mariadb_server: MariaDBServer, request: pytest.FixtureRequest) -> Iterator[str]:
     """Create a fresh empty database for this test; yield its SQLAlchemy URL; drop it after."""
-    name = _database_name(request)
-    with contextlib.closing(mariadb_server.connect()) as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    try:
-        yield mariadb_server.url(name)
-    finally:
-        _drop_database(mariadb_server, name)
+    with throwaway_database(mariadb_server.url(), database_name(request.node.name)) as url:
+        yield url

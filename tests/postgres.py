@@ -31,8 +31,9 @@ Why not pytest-postgresql's ``factories.postgresql_proc`` fixture itself: it alw
 the data directory and the server log under pytest's basetemp
 (``/tmp/pytest-of-root/...``), which pytest creates with mode 0700 for root, so the
 ``postgres`` user can neither create the cluster nor write the log there, and the factory
-offers no hook to choose another location. Its executor and ``DatabaseJanitor`` carry no
-such assumption, so this plugin drives those directly. (``trust`` instead of a password:
+offers no hook to choose another location. Its executor carries no such assumption, so this
+plugin drives it directly; each test's database is made and dropped by ``tests.servers``'
+janitor, which the MariaDB plugin shares. (``trust`` instead of a password:
 the executor writes the initdb password file root-only 0600, which ``postgres`` cannot
 read.)
 
@@ -53,26 +54,30 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mirakuru.exceptions import AlreadyRunning
 from pytest_postgresql.executors import PostgreSQLExecutor
-from pytest_postgresql.janitor import DatabaseJanitor
 from sqlalchemy.engine import URL
 
-HOST = "127.0.0.1"
+from tests.servers import (
+    HOST,
+    ServerDidNotStart,
+    database_name,
+    free_port,
+    log_tail,
+    scratch_parent,
+    throwaway_database,
+)
+
 SUPERUSER = "postgres"  # database role created by initdb; not the OS user
 START_TIMEOUT = 30  # seconds, for initdb / pg_ctl start / pg_ctl stop each
 PORT_ATTEMPTS = 3
-LOG_TAIL_LINES = 40
-MIN_TMPFS_FREE = 1 << 30  # bytes free on /dev/shm before the cluster is put there
 
 # Throwaway cluster: durability off makes startup and CREATE DATABASE fast.
 SERVER_OPTIONS = (
@@ -83,9 +88,8 @@ SERVER_OPTIONS = (
 # --------------------------------------------------------------------------- helpers
 
 
-def _find_pg_ctl(config: pytest.Config) -> str | None:
-    """Locate pg_ctl; None if it is nowhere to be found."""
-    explicit = config.getoption("postgresql_exec", default=None)
+def find_pg_ctl(explicit: str | None = None) -> str | None:
+    """Locate pg_ctl (`explicit` if given); None if it is nowhere to be found."""
     if explicit:
         # An explicit choice that does not exist is an error, not a reason to skip.
         return os.path.realpath(explicit)
@@ -111,37 +115,6 @@ def _find_pg_ctl(config: pytest.Config) -> str | None:
     return None
 
 
-def _scratch_parent() -> str:
-    """Where the cluster lives: $PYTEST_PG_TMPDIR, else a roomy tmpfs, else the temp dir.
-
-    A tmpfs keeps initdb, WAL and the final removal of the ~1000 cluster files off the disk;
-    the cluster needs ~50 MB, so a small (e.g. Docker's default 64 MB) /dev/shm is skipped.
-    """
-    explicit = os.environ.get("PYTEST_PG_TMPDIR")
-    if explicit:
-        return explicit
-    shm = "/dev/shm"
-    with contextlib.suppress(OSError):
-        st = os.statvfs(shm)
-        if os.access(shm, os.W_OK | os.X_OK) and st.f_bavail * st.f_frsize >= MIN_TMPFS_FREE:
-            return shm
-    return tempfile.gettempdir()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        return f"(no server log at {path}: {exc})"
-    return "\n".join(text.splitlines()[-lines:]) or "(server log is empty)"
-
-
 def _describe(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     output = getattr(exc, "output", None)  # CalledProcessError from initdb
@@ -163,17 +136,15 @@ def _pg_ctl_command(pg_ctl: str) -> tuple[tuple[int, int] | None, str]:
     try:
         entry = pwd.getpwnam(os_user)
     except KeyError:
-        pytest.fail(
+        raise ServerDidNotStart(
             f"Running as root, but there is no {os_user!r} OS user to run PostgreSQL as "
-            "(PostgreSQL refuses to run as root). Create it or set PYTEST_PG_OS_USER.",
-            pytrace=False,
-        )
+            "(PostgreSQL refuses to run as root). Create it or set PYTEST_PG_OS_USER."
+        ) from None
     runuser = shutil.which("runuser") or "/usr/sbin/runuser"
     if not os.access(runuser, os.X_OK):
-        pytest.fail(
+        raise ServerDidNotStart(
             "Running as root, but `runuser` (util-linux) was not found; it is needed to run "
-            f"PostgreSQL as {os_user!r}.",
-            pytrace=False,
+            f"PostgreSQL as {os_user!r}."
         )
     command = f"{shlex.quote(runuser)} -u {shlex.quote(os_user)} -- {shlex.quote(pg_ctl)}"
     return (entry.pw_uid, entry.pw_gid), command
@@ -216,14 +187,15 @@ def _wait_gone(pid: int, timeout: float = 3.0) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-class _Server:
+class PostgresServer:
     """Owns the run directory, the pg_ctl wrapper and the executor; cleanup is idempotent."""
 
     def __init__(self, pg_ctl: str) -> None:
         self.pg_ctl = pg_ctl
         self.executor: PostgreSQLExecutor | None = None
         owner, command = _pg_ctl_command(pg_ctl)  # fails before anything is created
-        self.base = Path(tempfile.mkdtemp(prefix="pytest-pg-", dir=_scratch_parent()))
+        scratch = scratch_parent("PYTEST_PG_TMPDIR")
+        self.base = Path(tempfile.mkdtemp(prefix="pytest-pg-", dir=scratch))
         self.run_dir = self.base / "run"  # data dir, socket and log: owned by the server user
         self.run_dir.mkdir(mode=0o700)
         self.wrapper = self.base / "pg_ctl"
@@ -245,14 +217,14 @@ class _Server:
 
     def start(self) -> PostgreSQLExecutor:
         failures: list[str] = []
-        log_tail = ""
+        tail = ""
         for _attempt in range(PORT_ATTEMPTS):
             self._remove_datadir()
             self.logfile.unlink(missing_ok=True)
             executor = PostgreSQLExecutor(
                 executable=str(self.wrapper),
                 host=HOST,
-                port=_free_port(),
+                port=free_port(),
                 datadir=str(self.run_dir / "data"),
                 unixsocketdir=str(self.run_dir),
                 logfile=str(self.logfile),
@@ -267,21 +239,20 @@ class _Server:
             try:
                 executor.start()
             except Exception as exc:
-                log_tail = _tail(self.logfile)
+                tail = log_tail(self.logfile)
                 failures.append(f"port {executor.port}: {_describe(exc)}")
                 self._stop_executor()
                 # Someone took the port between choosing and binding it: try another one.
-                if isinstance(exc, AlreadyRunning) or "could not bind" in log_tail:
+                if isinstance(exc, AlreadyRunning) or "could not bind" in tail:
                     continue
                 break
             else:
                 return executor
         self.cleanup()
-        pytest.fail(
+        raise ServerDidNotStart(
             f"PostgreSQL server did not start (pg_ctl: {self.pg_ctl}).\n"
             + "\n".join(failures)
-            + f"\n--- server log tail ({self.logfile}) ---\n{log_tail}",
-            pytrace=False,
+            + f"\n--- server log tail ({self.logfile}) ---\n{tail}"
         )
 
     def _stop_executor(self) -> None:
@@ -312,13 +283,21 @@ class _Server:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+def server_url(executor: PostgreSQLExecutor, database: str = "postgres") -> str:
+    """SQLAlchemy URL (psycopg 3) of `database` on the server `executor` runs."""
+    return URL.create(
+        "postgresql+psycopg", username=executor.user, password=executor.password or None,
+        host=executor.host, port=executor.port, database=database,
+    ).render_as_string(hide_password=False)  # fmt: skip
+
+
 # --------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="session")
 def postgresql_server(request: pytest.FixtureRequest) -> Iterator[PostgreSQLExecutor]:
     """Start one PostgreSQL server for the session; yield pytest-postgresql's executor."""
-    pg_ctl = _find_pg_ctl(request.config)
+    pg_ctl = find_pg_ctl(request.config.getoption("postgresql_exec", default=None))
     if pg_ctl is None:
         pytest.skip(
             "PostgreSQL tests need `pg_ctl`, which is not on PATH, not reported by "
@@ -327,40 +306,21 @@ def postgresql_server(request: pytest.FixtureRequest) -> Iterator[PostgreSQLExec
         )
     if not os.access(pg_ctl, os.X_OK):
         pytest.fail(f"--postgresql-exec points at {pg_ctl}, which is not executable.")
-
-    server = _Server(pg_ctl)
-    atexit.register(server.cleanup)  # backstop if the session dies before teardown
     try:
-        yield server.start()
+        server = PostgresServer(pg_ctl)
+        atexit.register(server.cleanup)  # backstop if the session dies before teardown
+        executor = server.start()
+    except ServerDidNotStart as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield executor
     finally:
         server.cleanup()
         atexit.unregister(server.cleanup)
 
 
-def _database_name(request: pytest.FixtureRequest) -> str:
-    stem = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:40]
-    return f"t_{stem}_{uuid.uuid4().hex[:10]}"
-
-
 @pytest.fixture
 def pg_url(postgresql_server: PostgreSQLExecutor, request: pytest.FixtureRequest) -> Iterator[str]:
     """Create a fresh empty database for this test; yield its SQLAlchemy URL; drop it after."""
-    server = postgresql_server
-    janitor = DatabaseJanitor(
-        user=server.user,
-        host=server.host,
-        port=server.port,
-        dbname=_database_name(request),
-        password=server.password,
-        connection_timeout=10,
-    )
-    # drop() refuses new connections, terminates leftover ones, then drops the database.
-    with janitor:
-        yield URL.create(
-            "postgresql+psycopg",
-            username=server.user,
-            password=server.password,
-            host=server.host,
-            port=server.port,
-            database=janitor.dbname,
-        ).render_as_string(hide_password=False)
+    with throwaway_database(server_url(postgresql_server), database_name(request.node.name)) as url:
+        yield url
