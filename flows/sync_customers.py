@@ -18,8 +18,9 @@ from pydantic import Field, SecretStr
 
 from rootfi_sync import errors
 from rootfi_sync.decisions import fresh_send
-from rootfi_sync.delivery import BatchIncomplete, Delivery, Item
+from rootfi_sync.delivery import BatchIncomplete, Delivery
 from rootfi_sync.ledger import Candidate, Outcome, Status, utcnow
+from rootfi_sync.lookup import Item
 from rootfi_sync.models import CustomerPayload
 from rootfi_sync.prefect_setup import SECRET_BLOCK
 from rootfi_sync.report import RunSummary

@@ -19,8 +19,9 @@ from prefect.utilities.hashing import hash_objects
 
 from rootfi_sync import errors
 from rootfi_sync.client import RootFiClient
-from rootfi_sync.delivery import BatchIncomplete, Delivery, Item
+from rootfi_sync.delivery import BatchIncomplete, Delivery
 from rootfi_sync.ledger import Outcome, Status
+from rootfi_sync.lookup import Item
 
 RETRYABLE = (BatchIncomplete, errors.RateLimited, errors.ServerError, errors.TransportError)
 

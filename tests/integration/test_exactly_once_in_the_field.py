@@ -101,8 +101,8 @@ def test_a_run_that_outlasts_its_lease_keeps_it_and_a_second_run_sends_nothing_t
 def test_a_run_that_lost_its_lease_neither_sends_nor_records(
     sqlite_url: str, sandbox: SandboxServer, configure: Any
 ) -> None:
-    from rootfi_sync.delivery import Item
     from rootfi_sync.ledger import Ledger, Outcome, Status
+    from rootfi_sync.lookup import Item
     from rootfi_sync.transform import build_payloads
 
     rows = [make_customer() for _ in range(4)]
