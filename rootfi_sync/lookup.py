@@ -29,9 +29,8 @@ from typing import Any
 from rootfi_sync import errors
 from rootfi_sync.client import RootFiClient
 from rootfi_sync.decisions import Event, Timing, pending, wait_left
-from rootfi_sync.models import CustomerPayload
+from rootfi_sync.models import ADDRESS_FIELDS, CustomerPayload
 from rootfi_sync.outcomes import Outcome, Status
-from rootfi_sync.transform import ADDRESS_FIELDS
 
 KEY_FIELDS = ("name", "email", "phone", "currency_id")
 PASSING = (errors.RateLimited, errors.ServerError, errors.TransportError)

@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from rootfi_sync.errors import SettingsError
+from rootfi_sync.models import ADDRESS_FIELDS
 
 PRODUCTION_URL = "https://api.rootfi.dev/v3"
 DEFAULT_DATABASE_URL = "sqlite:///rootfi_sync.db"
@@ -34,9 +35,10 @@ SUPPORTED_DATABASES = (
 # LEDGER_DATABASE_URL set (duckdb-engine is the optional extra `rootfi-sync[duckdb]`).
 SOURCE_ONLY_DATABASES: Drivers = {"duckdb": (("duckdb_engine",), "duckdb:////var/lib/shop.duckdb")}
 SOURCE_COLUMNS = (
-    "id", "name", "email", "phone", "currency", "status", "street", "locality", "city",
-    "state", "pincode", "country", "created_at", "updated_at",
-)  # fmt: skip
+    *("id", "name", "email", "phone", "currency", "status"),
+    *ADDRESS_FIELDS,
+    *("created_at", "updated_at"),
+)
 
 
 def _is_loopback(host: str) -> bool:
