@@ -55,7 +55,7 @@ def run_name() -> str:
     """Name a run after its company and start time, e.g. company-1089-20261128-150000."""
     params = runtime.flow_run.parameters
     try:
-        company = params.get("company_id") or load_settings().rootfi_company_id or "default"
+        company = load_settings().company(params.get("company_id"))
     except errors.SettingsError:  # the run itself reports bad settings, with their names
         company = "default"
     return f"company-{company}-{utcnow():%Y%m%d-%H%M%S}" + ("-dry" if params.get("dry_run") else "")
@@ -83,9 +83,7 @@ def sync_customers(
     """
     overrides = {"rootfi_batch_size": batch_size, "rootfi_write_mode": write_mode}
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    company = company_id or settings.rootfi_company_id
-    if company is None:
-        raise errors.SettingsError("missing setting: ROOTFI_COMPANY_ID (or parameter company_id)")
+    company = settings.company(company_id)
     api_key = resolve_api_key(settings) if not dry_run else SecretStr("dry-run")
     summary = RunSummary(company_id=company, dry_run=dry_run)
     started = time.monotonic()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Literal
+from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
 import pydantic_settings
@@ -142,6 +142,27 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown column(s) {unknown}; known: {', '.join(SOURCE_COLUMNS)}")
         return value
+
+    @overload
+    def company(self, given: int | None = None, *, required: Literal[True] = True) -> int: ...
+
+    @overload
+    def company(self, given: int | None = None, *, required: Literal[False]) -> int | None: ...
+
+    def company(self, given: int | None = None, *, required: bool = True) -> int | None:
+        """Return the RootFi company to work for: `given` (a --company-id option, a flow's
+        company_id parameter), else ROOTFI_COMPANY_ID.
+
+        Raises SettingsError naming ROOTFI_COMPANY_ID when neither is set, unless not
+        `required` (then None: every company).
+        """
+        company = given or self.rootfi_company_id
+        if company is None and required:
+            raise SettingsError(
+                "missing setting: ROOTFI_COMPANY_ID (or a company id: --company-id, or the "
+                "flow parameter company_id)"
+            )
+        return company
 
     @property
     def source_schema(self) -> str | None:
