@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from rootfi_sync.outcomes import Outcome, Status
 from rootfi_sync.tables import ledger
+from rootfi_sync.timefmt import iso_ms
 
 MAX_ERROR_HISTORY = 4000
 CHUNK = 500  # ids per IN (...) list
@@ -103,7 +104,7 @@ OUTCOME_UPDATE = _outcome_update()
 
 def outcome_params(outcome: Outcome, now: datetime, next_at: datetime | None) -> dict[str, Any]:
     """Return the parameters of `OUTCOME_UPDATE` for one outcome, written at `now`."""
-    error = f"{now:%Y-%m-%dT%H:%M:%SZ} {outcome.error}" if outcome.error else None
+    error = f"{iso_ms(now)} {outcome.error}" if outcome.error else None
     return {
         "b_cid": outcome.customer_id,
         "b_status": str(outcome.status),
