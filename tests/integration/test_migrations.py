@@ -14,30 +14,35 @@ from rootfi_sync.db import make_engine, upgrade_ledger
 from rootfi_sync.tables import VERSION_TABLE, ledger
 
 
-def declared() -> sa.MetaData:
-    """The ledger as declared, in the database's default schema (where LEDGER_SCHEMA's
-    placeholder goes when no schema is set)."""
+def declared(schema: str | None) -> sa.MetaData:
+    """The ledger as declared, in `schema` (None: the database's default), where an engine
+    puts LEDGER_SCHEMA's placeholder."""
     metadata = sa.MetaData()
-    ledger.to_metadata(metadata, schema=None)
+    ledger.to_metadata(metadata, schema=schema)
     return metadata
 
 
-def not_the_version_table(name: str | None, type_: str, _parents: dict[str, str | None]) -> bool:
-    return not (type_ == "table" and name == VERSION_TABLE)
+def differences_after_upgrade(url: str, schema: str | None = None) -> list[Any]:
+    """Upgrade the ledger at `url` (in `schema`) to head; return what autogenerate would
+    change then."""
 
+    def ours(name: str | None, type_: str, _parents: dict[str, str | None]) -> bool:
+        if type_ == "schema":
+            return name == schema
+        return not (type_ == "table" and name == VERSION_TABLE)
 
-def differences_after_upgrade(url: str) -> list[Any]:
-    """Upgrade the ledger at `url` to head; return what autogenerate would change then."""
-    engine = make_engine(url)
+    engine = make_engine(url, ledger_schema=schema)
     try:
-        upgrade_ledger(engine)
+        upgrade_ledger(engine, schema)
         with engine.connect() as conn:
             opts = {
                 "compare_type": True,
                 "compare_server_default": True,
-                "include_name": not_the_version_table,
+                "include_schemas": schema is not None,
+                "include_name": ours,
             }
-            return list(compare_metadata(MigrationContext.configure(conn, opts=opts), declared()))
+            context = MigrationContext.configure(conn, opts=opts)
+            return list(compare_metadata(context, declared(schema)))
     finally:
         engine.dispose()
 
@@ -51,3 +56,8 @@ def test_the_migrations_build_the_ledger_table_as_declared(
     url = sqlite_url if database == "sqlite" else request.getfixturevalue("pg_url")
 
     assert differences_after_upgrade(url) == []
+
+
+@pytest.mark.postgres
+def test_the_migrations_build_the_ledger_table_as_declared_in_a_ledger_schema(pg_url: str) -> None:
+    assert differences_after_upgrade(pg_url, "sync_ledger") == []
