@@ -19,8 +19,9 @@ from pydantic import Field, SecretStr
 
 from rootfi_sync import errors
 from rootfi_sync.decisions import fresh_send
-from rootfi_sync.delivery import BatchIncomplete, Item
+from rootfi_sync.delivery import BatchIncomplete
 from rootfi_sync.ledger import Candidate, Outcome, Status, utcnow
+from rootfi_sync.lookup import Item
 from rootfi_sync.models import CustomerPayload
 from rootfi_sync.prefect_setup import SECRET_BLOCK
 from rootfi_sync.report import RunSummary
@@ -63,8 +64,9 @@ def resolve_api_key(settings: Settings) -> SecretStr:
 def run_name() -> str:
     """Name a run after its company and start time, e.g. company-1089-20261128-150000."""
     params = runtime.flow_run.parameters
+    company: int | str
     try:
-        company = params.get("company_id") or load_settings().rootfi_company_id or "default"
+        company = load_settings().company(params.get("company_id"))
     except errors.SettingsError:  # the run itself reports bad settings, with their names
         company = "default"
     return f"company-{company}-{utcnow():%Y%m%d-%H%M%S}" + ("-dry" if params.get("dry_run") else "")
@@ -92,9 +94,7 @@ def sync_customers(
     """
     overrides = {"rootfi_batch_size": batch_size, "rootfi_write_mode": write_mode}
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    company = company_id or settings.rootfi_company_id
-    if company is None:
-        raise errors.SettingsError("missing setting: ROOTFI_COMPANY_ID (or parameter company_id)")
+    company = settings.company(company_id)
     api_key = resolve_api_key(settings) if not dry_run else SecretStr("dry-run")
     summary = RunSummary(company_id=company, dry_run=dry_run)
     started = time.monotonic()

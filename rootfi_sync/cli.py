@@ -147,7 +147,7 @@ def status(
 ) -> None:
     """Show how many customers are in each state, and the latest failures."""
     settings = _settings()
-    company = company_id or settings.rootfi_company_id
+    company = settings.company(company_id, required=False)
     counts, failures = _read_ledger(settings, company)
     if as_json:
         rows = [{**f._asdict(), "updated_at": f.updated_at.isoformat()} for f in failures]
@@ -209,10 +209,11 @@ def retry(
         err.print("[red]error:[/] give --customer ID (repeatable) or --all-failed")
         raise typer.Exit(2)
     settings = _settings()
-    company = company_id or settings.rootfi_company_id
-    if company is None:
-        err.print("[red]error:[/] missing setting: ROOTFI_COMPANY_ID (or --company-id)")
-        raise typer.Exit(2)
+    try:
+        company = settings.company(company_id)
+    except SettingsError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
     engine = ledger_engine(settings)
     try:
         ids = redrive_failed(engine, company, None if all_failed else customer)

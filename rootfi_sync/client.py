@@ -106,9 +106,11 @@ class RootFiClient:
     def create_customer(self, company_id: int, record: dict[str, Any]) -> dict[str, Any]:
         """Create one customer synchronously; return RootFi's record (with `sync_id` added)."""
         body = self._request(
-            "POST", "ecommerce/customers", params={"run_async": "false"},
+            "POST",
+            "ecommerce/customers",
+            params={"run_async": "false"},
             json={"company_id": company_id, "data": [record], "run_async": False},
-        )  # fmt: skip
+        )
         created = dict(body["data"][0])
         created.setdefault("sync_id", body.get("sync_id"))
         return created
@@ -122,9 +124,11 @@ class RootFiClient:
         appear in the list, whatever the skew between our clock and RootFi's.
         """
         response = self._exchange(
-            "POST", "ecommerce/customers", params={"run_async": "true"},
+            "POST",
+            "ecommerce/customers",
+            params={"run_async": "true"},
             json={"company_id": company_id, "data": records, "run_async": True},
-        )  # fmt: skip
+        )
         body = self._json("POST", "ecommerce/customers", response)
         data = body.get("data")
         sync_id = body.get("sync_id") or (data.get("sync_id") if isinstance(data, dict) else None)

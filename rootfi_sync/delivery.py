@@ -1,31 +1,17 @@
-"""Sending a batch of customers to RootFi, and finding out what a lost request did.
+"""Sending a batch of customers to RootFi: one request each, or async writes followed to
+their end (split while RootFi refuses one whole).
 
 The rule that keeps delivery exactly-once: a customer that may already exist in RootFi is
-looked up before it is sent again, and resent only once what was sent had time to land (the
-rules, and their timings, are in `rootfi_sync.decisions`). A lookup lists the company's
-customers updated since the customer's first unresolved attempt (less a clock-skew margin) and
-matches them to what was sent:
-
-* A record matches a customer when its match key equals the key of any payload sent for that
-  customer since its first unresolved attempt: name, email, phone, currency and the address
-  fields, compared after trimming, collapsing inner spaces and case-folding. Status and
-  timestamps are left out because the platform may set its own.
-* A record already given to a customer in the ledger is never adopted again.
-* Customers with identical keys are paired with records in order (lowest rootfi_id first) and
-  never share one: with three identical customers in doubt and two records found, two are
-  adopted and one waits.
-
-A customer held by an async write whose sync is known is never resent before that sync is
-final; the sync id is recorded as soon as RootFi names it, so later runs ask RootFi about it.
+looked up before it is sent again (`rootfi_sync.lookup`), and resent only once what was sent
+had time to land (the rules, and their timings, are in `rootfi_sync.decisions`). A customer
+held by an async write whose sync is known is never resent before that sync is final; the sync
+id is recorded as soon as RootFi names it, so later runs ask RootFi about it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
@@ -34,63 +20,11 @@ from typing import Any
 
 from rootfi_sync import errors
 from rootfi_sync.client import RootFiClient
-from rootfi_sync.decisions import Event, Timing, pending, retry_in_run, wait_left
-from rootfi_sync.models import CustomerPayload
+from rootfi_sync.decisions import Event, Timing, pending, retry_in_run
+from rootfi_sync.lookup import FINAL, PASSING, Item, Lookup, all_pending, synced
 from rootfi_sync.outcomes import Outcome, Status
-from rootfi_sync.transform import ADDRESS_FIELDS
 
-KEY_FIELDS = ("name", "email", "phone", "currency_id")
 ACCEPTED_MARGIN = timedelta(seconds=2)  # the Date header is to the second
-PASSING = (errors.RateLimited, errors.ServerError, errors.TransportError)
-FINAL = ("SUCCESS", "FAILED")
-
-
-def _norm(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    return " ".join(str(value).split()).casefold()
-
-
-def fingerprint(record: Mapping[str, Any]) -> tuple[str | None, ...]:
-    """Return the fields that identify a customer record, normalised for comparison."""
-    address = record.get("address")
-    address = address if isinstance(address, Mapping) else {}
-    return tuple(_norm(record.get(f)) for f in KEY_FIELDS) + tuple(
-        _norm(address.get(f)) for f in ADDRESS_FIELDS
-    )
-
-
-def match_key(record: Mapping[str, Any]) -> str:
-    """Return a short digest of a record's fingerprint: what the ledger keeps of a payload sent."""
-    text = json.dumps(fingerprint(record), separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One customer to send: its source id, its payload, and what the ledger knows of it."""
-
-    customer_id: str
-    payload: CustomerPayload
-    doubt_since: datetime | None = None  # first unresolved attempt: lookups start here
-    last_sent: datetime | None = None  # a resend waits the settle time after this
-    sync_id: str | None = None  # the async write holding it, until that is final
-    sent_keys: tuple[str, ...] = ()  # match keys of what was sent since `doubt_since`
-
-    @property
-    def payload_hash(self) -> str:
-        return self.payload.content_hash()
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """The match keys a lookup accepts: every payload sent before, and this one."""
-        return tuple(dict.fromkeys((*self.sent_keys, match_key(self.payload.to_api()))))
-
-    def sent_at(self, moment: datetime) -> Item:
-        """Return the item as it stands once sent at `moment` (for the next attempt's lookup)."""
-        return replace(
-            self, doubt_since=self.doubt_since or moment, last_sent=moment, sent_keys=self.keys
-        )
 
 
 class BatchIncomplete(errors.RootFiSyncError):
@@ -122,40 +56,6 @@ class BatchIncomplete(errors.RootFiSyncError):
         """Return one error holding both errors' outcomes and pending customers."""
         outcomes, pending = self.outcomes + other.outcomes, self.pending | other.pending
         return BatchIncomplete(f"{self}; {other}", outcomes, pending)
-
-
-def match_records(
-    items: Sequence[Item], records: Iterable[Mapping[str, Any]], taken: set[str]
-) -> dict[str, Mapping[str, Any]]:
-    """Pair items with RootFi records of a key they sent; return customer_id -> record."""
-    pool: dict[str, deque[Mapping[str, Any]]] = defaultdict(deque)
-    for record in sorted(records, key=_rootfi_order):
-        if str(record.get("rootfi_id")) not in taken:
-            pool[match_key(record)].append(record)
-    matched: dict[str, Mapping[str, Any]] = {}
-    for item in items:
-        for key in item.keys:
-            if pool.get(key):
-                matched[item.customer_id] = pool[key].popleft()
-                break
-    return matched
-
-
-def _rootfi_order(record: Mapping[str, Any]) -> tuple[int, str]:
-    value = str(record.get("rootfi_id"))
-    return (int(value), "") if value.isdigit() else (0, value)
-
-
-def synced(item: Item, record: Mapping[str, Any], sync_id: str | None = None) -> Outcome:
-    """Return the SYNCED outcome of an item from RootFi's record."""
-    platform_id = record.get("platform_id")
-    return Outcome(
-        item.customer_id,
-        Status.SYNCED,
-        rootfi_id=str(record["rootfi_id"]),
-        platform_id=str(platform_id) if platform_id is not None else None,
-        sync_id=str(record.get("sync_id") or sync_id or "") or None,
-    )
 
 
 def refusal(item: Item, exc: errors.HTTPStatusError | str) -> Outcome:
@@ -196,6 +96,11 @@ class Delivery:
     poll_interval: float = 0.25
     split: _Split = field(default_factory=lambda: _Split())  # the run's splits, all batches
 
+    @property
+    def lookup(self) -> Lookup:
+        """How this delivery looks customers in doubt up."""
+        return Lookup(self.client, self.company_id, self.mode, self.known, self.timing)
+
     def deliver(
         self, items: Sequence[Item], now: datetime, *, again: bool = False
     ) -> list[Outcome]:
@@ -206,7 +111,7 @@ class Delivery:
         and only what this run still holds is sent.
         Raises BatchIncomplete (carrying the outcomes known so far) when some got no answer.
         """
-        done, waiting, to_send = self._resolve_doubt(items, now)
+        done, waiting, to_send = self.lookup.resolve(items, now)
         allowed = [i for i in to_send if self.may_send(i.customer_id)]
         stamped = allowed if again else [i for i in allowed if i.doubt_since is not None]
         if stamped:
@@ -230,92 +135,6 @@ class Delivery:
             message = f"{len(waiting)} of {len(items)} pending ({first})"
             raise BatchIncomplete(message, done, waiting, sent)
         return done
-
-    # -- what is in doubt ----------------------------------------------------------------------
-
-    def _resolve_doubt(
-        self, items: Sequence[Item], now: datetime
-    ) -> tuple[list[Outcome], dict[str, Outcome], list[Item]]:
-        """Return (settled outcomes, pending outcomes, items to send)."""
-        doubtful = [i for i in items if i.doubt_since is not None]
-        to_send = [i for i in items if i.doubt_since is None]
-        waiting = self._open_syncs(doubtful)
-        doubtful = [i for i in doubtful if i.customer_id not in waiting]
-        try:
-            found, missing = self._lookup(doubtful)
-        except PASSING as exc:
-            return [], waiting | self._lookup_failed(doubtful, now, exc), to_send
-        settle = self.timing.settle(self.mode)
-        for item in missing:
-            left = wait_left(item.last_sent, now, settle)
-            if left <= 0:
-                to_send.append(item)
-            else:
-                error = "not found in RootFi yet; resent once what was sent had time to land"
-                waiting[item.customer_id] = Outcome(
-                    item.customer_id, Status.IN_DOUBT, sync_id=item.sync_id, wait=left, error=error
-                )
-        return [replace(o, adopted=True) for o in found], waiting, to_send
-
-    def _open_syncs(self, items: Sequence[Item]) -> dict[str, Outcome]:
-        """Ask RootFi about the async writes holding these items; return those not final."""
-        groups: dict[str, list[Item]] = defaultdict(list)
-        for item in items:
-            if item.sync_id:
-                groups[item.sync_id].append(item)
-        waiting: dict[str, Outcome] = {}
-        for sync_id, group in groups.items():
-            try:
-                state = self.client.get_sync(sync_id).get("status")
-            except errors.Refused:  # RootFi no longer knows it: look the records up
-                continue
-            except PASSING as exc:
-                state = f"unknown ({exc})"
-            if state not in FINAL:
-                error = f"async write {sync_id} not final yet: {state}"
-                waiting |= self._waiting(group, Event.ASYNC_OPEN, error, sync_id)
-        return waiting
-
-    def _lookup(self, items: Sequence[Item]) -> tuple[list[Outcome], list[Item]]:
-        """Look items up in RootFi; return (adopted outcomes, items not found)."""
-        if not items:
-            return [], []
-        since = min(i.doubt_since for i in items if i.doubt_since is not None)
-        return self._find(items, since - self.timing.skew)
-
-    def _find(self, items: Sequence[Item], since: datetime) -> tuple[list[Outcome], list[Item]]:
-        records = list(self.client.iter_customers(self.company_id, updated_since=since))
-        taken = self.known(str(r.get("rootfi_id")) for r in records)
-        matched = match_records(items, records, taken)
-        adopted = [synced(i, matched[i.customer_id]) for i in items if i.customer_id in matched]
-        return adopted, [i for i in items if i.customer_id not in matched]
-
-    def _lookup_failed(
-        self, items: Sequence[Item], now: datetime, exc: Exception
-    ) -> dict[str, Outcome]:
-        return {
-            i.customer_id: pending(
-                i.customer_id,
-                Event.LOOKUP_FAILED,
-                f"lookup failed: {exc}",
-                self.timing,
-                mode=self.mode,
-                sync_id=i.sync_id,
-                last_sent=i.last_sent,
-                now=now,
-            )
-            for i in items
-        }
-
-    def _waiting(
-        self, items: Iterable[Item], event: Event, error: str, sync_id: str | None = None
-    ) -> dict[str, Outcome]:
-        return {
-            i.customer_id: pending(i.customer_id, event, error, self.timing, sync_id=sync_id)
-            for i in items
-        }
-
-    # -- sending -------------------------------------------------------------------------------
 
     def _send(self, items: Sequence[Item], now: datetime) -> list[Outcome]:
         if self.mode == "single":
@@ -370,7 +189,7 @@ class Delivery:
             return self._bisect(items, since=since, split=split)
         except PASSING as exc:
             event = Event.ASYNC_LOST if exc.sent else Event.NOT_SENT
-            waiting = self._waiting(items, event, str(exc))
+            waiting = all_pending(items, event, str(exc), self.timing)
             raise BatchIncomplete(
                 f"async write of {len(items)} got no answer ({exc})", [], waiting
             ) from exc
@@ -382,7 +201,7 @@ class Delivery:
             return self._collect(items, sync_id, since=since)
         except PASSING as exc:  # a follow-up GET failed: the write is known; ask again later
             error = f"async write {sync_id}: could not follow it ({exc})"
-            waiting = self._waiting(items, Event.ASYNC_OPEN, error, sync_id)
+            waiting = all_pending(items, Event.ASYNC_OPEN, error, self.timing, sync_id)
             raise BatchIncomplete(error, [], waiting) from exc
 
     def _bisect(self, items: Sequence[Item], *, since: datetime, split: _Split) -> list[Outcome]:
@@ -422,14 +241,16 @@ class Delivery:
         state = sync.get("status")
         if state not in FINAL:
             error = f"async write {sync_id} still {state} after {self.poll_timeout:.0f} s"
-            waiting = self._waiting(items, Event.ASYNC_OPEN, error, sync_id)
+            waiting = all_pending(items, Event.ASYNC_OPEN, error, self.timing, sync_id)
             raise BatchIncomplete(error, [], waiting)
         jobs = list(self.client.iter_sync_jobs(sync_id))
         job_errors = _job_errors(jobs, items)
         outcomes = [
             refusal(i, job_errors[i.customer_id]) for i in items if i.customer_id in job_errors
         ]
-        adopted, missing = self._find([i for i in items if i.customer_id not in job_errors], since)
+        adopted, missing = self.lookup.find(
+            [i for i in items if i.customer_id not in job_errors], since
+        )
         outcomes += [replace(o, sync_id=sync_id) for o in adopted]
         if state == "FAILED" and len(jobs) != len(items):
             reason = "; ".join(
@@ -440,7 +261,7 @@ class Delivery:
             ]
         if missing:
             error = f"async write {sync_id} ended {state} but its records are not listed yet"
-            waiting = self._waiting(missing, Event.ASYNC_GONE, error, sync_id)
+            waiting = all_pending(missing, Event.ASYNC_GONE, error, self.timing, sync_id)
             raise BatchIncomplete(f"{len(missing)} of {len(items)}: {error}", outcomes, waiting)
         return outcomes
 

@@ -24,6 +24,10 @@ class Address(BaseModel):
     country: str | None = None
 
 
+ADDRESS_FIELDS: tuple[str, ...] = tuple(Address.model_fields)
+"""The address fields, in order: RootFi's, and the source table's columns of the same names."""
+
+
 class CustomerPayload(BaseModel):
     """One record of `POST /v3/ecommerce/customers`'s `data` list."""
 

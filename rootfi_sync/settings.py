@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Literal
+from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
 import pydantic_settings
@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from rootfi_sync.errors import SettingsError
+from rootfi_sync.models import ADDRESS_FIELDS
 
 PRODUCTION_URL = "https://api.rootfi.dev/v3"
 DEFAULT_DATABASE_URL = "sqlite:///rootfi_sync.db"
@@ -37,9 +38,10 @@ SUPPORTED_DATABASES = (
 # LEDGER_DATABASE_URL set (duckdb-engine is the optional extra `rootfi-sync[duckdb]`).
 SOURCE_ONLY_DATABASES: Drivers = {"duckdb": (("duckdb_engine",), "duckdb:////var/lib/shop.duckdb")}
 SOURCE_COLUMNS = (
-    "id", "name", "email", "phone", "currency", "status", "street", "locality", "city",
-    "state", "pincode", "country", "created_at", "updated_at",
-)  # fmt: skip
+    *("id", "name", "email", "phone", "currency", "status"),
+    *ADDRESS_FIELDS,
+    *("created_at", "updated_at"),
+)
 
 
 def _is_loopback(host: str) -> bool:
@@ -143,6 +145,27 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown column(s) {unknown}; known: {', '.join(SOURCE_COLUMNS)}")
         return value
+
+    @overload
+    def company(self, given: int | None = None, *, required: Literal[True] = True) -> int: ...
+
+    @overload
+    def company(self, given: int | None = None, *, required: Literal[False]) -> int | None: ...
+
+    def company(self, given: int | None = None, *, required: bool = True) -> int | None:
+        """Return the RootFi company to work for: `given` (a --company-id option, a flow's
+        company_id parameter), else ROOTFI_COMPANY_ID.
+
+        Raises SettingsError naming ROOTFI_COMPANY_ID when neither is set, unless not
+        `required` (then None: every company).
+        """
+        company = given or self.rootfi_company_id
+        if company is None and required:
+            raise SettingsError(
+                "missing setting: ROOTFI_COMPANY_ID (or a company id: --company-id, or the "
+                "flow parameter company_id)"
+            )
+        return company
 
     @property
     def source_schema(self) -> str | None:

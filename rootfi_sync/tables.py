@@ -17,6 +17,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
 
+from rootfi_sync.models import ADDRESS_FIELDS
 from rootfi_sync.settings import SOURCE_COLUMNS
 
 LEDGER_TABLE = "rootfi_customer_sync"
@@ -137,10 +138,7 @@ def source_table(
         # INTEGER in SQLite, where only an INTEGER PRIMARY KEY numbers new rows by itself.
         sa.Column(names["id"], _KEY, primary_key=True, key="id"),
         *(sa.Column(names[c], sa.String(n), key=c) for c, n in text.items()),
-        *(
-            sa.Column(names[c], sa.String(255), key=c)
-            for c in ("street", "locality", "city", "state", "pincode", "country")
-        ),
+        *(sa.Column(names[c], sa.String(255), key=c) for c in ADDRESS_FIELDS),
         sa.Column(names["created_at"], DATETIME, key="created_at"),
         sa.Column(names["updated_at"], DATETIME, key="updated_at"),
     ]

@@ -1,6 +1,8 @@
 """Timestamps as RootFi wants them: ISO 8601 in UTC, with milliseconds and a Z.
 
-The one formatter of the package (the sandbox, a stand-in for RootFi, keeps its own).
+The one formatter of the package: the payloads' timestamps, the client's `updated_since`,
+the stamp of each line of the ledger's error history. (The sandbox, a stand-in for RootFi and
+a distribution of its own, keeps its own.)
 """
 
 from __future__ import annotations

@@ -21,13 +21,12 @@ import pycountry
 from email_validator import EmailNotValidError, validate_email
 
 from rootfi_sync.errors import RootFiSyncError
-from rootfi_sync.models import Address, CustomerPayload, CustomerStatus
+from rootfi_sync.models import ADDRESS_FIELDS, Address, CustomerPayload, CustomerStatus
 from rootfi_sync.timefmt import iso_ms
 
 NAME_MAX = 255
 PHONE_MAX = 64
 ADDRESS_MAX = 255
-ADDRESS_FIELDS = ("street", "locality", "city", "state", "pincode", "country")
 SHOWN_MAX = 60
 COPIES = "_copies"
 """Set by the reader on a row whose key other source rows share too: how many share it."""

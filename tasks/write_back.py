@@ -9,8 +9,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from rootfi_sync import run
-from rootfi_sync.delivery import Item
 from rootfi_sync.ledger import Outcome
+from rootfi_sync.lookup import Item
 
 
 @task(name="record-intent", cache_policy=NO_CACHE, task_run_name="record-intent-{batch_no}")

@@ -9,22 +9,7 @@ from typing import Any
 from faker import Faker
 from rootfi_sandbox import SandboxConfig, SandboxServer
 
-SOURCE_COLUMNS = (
-    "id",
-    "name",
-    "email",
-    "phone",
-    "currency",
-    "status",
-    "street",
-    "locality",
-    "city",
-    "state",
-    "pincode",
-    "country",
-    "created_at",
-    "updated_at",
-)
+from rootfi_sync.settings import SOURCE_COLUMNS
 
 _fake = Faker("en_US")
 _fake.seed_instance(4217)

@@ -15,9 +15,10 @@ def now_ms() -> int:
 
 
 def iso_from_ms(ms: int) -> str:
-    """ISO 8601 UTC with milliseconds and a Z."""
-    moment = datetime.fromtimestamp(ms // 1000, tz=UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    """ISO 8601 UTC with milliseconds and a Z, the year in four digits (`strftime('%Y')`
+    does not pad years below 1000 on every platform)."""
+    moment = _EPOCH + ms * _ONE_MS
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def parse_iso(text: str) -> datetime:

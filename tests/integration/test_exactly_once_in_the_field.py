@@ -101,8 +101,8 @@ def test_a_run_that_outlasts_its_lease_keeps_it_and_a_second_run_sends_nothing_t
 def test_a_run_that_lost_its_lease_neither_sends_nor_records(
     sqlite_url: str, sandbox: SandboxServer, configure: Any
 ) -> None:
-    from rootfi_sync.delivery import Item
     from rootfi_sync.ledger import Ledger, Outcome, Status
+    from rootfi_sync.lookup import Item
     from rootfi_sync.transform import build_payloads
 
     rows = [make_customer() for _ in range(4)]
@@ -152,7 +152,7 @@ def test_a_synced_customer_is_never_written_again(sqlite_url: str) -> None:
 def test_leases_follow_the_database_clock_not_a_machine_clock_two_hours_fast(
     sqlite_url: str, sandbox: SandboxServer, configure: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rootfi_sync.ledger
+    import rootfi_sync.ledger.writing
     import tasks.extract
 
     rows = [make_customer() for _ in range(5)]
@@ -163,7 +163,7 @@ def test_leases_follow_the_database_clock_not_a_machine_clock_two_hours_fast(
     assert len(held) == 5
     configure(sqlite_url)
     fast = lambda: datetime.now(UTC) + timedelta(hours=2)  # noqa: E731
-    for module in (rootfi_sync.ledger, tasks.extract):  # where a run read its clock before
+    for module in (rootfi_sync.ledger.writing, tasks.extract):  # where a run read its clock before
         monkeypatch.setattr(module, "utcnow", fast, raising=False)
 
     counts = sync_customers()

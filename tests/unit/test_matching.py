@@ -1,10 +1,10 @@
-"""The matching rule that adopts records a lost request created (rootfi_sync.delivery)."""
+"""The matching rule that adopts records a lost request created (rootfi_sync.lookup)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rootfi_sync.delivery import Item, fingerprint, match_records
+from rootfi_sync.lookup import Item, fingerprint, match_records
 from rootfi_sync.models import Address, CustomerPayload
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from rootfi_sync.delivery import BatchIncomplete, Item
+from rootfi_sync.delivery import BatchIncomplete
+from rootfi_sync.lookup import Item
 from rootfi_sync.models import CustomerPayload
 from rootfi_sync.outcomes import Outcome, Status
 from tasks.load import Attempt, _resume

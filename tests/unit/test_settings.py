@@ -48,6 +48,25 @@ def test_reads_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.source_columns == {"name": "full_name"}
 
 
+@pytest.mark.parametrize(
+    ("given", "setting", "company"),
+    [(7, None, 7), (7, 1089, 7), (None, 1089, 1089)],
+)
+def test_the_company_is_the_one_given_else_rootfi_company_id(
+    given: int | None, setting: int | None, company: int
+) -> None:
+    settings = load_settings(rootfi_company_id=setting)
+    assert settings.company(given) == company
+    assert settings.company(given, required=False) == company
+
+
+def test_no_company_given_nor_set_is_a_settings_error_naming_rootfi_company_id() -> None:
+    settings = load_settings(rootfi_company_id=None)
+    with pytest.raises(SettingsError, match="ROOTFI_COMPANY_ID"):
+        settings.company(None)
+    assert settings.company(None, required=False) is None  # `status`: every company
+
+
 def test_never_shows_the_api_key_in_errors_or_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROOTFI_API_KEY", "sk-very-secret")
     settings = load_settings()

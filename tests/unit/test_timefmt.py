@@ -1,4 +1,4 @@
-"""The one timestamp format, ISO 8601 UTC with milliseconds and a Z: transform and client."""
+"""The one timestamp format, ISO 8601 UTC with milliseconds and a Z: transform, client, ledger."""
 
 from __future__ import annotations
 
@@ -36,3 +36,13 @@ def test_is_the_formatter_the_client_sends_moments_with() -> None:
     from rootfi_sync import client
 
     assert client.iso_ms is iso_ms
+
+
+def test_the_ledger_stamps_each_error_line_in_the_one_format() -> None:
+    from rootfi_sync.ledger.statements import outcome_params
+    from rootfi_sync.outcomes import Outcome, Status
+
+    at = datetime(999, 1, 2, 3, 4, 5, 678900, tzinfo=UTC)
+    params = outcome_params(Outcome("1", Status.FAILED, error="refused"), at, None)
+
+    assert params["b_error"] == "0999-01-02T03:04:05.678Z refused"

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from rootfi_sync.errors import RootFiSyncError
-from rootfi_sync.models import CustomerPayload
+from rootfi_sync.models import ADDRESS_FIELDS, CustomerPayload
 from rootfi_sync.transform import (
-    ADDRESS_FIELDS,
     COPIES,
     Rejection,
     RowRejected,

@@ -1,0 +1,52 @@
+"""The sync ledger: who may send which customer, what was sent, and what came of it.
+
+A customer moves through these states for a company (one ledger row each):
+
+    (no row) ─claim─► CLAIMED ─intent─► SENDING ─answer─► SYNCED | FAILED
+                                           │
+                                           └─no answer─► IN_DOUBT  (looked up before any resend)
+    RETRY: failed for a passing reason and never processed; comes back at `next_attempt_at`.
+    When each may be tried again is decided in `rootfi_sync.decisions`.
+
+The package, by what each module owns:
+
+    reading.py     which customers a run may take (`Candidate`, `Page`, `LedgerReader`), and
+                   the counts and failures `rootfi-sync status` shows
+    writing.py     `Ledger`: a run's claims, lease renewals, intents and outcomes, all fenced
+                   by the lease; `redrive` for parked customers
+    statements.py  the SQL shared by both: which rows a run may take, the database's clock,
+                   INSERT IGNORE per dialect, the outcome UPDATE
+
+Import the public names from here: `from rootfi_sync.ledger import Ledger, Candidate`.
+"""
+
+from __future__ import annotations
+
+from rootfi_sync.ledger.reading import (
+    KEY_MAX,
+    Candidate,
+    LedgerReader,
+    Page,
+    latest_failures,
+    source_companies,
+    status_counts,
+)
+from rootfi_sync.ledger.statements import db_now, utcnow
+from rootfi_sync.ledger.writing import Ledger, redrive
+from rootfi_sync.outcomes import Outcome, Status
+
+__all__ = [
+    "KEY_MAX",
+    "Candidate",
+    "Ledger",
+    "LedgerReader",
+    "Outcome",
+    "Page",
+    "Status",
+    "db_now",
+    "latest_failures",
+    "redrive",
+    "source_companies",
+    "status_counts",
+    "utcnow",
+]

@@ -1,0 +1,123 @@
+"""The SQL of the ledger that is not a method of it, built per dialect where they differ.
+
+Which rows a run may take now (`eligible`), the database's clock (`db_now`: every lease is set
+and checked against it), the INSERT that skips existing rows (`insert_ignore`), and the one
+UPDATE that writes outcomes (`OUTCOME_UPDATE`, with `outcome_params`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from rootfi_sync.outcomes import Outcome, Status
+from rootfi_sync.tables import ledger
+from rootfi_sync.timefmt import iso_ms
+
+MAX_ERROR_HISTORY = 4000
+CHUNK = 500  # ids per IN (...) list
+
+
+def eligible(now: datetime) -> sa.ColumnElement[bool]:
+    """The ledger rows that a run may (re)claim now, FAILED ones aside."""
+    c = ledger.c
+    lease_free = sa.or_(c.lease_expires_at.is_(None), c.lease_expires_at < now)
+    due = sa.or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now)
+    # Equalities, not IN (...): an IN list is an "expanding" parameter, which executemany refuses.
+    return sa.or_(
+        sa.and_(sa.or_(c.status == Status.CLAIMED, c.status == Status.SENDING), lease_free),
+        sa.and_(sa.or_(c.status == Status.IN_DOUBT, c.status == Status.RETRY), lease_free, due),
+    )
+
+
+def insert_ignore(conn: sa.Connection) -> sa.Insert:
+    """An INSERT that skips rows whose key exists (another run got there first)."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(ledger).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(ledger).on_conflict_do_nothing()
+    return ledger.insert().prefix_with("IGNORE")  # MySQL, MariaDB
+
+
+def db_now(conn: sa.Connection) -> datetime:
+    """Return the database server's current time, aware, in UTC."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        query = "SELECT clock_timestamp() AT TIME ZONE 'UTC'"
+    elif dialect in ("mysql", "mariadb"):
+        query = "SELECT UTC_TIMESTAMP(6)"
+    else:
+        query = "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"
+    value: datetime | str = conn.execute(sa.text(query)).scalar_one()
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _newest(text: sa.ColumnElement[str], limit: int) -> sa.ColumnElement[str]:
+    """The last `limit` characters of `text` (the newest history), on every dialect."""
+    return sa.case(
+        (sa.func.length(text) > limit, sa.func.substr(text, sa.func.length(text) - (limit - 1))),
+        else_=text,
+    )
+
+
+def _keep(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+    return sa.func.coalesce(sa.bindparam(f"b_{column.key}", type_=column.type), column)
+
+
+def _outcome_update() -> sa.Update:
+    c = ledger.c
+    error = sa.bindparam("b_error", type_=sa.Text)
+    history = sa.case(
+        (error.is_(None), c.last_error),
+        (c.last_error.is_(None), error),
+        else_=_newest(c.last_error + "\n" + error, MAX_ERROR_HISTORY),
+    )
+    synced = sa.bindparam("b_status", type_=sa.String) == Status.SYNCED
+    return (
+        ledger.update()
+        .where(c.customer_id == sa.bindparam("b_cid"), c.status != Status.SYNCED)
+        .values(
+            status=sa.bindparam("b_status", type_=sa.String),
+            rootfi_id=_keep(c.rootfi_id),
+            platform_id=_keep(c.platform_id),
+            sync_id=_keep(c.sync_id),
+            last_error=history,
+            synced_at=sa.bindparam("b_synced_at", type_=c.synced_at.type),
+            next_attempt_at=sa.bindparam("b_next_attempt_at", type_=c.next_attempt_at.type),
+            doubt_since=sa.case((synced, None), else_=c.doubt_since),
+            sent_keys=sa.case((synced, None), else_=c.sent_keys),
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=sa.bindparam("b_now"),
+        )
+    )
+
+
+OUTCOME_UPDATE = _outcome_update()
+
+
+def outcome_params(outcome: Outcome, now: datetime, next_at: datetime | None) -> dict[str, Any]:
+    """Return the parameters of `OUTCOME_UPDATE` for one outcome, written at `now`."""
+    error = f"{iso_ms(now)} {outcome.error}" if outcome.error else None
+    return {
+        "b_cid": outcome.customer_id,
+        "b_status": str(outcome.status),
+        "b_rootfi_id": outcome.rootfi_id,
+        "b_platform_id": outcome.platform_id,
+        "b_sync_id": outcome.sync_id,
+        "b_error": error,
+        "b_synced_at": now if outcome.status == Status.SYNCED else None,
+        "b_next_attempt_at": next_at,
+        "b_now": now,
+    }
+
+
+def utcnow() -> datetime:
+    """Return the current time, aware, in UTC."""
+    return datetime.now(UTC)

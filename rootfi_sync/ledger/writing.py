@@ -1,0 +1,339 @@
+"""Writing the ledger: claims, leases, intents and outcomes, each fenced by the lease.
+
+Leases are fenced on the database's clock: a claim leases customers to one run (`owner`) until
+`lease_expires_at`; the run renews its leases while it sends (`renew`), records an intent only
+for customers it still holds (and sends only those), and writes an outcome only where it is
+still the owner. A SYNCED row is never written again. A customer that was ever sent
+(`doubt_since` set) is claimed back as IN_DOUBT: it is looked up in RootFi, from its first
+unresolved attempt and for every payload sent since (`sent_keys`), before it is sent again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from rootfi_sync.decisions import next_attempt_at, park
+from rootfi_sync.ledger.reading import Candidate, LedgerReader
+from rootfi_sync.ledger.statements import (
+    CHUNK,
+    OUTCOME_UPDATE,
+    db_now,
+    eligible,
+    insert_ignore,
+    outcome_params,
+    utcnow,
+)
+from rootfi_sync.outcomes import Outcome, Status
+from rootfi_sync.tables import ledger
+
+
+class Ledger(LedgerReader):
+    """The ledger of one company, for one run (`owner`): what `LedgerReader` reads, and the
+    run's writes (each written only where the run still holds the customer's lease)."""
+
+    def now(self) -> datetime:
+        """Return the database's clock: every lease is set and checked against it."""
+        with self.engine.connect() as conn:
+            return db_now(conn)
+
+    def claim(
+        self, candidates: Sequence[Candidate], lease: timedelta, now: datetime | None = None
+    ) -> list[Candidate]:
+        """Lease these customers to this run; return the ones won, with their history.
+
+        Portable across SQLite, PostgreSQL and MySQL: new customers are inserted (a conflict
+        means another run got there first), known ones are taken by a conditional update
+        where free, which each database applies to a row atomically, and the winners are
+        read back. `now` is the database's clock when the candidates were read.
+        """
+        if not candidates:
+            return []
+        c = ledger.c
+        new = [cand for cand in candidates if cand.status is None]
+        known = [cand for cand in candidates if cand.status is not None]
+        if now is None:
+            now = self.now()
+        # New customers in a transaction of their own: on MySQL an INSERT IGNORE keeps a lock
+        # on every row it collided with until it commits.
+        if new:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert_ignore(conn),
+                    [
+                        {
+                            "customer_id": cand.customer_id,
+                            "company_id": self.company_id,
+                            "status": Status.CLAIMED,
+                            "source_hash": cand.source_hash,
+                            "attempts": 0,
+                            "lease_owner": self.owner,
+                            "lease_expires_at": now + lease,
+                            "updated_at": now,
+                        }
+                        for cand in new
+                    ],
+                )
+        changed = sa.or_(c.source_hash.is_(None), c.source_hash != sa.bindparam("b_hash"))
+        ever_sent = sa.func.coalesce(c.doubt_since, c.attempted_at).is_not(None)
+        with self.engine.begin() as conn:
+            take = (
+                ledger.update()
+                .where(
+                    c.company_id == self.company_id,
+                    c.customer_id == sa.bindparam("b_cid"),
+                    sa.or_(eligible(now), sa.and_(c.status == Status.FAILED, changed)),
+                )
+                # In this order: MySQL assigns left to right, each seeing the ones before it.
+                .ordered_values(
+                    (c.attempts, sa.case((c.status == Status.FAILED, 0), else_=c.attempts)),
+                    (c.status, sa.case((ever_sent, Status.IN_DOUBT), else_=Status.CLAIMED)),
+                    (c.source_hash, sa.bindparam("b_hash")),
+                    (c.lease_owner, self.owner),
+                    (c.lease_expires_at, now + lease),
+                    (c.updated_at, now),
+                )
+            )
+            if known:
+                conn.execute(
+                    take, [{"b_cid": x.customer_id, "b_hash": x.source_hash} for x in known]
+                )
+            won = {
+                r.customer_id: r for r in self._held(conn, [x.customer_id for x in candidates], now)
+            }
+        return [
+            Candidate(
+                cand.row,
+                cand.source_hash,
+                r.attempts,
+                r.attempted_at,
+                r.doubt_since or r.attempted_at,
+                _split_keys(r.sent_keys),
+                r.sync_id,
+            )
+            for cand in candidates
+            if (r := won.get(cand.customer_id)) is not None
+        ]
+
+    def _held(
+        self, conn: sa.Connection, customer_ids: Sequence[str], now: datetime | None
+    ) -> list[Any]:
+        """Return the ledger rows of these customers that this run holds (leased until after
+        `now`, when given), locked until the transaction ends where the database can lock."""
+        c, rows = ledger.c, list[Any]()
+        for start in range(0, len(customer_ids), CHUNK):
+            query = (
+                sa.select(
+                    c.customer_id, c.attempts, c.attempted_at, c.doubt_since, c.sent_keys, c.sync_id
+                )
+                .where(
+                    c.company_id == self.company_id,
+                    c.lease_owner == self.owner,
+                    c.customer_id.in_(customer_ids[start : start + CHUNK]),
+                )
+                .with_for_update()
+            )
+            if now is not None:
+                query = query.where(c.lease_expires_at > now)
+            rows += conn.execute(query).all()
+        return rows
+
+    def renew(self, customer_ids: Sequence[str], lease: timedelta) -> set[str]:
+        """Extend the leases this run still holds on these customers; return those held.
+
+        A lease that has run out is not renewed: another run may already have taken it.
+        """
+        if not customer_ids:
+            return set()
+        ids = list(customer_ids)
+        with self.engine.begin() as conn:
+            now = db_now(conn)
+            still = ledger.c.lease_expires_at > now
+            self._update_held(conn, ids, still, lease_expires_at=now + lease)
+            return {r.customer_id for r in self._held(conn, ids, now)}
+
+    def record_intent(self, intents: Mapping[str, tuple[str, tuple[str, ...]]]) -> set[str]:
+        """Mark customers SENDING, before the request leaves; return those this run may send.
+
+        `intents` maps each customer to its payload hash and the match keys of every payload
+        sent since its first unresolved attempt, this one included. A customer never sent is
+        stamped sent now; one in doubt is stamped only if it is sent again (`touch`), once its
+        lookup has found nothing. Customers whose lease this run no longer holds are left
+        alone, and must not be sent.
+        """
+        if not intents:
+            return set()
+        c = ledger.c
+        fresh = sa.func.coalesce(c.doubt_since, c.attempted_at).is_(None)
+        with self.engine.begin() as conn:
+            now = db_now(conn)
+            stmt = (
+                ledger.update()
+                .where(
+                    c.company_id == self.company_id,
+                    c.customer_id == sa.bindparam("b_cid"),
+                    c.lease_owner == self.owner,
+                    c.lease_expires_at > now,
+                )
+                # In this order: MySQL assigns left to right, each seeing the ones before it.
+                .ordered_values(
+                    (c.sent_keys, sa.case((fresh, sa.bindparam("b_keys")), else_=c.sent_keys)),
+                    (c.attempted_at, sa.case((fresh, now), else_=c.attempted_at)),
+                    (c.doubt_since, sa.func.coalesce(c.doubt_since, c.attempted_at, now)),
+                    (c.status, Status.SENDING),
+                    (c.payload_hash, sa.bindparam("b_hash")),
+                    (c.attempts, c.attempts + 1),
+                    (c.updated_at, now),
+                )
+            )
+            params = [
+                {"b_cid": cid, "b_hash": digest, "b_keys": " ".join(keys)}
+                for cid, (digest, keys) in intents.items()
+            ]
+            return self._updated(conn, stmt, params, now)
+
+    def _updated(
+        self, conn: sa.Connection, stmt: sa.Update, params: list[dict[str, Any]], now: datetime
+    ) -> set[str]:
+        """Run a fenced executemany UPDATE stamping `updated_at=now`; return the customers it
+        changed (all of them, as a rule: the rows are read back only when some were not)."""
+        ids = [p["b_cid"] for p in params]
+        result = conn.execute(stmt, params)
+        if conn.dialect.supports_sane_multi_rowcount and result.rowcount == len(params):
+            return set(ids)
+        c, changed = ledger.c, set[str]()
+        for start in range(0, len(ids), CHUNK):
+            query = sa.select(c.customer_id).where(
+                c.company_id == self.company_id,
+                c.updated_at == now,
+                c.customer_id.in_(ids[start : start + CHUNK]),
+            )
+            changed.update(conn.execute(query).scalars())
+        return changed
+
+    def touch(self, sent_keys: Mapping[str, tuple[str, ...]]) -> set[str]:
+        """Stamp customers as sent again now (a resend after a lookup, or a task retry; not
+        counted as one more attempt); return those this run still holds, the only ones it may
+        send. `sent_keys`: each customer's match keys, the payload about to leave included."""
+        if not sent_keys:
+            return set()
+        c = ledger.c
+        with self.engine.begin() as conn:
+            now = db_now(conn)
+            stmt = (
+                ledger.update()
+                .where(
+                    c.company_id == self.company_id,
+                    c.customer_id == sa.bindparam("b_cid"),
+                    c.lease_owner == self.owner,
+                    c.lease_expires_at > now,
+                )
+                .values(
+                    sent_keys=sa.bindparam("b_keys"),
+                    attempted_at=now,
+                    doubt_since=sa.func.coalesce(c.doubt_since, now),
+                    updated_at=now,
+                )
+            )
+            params = [{"b_cid": k, "b_keys": " ".join(keys)} for k, keys in sent_keys.items()]
+            return self._updated(conn, stmt, params, now)
+
+    def record_pending_sync(self, customer_ids: Sequence[str], sync_id: str) -> None:
+        """Remember the async write that holds these customers, as soon as RootFi names it."""
+        with self.engine.begin() as conn:
+            not_synced = ledger.c.status != Status.SYNCED
+            self._update_held(conn, list(customer_ids), not_synced, sync_id=sync_id)
+
+    def _update_held(
+        self, conn: sa.Connection, ids: list[str], condition: sa.ColumnElement[bool], **values: Any
+    ) -> None:
+        """Set `values` on the rows of these customers this run owns where `condition` holds."""
+        c = ledger.c
+        for start in range(0, len(ids), CHUNK):
+            conn.execute(
+                ledger.update()
+                .where(
+                    c.company_id == self.company_id,
+                    c.lease_owner == self.owner,
+                    c.customer_id.in_(ids[start : start + CHUNK]),
+                    condition,
+                )
+                .values(**values)
+            )
+
+    def record_outcomes(
+        self,
+        outcomes: Sequence[Outcome],
+        *,
+        max_attempts: int,
+        requeue: timedelta,
+        attempts: Mapping[str, int],
+    ) -> list[Outcome]:
+        """Write each customer's outcome in one statement; return them as written.
+
+        Only outcomes of customers this run still owns are written (fencing): a run that lost
+        a lease to another run leaves that customer to it. `attempts` is each customer's
+        attempt count (as `record_intent` left it); when it may be tried again is decided in
+        `rootfi_sync.decisions`. A record the ledger already gives to another customer is not
+        adopted: that customer stays IN_DOUBT.
+        """
+        outcomes = park(outcomes, attempts, max_attempts)
+        if not outcomes:
+            return []
+        try:
+            return self._write_outcomes(outcomes, requeue, attempts)
+        except sa.exc.IntegrityError:  # two customers matched one record: keep it for one
+            return self._write_outcomes(self._unclaimed(outcomes), requeue, attempts)
+
+    def _write_outcomes(
+        self, outcomes: Sequence[Outcome], requeue: timedelta, attempts: Mapping[str, int]
+    ) -> list[Outcome]:
+        with self.engine.begin() as conn:
+            now = db_now(conn)
+            rows = [
+                outcome_params(o, now, next_attempt_at(o, now, attempts.get(cid, 1), requeue))
+                for o in outcomes
+                if (cid := o.customer_id)
+            ]
+            fenced = OUTCOME_UPDATE.where(
+                ledger.c.company_id == self.company_id, ledger.c.lease_owner == self.owner
+            )
+            held = self._updated(conn, fenced, rows, now)
+            written = [o for o in outcomes if o.customer_id in held]
+        return written
+
+    def _unclaimed(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
+        """Return the outcomes, those adopting a record another customer holds made IN_DOUBT."""
+        ids = [o.rootfi_id for o in outcomes if o.rootfi_id is not None]
+        taken = self.known_rootfi_ids(ids)
+        return [
+            Outcome(
+                o.customer_id,
+                Status.IN_DOUBT,
+                error=f"RootFi record {o.rootfi_id} already belongs to another customer",
+            )
+            if o.rootfi_id in taken
+            else o
+            for o in outcomes
+        ]
+
+
+def _split_keys(value: str | None) -> tuple[str, ...]:
+    return tuple(value.split()) if value else ()
+
+
+def redrive(engine: sa.Engine, company_id: int, customer_ids: Sequence[str] | None) -> int:
+    """Make parked FAILED customers eligible now with a fresh attempt budget; return how many."""
+    c = ledger.c
+    stmt = (
+        ledger.update()
+        .where(c.company_id == company_id, c.status == Status.FAILED)
+        .values(status=Status.RETRY, attempts=0, next_attempt_at=None, updated_at=utcnow())
+    )
+    if customer_ids is not None:
+        stmt = stmt.where(c.customer_id.in_([str(i) for i in customer_ids]))
+    with engine.begin() as conn:
+        return conn.execute(stmt).rowcount
