@@ -38,9 +38,14 @@ class Children:
     ) -> subprocess.Popen[bytes]:
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                list(argv), env=dict(env), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                list(argv),
+                env=dict(env),
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.procs.append(proc)
         return proc
 
@@ -85,8 +90,19 @@ def start_sandbox(
 ) -> tuple[subprocess.Popen[bytes], str]:
     """`python -m rootfi_sandbox` in memory (async writes after 0.2 s); it and its URL."""
     log = work / f"sandbox-{time.monotonic_ns()}.log"
-    argv = [sys.executable, "-m", "rootfi_sandbox", "--port", "0", "--latency", str(latency),
-            "--api-key", API_KEY, "--company-id", str(COMPANY_ID)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "rootfi_sandbox",
+        "--port",
+        "0",
+        "--latency",
+        str(latency),
+        "--api-key",
+        API_KEY,
+        "--company-id",
+        str(COMPANY_ID),
+    ]
     if rate_limit is not None:
         argv += ["--rate-limit", str(rate_limit)]
     proc = children.start(argv, env=clean_env() | {"COLUMNS": "200"}, log=log)
@@ -107,9 +123,11 @@ def start_prefect(children: Children, work: Path) -> str:
     from tests.servers import free_port
 
     port = free_port()
-    env = clean_env() | {"PREFECT_HOME": str(work / "prefect-server"),
-                         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                         "PREFECT_SERVER_UI_ENABLED": "false"}  # fmt: skip
+    env = clean_env() | {
+        "PREFECT_HOME": str(work / "prefect-server"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+    }
     argv = [str(Path(sys.executable).with_name("prefect")), "server", "start", "--port", str(port)]
     children.start(argv, env=env, log=work / "prefect-server.log")
     api = f"http://127.0.0.1:{port}/api"
@@ -128,8 +146,10 @@ def seed_source(url: str, n: int, *, bad_share: float = 0.05) -> None:
     # A bad row's 300-character name would not fit PostgreSQL's VARCHAR(255): cut to fit.
     lengths = ((c.key, getattr(c.type, "length", None)) for c in source_table().columns)
     cut: dict[str, int] = {key: length for key, length in lengths if length}
-    rows = ({k: v[: cut[k]] if k in cut and isinstance(v, str) else v for k, v in row.items()}
-            for row in fake_customers(n, bad_share=bad_share))  # fmt: skip
+    rows = (
+        {k: v[: cut[k]] if k in cut and isinstance(v, str) else v for k, v in row.items()}
+        for row in fake_customers(n, bad_share=bad_share)
+    )
     seed_into(load_settings(source_database_url=url), rows, yes_into=url)
 
 
@@ -189,12 +209,16 @@ def write_record(name: str, result: Mapping[str, Any], out: Path = OUT) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.json"
     record = {
-        "argv": sys.argv, "commit": git("rev-parse", "--short", "HEAD").strip(),
+        "argv": sys.argv,
+        "commit": git("rev-parse", "--short", "HEAD").strip(),
         "uncommitted": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         **result,
-    }  # fmt: skip
+    }
     path.write_text(json.dumps(record, indent=1, default=str))
     return path
 
@@ -208,9 +232,12 @@ def run_flow(out: Path) -> int:
     counts = result if isinstance(result, dict) else None
     # Peak RSS since exec; not ru_maxrss, which keeps the forking parent's.
     hwm = re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text())
-    record = {"state": state.type.value, "counts": counts,
-              "vmhwm_kib": int(hwm.group(1)) if hwm else 0,
-              "error": None if counts else repr(result)[:2000]}  # fmt: skip
+    record = {
+        "state": state.type.value,
+        "counts": counts,
+        "vmhwm_kib": int(hwm.group(1)) if hwm else 0,
+        "error": None if counts else repr(result)[:2000],
+    }
     out.write_text(json.dumps(record, default=str))
     return 0 if state.is_completed() else 1
 

@@ -44,31 +44,48 @@ def faults(args: argparse.Namespace) -> Any:
     from rootfi_sandbox import Faults
 
     return Faults(
-        error_500_rate=0.10, error_429_rate=0.05, lost_answer_rate=0.10,
-        lost_answer_landing_seconds=args.landing, slow_answer_rate=0.05,
-        slow_answer_seconds=2.5, get_error_500_rate=0.10, get_error_429_rate=0.05,
-        get_lost_answer_rate=0.05, async_write_seconds=args.async_write, seed=args.seed,
-    )  # fmt: skip
+        error_500_rate=0.10,
+        error_429_rate=0.05,
+        lost_answer_rate=0.10,
+        lost_answer_landing_seconds=args.landing,
+        slow_answer_rate=0.05,
+        slow_answer_seconds=2.5,
+        get_error_500_rate=0.10,
+        get_error_429_rate=0.05,
+        get_lost_answer_rate=0.05,
+        async_write_seconds=args.async_write,
+        seed=args.seed,
+    )
 
 
 def settings_env(args: argparse.Namespace, url: str, api_url: str) -> dict[str, str]:
     return {
-        "SOURCE_DATABASE_URL": url, "ROOTFI_BASE_URL": api_url, "ROOTFI_API_KEY": API_KEY,
-        "ROOTFI_COMPANY_ID": str(COMPANY_ID), "ROOTFI_RATE_LIMIT_PER_MINUTE": "0",
-        "ROOTFI_CONCURRENCY": "8", "ROOTFI_TIMEOUT_SECONDS": "2",
-        "ROOTFI_RETRY_DELAY_SECONDS": "0.2", "ROOTFI_REQUEUE_DELAY_SECONDS": "0",
-        "ROOTFI_RECONCILE_SKEW_SECONDS": "10", "ROOTFI_WRITE_MODE": args.mode,
+        "SOURCE_DATABASE_URL": url,
+        "ROOTFI_BASE_URL": api_url,
+        "ROOTFI_API_KEY": API_KEY,
+        "ROOTFI_COMPANY_ID": str(COMPANY_ID),
+        "ROOTFI_RATE_LIMIT_PER_MINUTE": "0",
+        "ROOTFI_CONCURRENCY": "8",
+        "ROOTFI_TIMEOUT_SECONDS": "2",
+        "ROOTFI_RETRY_DELAY_SECONDS": "0.2",
+        "ROOTFI_REQUEUE_DELAY_SECONDS": "0",
+        "ROOTFI_RECONCILE_SKEW_SECONDS": "10",
+        "ROOTFI_WRITE_MODE": args.mode,
         "ROOTFI_SYNC_SETTLE_SECONDS": str(args.settle),
-        "ROOTFI_ASYNC_SETTLE_SECONDS": str(args.settle), "ROOTFI_SYNC_POLL_SECONDS": "1",
-        "ROOTFI_POLL_TIMEOUT_SECONDS": "5", "ROOTFI_LEASE_SECONDS": str(args.lease),
+        "ROOTFI_ASYNC_SETTLE_SECONDS": str(args.settle),
+        "ROOTFI_SYNC_POLL_SECONDS": "1",
+        "ROOTFI_POLL_TIMEOUT_SECONDS": "5",
+        "ROOTFI_LEASE_SECONDS": str(args.lease),
         "ROOTFI_MAX_ATTEMPTS": "20",
-    }  # fmt: skip
+    }
 
 
 def wait_until_due(url: str) -> bool:
     """Sleep until the ledger's next unsettled customer is due; False when none is left."""
-    query = sa.text(f"SELECT min(coalesce(next_attempt_at, lease_expires_at)) FROM {LEDGER} "
-                    "WHERE status NOT IN ('SYNCED', 'FAILED')")  # fmt: skip
+    query = sa.text(
+        f"SELECT min(coalesce(next_attempt_at, lease_expires_at)) FROM {LEDGER} "
+        "WHERE status NOT IN ('SYNCED', 'FAILED')"
+    )
     engine = sa.create_engine(url)
     with engine.connect() as conn:
         due = conn.execute(query).scalar()
@@ -89,14 +106,16 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
 
     url = f"sqlite:///{home / 'source.db'}"
     seed_source(url, args.n, bad_share=0.0)
-    config = SandboxConfig(api_keys=frozenset({API_KEY}), company_ids=frozenset({COMPANY_ID}),
-                           faults=faults(args))  # fmt: skip
+    config = SandboxConfig(
+        api_keys=frozenset({API_KEY}), company_ids=frozenset({COMPANY_ID}), faults=faults(args)
+    )
     with SandboxServer(config) as sandbox, prefect_test_harness(server_startup_timeout=120):
         os.environ.update(settings_env(args, url, sandbox.api_url))
         rival = subprocess.Popen(
-            [sys.executable, "-m", "bench.common", str(home / "rival.json")], cwd=ROOT,
+            [sys.executable, "-m", "bench.common", str(home / "rival.json")],
+            cwd=ROOT,
             env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
-        )  # fmt: skip
+        )
         started, runs = time.monotonic(), []
         for _ in range(args.max_runs):
             counts = sync_customers()
@@ -109,15 +128,20 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         creates = sandbox.admin.state()["requests"]
     rival_counts = json.loads((home / "rival.json").read_text())["counts"] or {}
     return {
-        "customers": args.n, "mode": args.mode, "settle_seconds": args.settle,
-        "lease_seconds": args.lease, "runs_to_converge": len(runs), "runs": runs,
+        "customers": args.n,
+        "mode": args.mode,
+        "settle_seconds": args.settle,
+        "lease_seconds": args.lease,
+        "runs_to_converge": len(runs),
+        "runs": runs,
         "rival_run": {k: rival_counts.get(k) for k in KEPT},
         "seconds": round(time.monotonic() - started, 1),
         "ledger": dict(Counter(status for status, _ in ledger_rows(url))),
         "in_rootfi": sum(stored.values()),
         "duplicates": sum(n - 1 for n in stored.values() if n > 1),
-        "lost": args.n - len(stored), "requests": creates,
-    }  # fmt: skip
+        "lost": args.n - len(stored),
+        "requests": creates,
+    }
 
 
 def main() -> None:
@@ -135,15 +159,22 @@ def main() -> None:
     env = clean_env()  # no developer's Prefect, RootFi, source or ledger settings
     os.environ.clear()
     os.environ.update(env)
-    os.environ.update(PREFECT_HOME=str(home / "prefect"), PREFECT_LOGGING_LEVEL="WARNING",
-                      PREFECT_SERVER_ANALYTICS_ENABLED="false")  # fmt: skip
+    os.environ.update(
+        PREFECT_HOME=str(home / "prefect"),
+        PREFECT_LOGGING_LEVEL="WARNING",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
     r = run(args, home)
     by = r["requests"].get("by_status", {})
-    print("| mode | N | runs to converge (+ the rival) | seconds | 500 / 429 | in RootFi | "
-          "duplicates | lost | ledger |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
-    print(f"| {r['mode']} | {r['customers']:,} | {r['runs_to_converge']} + 1 | {r['seconds']} | "
-          f"{by.get('500', 0):,} / {by.get('429', 0):,} | {r['in_rootfi']:,} | "
-          f"{r['duplicates']} | {r['lost']} | {r['ledger']} |")  # fmt: skip
+    print(
+        "| mode | N | runs to converge (+ the rival) | seconds | 500 / 429 | in RootFi | "
+        "duplicates | lost | ledger |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    print(
+        f"| {r['mode']} | {r['customers']:,} | {r['runs_to_converge']} + 1 | {r['seconds']} | "
+        f"{by.get('500', 0):,} / {by.get('429', 0):,} | {r['in_rootfi']:,} | "
+        f"{r['duplicates']} | {r['lost']} | {r['ledger']} |"
+    )
     print(f"\n(written to {write_record('fault_run', r)})")
 
 

@@ -83,16 +83,18 @@ def ceiling(base: str, mode: str, batches: list[list[dict[str, Any]]], threads: 
     def batch(records: list[dict[str, Any]]) -> None:
         sync_id = post(records, True).raise_for_status().json()["sync_id"]
         while client.get(f"core/syncs/{sync_id}").json()["data"]["status"] not in (
-            "SUCCESS", "FAILED",
-        ):  # fmt: skip
+            "SUCCESS",
+            "FAILED",
+        ):
             time.sleep(0.05)
 
     limits = httpx.Limits(max_connections=threads, max_keepalive_connections=threads)
     with (
-        httpx.Client(base_url=f"{base}/v3/", headers={"api_key": API_KEY}, limits=limits,
-                     timeout=60) as client,
+        httpx.Client(
+            base_url=f"{base}/v3/", headers={"api_key": API_KEY}, limits=limits, timeout=60
+        ) as client,
         ThreadPoolExecutor(threads) as pool,
-    ):  # fmt: skip
+    ):
         started = time.perf_counter()
         if mode == "single":
             list(pool.map(one, [r for b in batches for r in b]))
@@ -155,13 +157,18 @@ class Bench:
         args, work = self.args, Path(tempfile.mkdtemp(dir=self.work))
         sandbox, base = start_sandbox(self.children, self.work, latency=args.latency)
         env = clean_env() | {
-            "PREFECT_API_URL": self.prefect, "PREFECT_HOME": str(work / "prefect"),
-            "PREFECT_LOGGING_LEVEL": "WARNING", "SOURCE_DATABASE_URL": url,
-            "ROOTFI_BASE_URL": f"{base}/v3", "ROOTFI_API_KEY": API_KEY,
-            "ROOTFI_COMPANY_ID": str(COMPANY_ID), "ROOTFI_WRITE_MODE": mode,
-            "ROOTFI_BATCH_SIZE": str(args.batch_size), "ROOTFI_RATE_LIMIT_PER_MINUTE": "0",
+            "PREFECT_API_URL": self.prefect,
+            "PREFECT_HOME": str(work / "prefect"),
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "SOURCE_DATABASE_URL": url,
+            "ROOTFI_BASE_URL": f"{base}/v3",
+            "ROOTFI_API_KEY": API_KEY,
+            "ROOTFI_COMPANY_ID": str(COMPANY_ID),
+            "ROOTFI_WRITE_MODE": mode,
+            "ROOTFI_BATCH_SIZE": str(args.batch_size),
+            "ROOTFI_RATE_LIMIT_PER_MINUTE": "0",
             "ROOTFI_CONCURRENCY": str(args.concurrency),
-        }  # fmt: skip
+        }
         argv = [sys.executable, "-m", "bench.common", str(work / "flow.json")]
         proc = self.children.start(argv, env=env, log=work / "flow.log")
         others = OthersCpu(self.children, self._postmaster)
@@ -180,17 +187,21 @@ class Bench:
         statuses = Counter(status for status, _ in ledger)
         synced = sorted(str(rootfi_id) for status, rootfi_id in ledger if status == "SYNCED")
         emails = Counter(c.get("email") for c in stored)
-        ok = (statuses["SYNCED"] + statuses["FAILED"] == n
-              and synced == sorted(str(c["rootfi_id"]) for c in stored)
-              and max(emails.values(), default=1) == 1)  # fmt: skip
+        ok = (
+            statuses["SYNCED"] + statuses["FAILED"] == n
+            and synced == sorted(str(c["rootfi_id"]) for c in stored)
+            and max(emails.values(), default=1) == 1
+        )
         return result | {
             "pipeline": n / counts["duration_seconds"] if counts else None,
             "flow_seconds": counts.get("duration_seconds"),
-            "phases": counts.get("phase_seconds", {}), "requests": requests,
-            "peak_rss_mib": flow.get("vmhwm_kib", 0) / 1024, "ledger": dict(statuses),
+            "phases": counts.get("phase_seconds", {}),
+            "requests": requests,
+            "peak_rss_mib": flow.get("vmhwm_kib", 0) / 1024,
+            "ledger": dict(statuses),
             "checks": "ok" if ok else f"FAILED (ledger {dict(statuses)}, {len(stored)} stored)",
             "log_tail": None if ok else (work / "flow.log").read_text()[-3000:],
-        }  # fmt: skip
+        }
 
 
 def _f(value: float | None, digits: int = 0) -> str:
@@ -199,21 +210,34 @@ def _f(value: float | None, digits: int = 0) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The Markdown table of the runs; RSS ratio: peak RSS at this N over the smallest N's."""
-    head = ("| db | mode | batch | N | pipeline c/s | ceiling c/s | ratio | flow s | "
-            "peak RSS MiB | RSS / smallest N's | extract s | transform s | load (wait) s | "
-            "write_back s | API requests | others' CPU | checks |")  # fmt: skip
+    head = (
+        "| db | mode | batch | N | pipeline c/s | ceiling c/s | ratio | flow s | "
+        "peak RSS MiB | RSS / smallest N's | extract s | transform s | load (wait) s | "
+        "write_back s | API requests | others' CPU | checks |"
+    )
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
-        first = min((x for x in rows if (x["db"], x["mode"]) == (r["db"], r["mode"])),
-                    key=lambda x: x["n"])  # fmt: skip
+        first = min(
+            (x for x in rows if (x["db"], x["mode"]) == (r["db"], r["mode"])), key=lambda x: x["n"]
+        )
         ratio = r["pipeline"] / r["ceiling"] if r["pipeline"] and r.get("ceiling") else None
         others = max(r["others"], r.get("ceiling_others", 0))
-        cells = [r["db"], r["mode"], r["batch_size"], f"{r['n']:,}", _f(r["pipeline"]),
-                 _f(r.get("ceiling")), f"{ratio:.0%}" if ratio else "-", _f(r["flow_seconds"], 1),
-                 _f(r["peak_rss_mib"]),
-                 _f(r["peak_rss_mib"] / first["peak_rss_mib"], 2) if first is not r else "-",
-                 *(_f(r["phases"].get(p), 1) for p in PHASES), _f(r["requests"]),
-                 f"{others:.0%}", r["checks"]]  # fmt: skip
+        cells = [
+            r["db"],
+            r["mode"],
+            r["batch_size"],
+            f"{r['n']:,}",
+            _f(r["pipeline"]),
+            _f(r.get("ceiling")),
+            f"{ratio:.0%}" if ratio else "-",
+            _f(r["flow_seconds"], 1),
+            _f(r["peak_rss_mib"]),
+            _f(r["peak_rss_mib"] / first["peak_rss_mib"], 2) if first is not r else "-",
+            *(_f(r["phases"].get(p), 1) for p in PHASES),
+            _f(r["requests"]),
+            f"{others:.0%}",
+            r["checks"],
+        ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -222,8 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__)
     parser.add_argument("--n", type=int, nargs="+", default=[2000, 20000])
     parser.add_argument("--db", nargs="+", choices=["sqlite", "postgres"], default=["sqlite"])
-    parser.add_argument("--mode", nargs="+", choices=["single", "batch"],
-                        default=["single", "batch"])  # fmt: skip
+    parser.add_argument(
+        "--mode", nargs="+", choices=["single", "batch"], default=["single", "batch"]
+    )
     parser.add_argument("--latency", type=float, default=0.01, help="sandbox answer delay, s")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=100)
@@ -237,8 +262,11 @@ def main(argv: list[str] | None = None) -> int:
             for mode in args.mode:
                 for n in sorted(args.n):
                     rows.append(row := bench.run(db, mode, n))
-                    print(f"[{time.strftime('%H:%M:%S')}] {db} {mode} {n}: "
-                          f"{_f(row['pipeline'])}/s {row['checks']}", flush=True)  # fmt: skip
+                    print(
+                        f"[{time.strftime('%H:%M:%S')}] {db} {mode} {n}: "
+                        f"{_f(row['pipeline'])}/s {row['checks']}",
+                        flush=True,
+                    )
     settings = {k: getattr(args, k) for k in ("latency", "concurrency", "batch_size")}
     print(f"\n{table(rows)}\n\n(written to {write_record('pipeline', settings | {'rows': rows})})")
     return 0

@@ -45,13 +45,22 @@ def measure(args: argparse.Namespace, work: Path, children: Children) -> dict[st
     seed_source(url, args.budget * 3, bad_share=0.0)  # more than two runs send in the window
     _, sandbox = start_sandbox(children, work, latency=0.01, rate_limit=args.budget)
     env = clean_env() | {
-        "PREFECT_API_URL": api, "PREFECT_LOGGING_LEVEL": "WARNING", "SOURCE_DATABASE_URL": url,
-        "ROOTFI_BASE_URL": f"{sandbox}/v3", "ROOTFI_API_KEY": API_KEY,
-        "ROOTFI_COMPANY_ID": str(COMPANY_ID), "ROOTFI_BATCH_SIZE": "50",
-        "ROOTFI_RATE_LIMIT_PER_MINUTE": str(args.budget), "ROOTFI_CONCURRENCY": "4",
-    }  # fmt: skip
-    runs = [children.start([sys.executable, "-m", "flows.sync_customers"], env=env,
-                           log=work / f"run{i}.log") for i in (1, 2)]  # fmt: skip
+        "PREFECT_API_URL": api,
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "SOURCE_DATABASE_URL": url,
+        "ROOTFI_BASE_URL": f"{sandbox}/v3",
+        "ROOTFI_API_KEY": API_KEY,
+        "ROOTFI_COMPANY_ID": str(COMPANY_ID),
+        "ROOTFI_BATCH_SIZE": "50",
+        "ROOTFI_RATE_LIMIT_PER_MINUTE": str(args.budget),
+        "ROOTFI_CONCURRENCY": "4",
+    }
+    runs = [
+        children.start(
+            [sys.executable, "-m", "flows.sync_customers"], env=env, log=work / f"run{i}.log"
+        )
+        for i in (1, 2)
+    ]
     state = SandboxAdmin(sandbox, timeout=5).state
     wait_until(lambda: state()["requests"]["total"] > 0, 120, "first request")
     start, first, others = time.monotonic(), state()["requests"]["total"], OthersCpu(children)
@@ -59,13 +68,15 @@ def measure(args: argparse.Namespace, work: Path, children: Children) -> dict[st
     end = state()
     used = end["requests"]["total"] - first + 1
     return {
-        "budget_per_minute": args.budget, "window_seconds": args.window,
-        "measured_seconds": round(time.monotonic() - start, 1), "requests_in_window": used,
+        "budget_per_minute": args.budget,
+        "window_seconds": args.window,
+        "measured_seconds": round(time.monotonic() - start, 1),
+        "requests_in_window": used,
         "share_of_budget": round(used / (args.budget * args.window / 60), 3),
         "http_429": end["requests"]["by_status"].get("429", 0),
         "both_runs_still_running_at_end": all(r.poll() is None for r in runs),
         "others_cpu": round(others.share(), 2),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -79,11 +90,18 @@ def main() -> None:
             r = measure(args, Path(work), children)
         finally:
             children.stop_all()
-    print("| budget a minute | requests in the window | share | 429s | both runs still "
-          "running | others' CPU |\n|---|---|---|---|---|---|")  # fmt: skip
-    cells = (r["budget_per_minute"], r["requests_in_window"], f"{r['share_of_budget']:.0%}",
-             r["http_429"], r["both_runs_still_running_at_end"],
-             f"{r['others_cpu']:.0%}")  # fmt: skip
+    print(
+        "| budget a minute | requests in the window | share | 429s | both runs still "
+        "running | others' CPU |\n|---|---|---|---|---|---|"
+    )
+    cells = (
+        r["budget_per_minute"],
+        r["requests_in_window"],
+        f"{r['share_of_budget']:.0%}",
+        r["http_429"],
+        r["both_runs_still_running_at_end"],
+        f"{r['others_cpu']:.0%}",
+    )
     print("| " + " | ".join(str(c) for c in cells) + " |")
     print(f"\n(written to {write_record('rate_governor', r)})")
 

@@ -32,8 +32,13 @@ PATH = "/v3/ecommerce/customers"
 
 def body_for(n: int) -> bytes:
     """One customer create, a little different each time."""
-    customer = {"name": f"Bench customer {n}", "email": f"bench{n}@example.com",
-                "phone": "+1 555 0100", "currency_id": "USD", "status": "ACTIVE"}  # fmt: skip
+    customer = {
+        "name": f"Bench customer {n}",
+        "email": f"bench{n}@example.com",
+        "phone": "+1 555 0100",
+        "currency_id": "USD",
+        "status": "ACTIVE",
+    }
     return json.dumps({"company_id": COMPANY_ID, "data": [customer], "run_async": False}).encode()
 
 
@@ -105,13 +110,21 @@ def main() -> None:
         children.stop_all()
     answers = tally[1]
     ok, sent = answers[200], answers.total()
-    result = {"client": args.client, "concurrency": args.concurrency, "answers": answers,
-              "stored": stored, "seconds": elapsed, "requests_per_second": ok / elapsed,
-              "others_cpu": others_share}  # fmt: skip
-    print("| client | concurrency | requests | ok | stored | seconds | creates/s | others' CPU |\n"
-          "|---|---|---|---|---|---|---|---|\n"
-          f"| {args.client} | {args.concurrency} | {sent:,} | {ok:,} | {stored:,} | "
-          f"{elapsed:.1f} | {ok / elapsed:,.0f} | {others_share:.0%} |")  # fmt: skip
+    result = {
+        "client": args.client,
+        "concurrency": args.concurrency,
+        "answers": answers,
+        "stored": stored,
+        "seconds": elapsed,
+        "requests_per_second": ok / elapsed,
+        "others_cpu": others_share,
+    }
+    print(
+        "| client | concurrency | requests | ok | stored | seconds | creates/s | others' CPU |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+        f"| {args.client} | {args.concurrency} | {sent:,} | {ok:,} | {stored:,} | "
+        f"{elapsed:.1f} | {ok / elapsed:,.0f} | {others_share:.0%} |"
+    )
     print(f"\n(written to {write_record('sandbox_throughput', result)})")
 
 

@@ -134,9 +134,13 @@ def run(
     """Run one sync now; exit 0 when the run completed, 1 when it could not."""
     _settings()
     counts = run_flow(
-        company_id=company_id, batch_size=batch_size, write_mode=write_mode, dry_run=dry_run,
-        limit=limit, customer_ids=customer or None,
-    )  # fmt: skip
+        company_id=company_id,
+        batch_size=batch_size,
+        write_mode=write_mode,
+        dry_run=dry_run,
+        limit=limit,
+        customer_ids=customer or None,
+    )
     print_counts(counts)
 
 

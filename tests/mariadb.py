@@ -149,9 +149,14 @@ class MariaDBServer:
     def connect(self, **kwargs: Any) -> pymysql.connections.Connection:
         """A plain PyMySQL connection as root (autocommit), for fixtures and checks."""
         return pymysql.connect(
-            host=self.host, port=self.port, user=self.user, charset="utf8mb4",
-            autocommit=True, connect_timeout=5, **kwargs,
-        )  # fmt: skip
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            charset="utf8mb4",
+            autocommit=True,
+            connect_timeout=5,
+            **kwargs,
+        )
 
 
 def _is_mariadb(binary: str) -> bool:
@@ -226,11 +231,16 @@ class _Server:
         self.datadir.mkdir()
         self.tmpdir.mkdir()
         command = [
-            self.install_db, "--no-defaults", "--auth-root-authentication-method=normal",
-            f"--datadir={self.datadir}", *self.as_root, "--skip-test-db",
+            self.install_db,
+            "--no-defaults",
+            "--auth-root-authentication-method=normal",
+            f"--datadir={self.datadir}",
+            *self.as_root,
+            "--skip-test-db",
             # Debian's script finds its SQL files and mariadbd from --basedir=/usr.
-            f"--basedir={Path(self.server).parent.parent}", *SIZE_OPTIONS,
-        ]  # fmt: skip
+            f"--basedir={Path(self.server).parent.parent}",
+            *SIZE_OPTIONS,
+        ]
         try:
             result = subprocess.run(
                 command, cwd="/", capture_output=True, text=True, timeout=START_TIMEOUT
@@ -250,16 +260,27 @@ class _Server:
             port = free_port()
             self.logfile.unlink(missing_ok=True)
             command = [
-                self.server, "--no-defaults", *self.as_root, f"--datadir={self.datadir}",
-                f"--tmpdir={self.tmpdir}", f"--socket={self.socket}",
-                f"--pid-file={self.pidfile}", f"--log-error={self.logfile}",
-                f"--bind-address={HOST}", f"--port={port}", *SERVER_OPTIONS,
-            ]  # fmt: skip
+                self.server,
+                "--no-defaults",
+                *self.as_root,
+                f"--datadir={self.datadir}",
+                f"--tmpdir={self.tmpdir}",
+                f"--socket={self.socket}",
+                f"--pid-file={self.pidfile}",
+                f"--log-error={self.logfile}",
+                f"--bind-address={HOST}",
+                f"--port={port}",
+                *SERVER_OPTIONS,
+            ]
             with open(self.base / "stdout.log", "ab") as out:
                 self.process = subprocess.Popen(
-                    command, cwd="/", stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, preexec_fn=_die_with_parent(),
-                )  # fmt: skip
+                    command,
+                    cwd="/",
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent(),
+                )
             error = self._wait_ready(port)
             if error is None:
                 return MariaDBServer(

@@ -286,9 +286,13 @@ class PostgresServer:
 def server_url(executor: PostgreSQLExecutor, database: str = "postgres") -> str:
     """SQLAlchemy URL (psycopg 3) of `database` on the server `executor` runs."""
     return URL.create(
-        "postgresql+psycopg", username=executor.user, password=executor.password or None,
-        host=executor.host, port=executor.port, database=database,
-    ).render_as_string(hide_password=False)  # fmt: skip
+        "postgresql+psycopg",
+        username=executor.user,
+        password=executor.password or None,
+        host=executor.host,
+        port=executor.port,
+        database=database,
+    ).render_as_string(hide_password=False)
 
 
 # --------------------------------------------------------------------------- fixtures

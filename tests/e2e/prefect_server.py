@@ -69,9 +69,14 @@ def run(
     on timeout."""
     started = time.monotonic()
     proc = subprocess.Popen(
-        args, cwd=cwd, env=dict(env), text=True, start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        args,
+        cwd=cwd,
+        env=dict(env),
+        text=True,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -103,9 +108,13 @@ def prefect_server(home: Path) -> Iterator[PrefectServer]:
     started = time.monotonic()
     proc = subprocess.Popen(
         [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=home.parent, env=clean_env(PREFECT_HOME=str(home)), start_new_session=True,
-        stdout=log, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        cwd=home.parent,
+        env=clean_env(PREFECT_HOME=str(home)),
+        start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         api_url = f"http://127.0.0.1:{port}/api"
         _wait_for_health(proc, api_url, home.parent / "prefect-server.log")

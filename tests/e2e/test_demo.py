@@ -21,8 +21,12 @@ def test_the_demo_syncs_sample_customers_and_explains_the_failures(tmp_path: Pat
     command = ["demo", "--count", "60", "--folder", str(tmp_path / "demo")]
     result = subprocess.run(
         [sys.executable, "-m", "rootfi_sync", *command],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output

@@ -114,10 +114,12 @@ def test_a_manual_run_picked_up_by_a_worker_elsewhere_syncs_the_customers_from_a
     assert imported and all(not path.startswith(str(REPO)) for path in imported), imported
     ledger = ledger_rows(source_url)
     assert {k: r.status for k, r in ledger.items()} == {
-        str(rows[0]["id"]): "SYNCED", str(rows[1]["id"]): "FAILED",
-        str(rows[2]["id"]): "SYNCED", str(rows[3]["id"]): "FAILED",
+        str(rows[0]["id"]): "SYNCED",
+        str(rows[1]["id"]): "FAILED",
+        str(rows[2]["id"]): "SYNCED",
+        str(rows[3]["id"]): "FAILED",
         str(rows[4]["id"]): "SYNCED",
-    }  # fmt: skip
+    }
     stored = sandbox.admin.customers(COMPANY)
     assert sorted(str(c["rootfi_id"]) for c in stored) == sorted(
         r.rootfi_id for r in ledger.values() if r.status == "SYNCED"

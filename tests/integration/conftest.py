@@ -42,13 +42,19 @@ def configure(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer) -> Any:
 
     def apply(database_url: str, **settings: Any) -> None:
         env = {
-            "SOURCE_DATABASE_URL": database_url, "ROOTFI_BASE_URL": sandbox.api_url,
-            "ROOTFI_API_KEY": API_KEY, "ROOTFI_COMPANY_ID": str(COMPANY),
-            "ROOTFI_RATE_LIMIT_PER_MINUTE": "0", "ROOTFI_RETRY_DELAY_SECONDS": "0.05",
-            "ROOTFI_REQUEUE_DELAY_SECONDS": "0", "ROOTFI_RECONCILE_SKEW_SECONDS": "5",
-            "ROOTFI_TIMEOUT_SECONDS": "5", "ROOTFI_ASYNC_SETTLE_SECONDS": "0",
-            "ROOTFI_SYNC_SETTLE_SECONDS": "0", "ROOTFI_SYNC_POLL_SECONDS": "0",
-        }  # fmt: skip
+            "SOURCE_DATABASE_URL": database_url,
+            "ROOTFI_BASE_URL": sandbox.api_url,
+            "ROOTFI_API_KEY": API_KEY,
+            "ROOTFI_COMPANY_ID": str(COMPANY),
+            "ROOTFI_RATE_LIMIT_PER_MINUTE": "0",
+            "ROOTFI_RETRY_DELAY_SECONDS": "0.05",
+            "ROOTFI_REQUEUE_DELAY_SECONDS": "0",
+            "ROOTFI_RECONCILE_SKEW_SECONDS": "5",
+            "ROOTFI_TIMEOUT_SECONDS": "5",
+            "ROOTFI_ASYNC_SETTLE_SECONDS": "0",
+            "ROOTFI_SYNC_SETTLE_SECONDS": "0",
+            "ROOTFI_SYNC_POLL_SECONDS": "0",
+        }
         env.update({k.upper(): str(v) for k, v in settings.items()})
         for name, value in env.items():
             monkeypatch.setenv(name, value)

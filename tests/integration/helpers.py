@@ -151,13 +151,18 @@ def start_flow_process(env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes
     from prefect.settings import PREFECT_API_URL
 
     full = {
-        **os.environ, **env, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        **os.environ,
+        **env,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }  # fmt: skip
+    }
     return subprocess.Popen(
-        [sys.executable, "-c", REPORT_COUNTS], cwd=cwd, env=full,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [sys.executable, "-c", REPORT_COUNTS],
+        cwd=cwd,
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def wait_for_claim_owners(

@@ -43,12 +43,22 @@ def test_every_customer_lands_once_despite_errors_throttling_and_lost_answers(
 ) -> None:
     rows = [make_customer() for _ in range(count)]
     seed_source(sqlite_url, rows)
-    configure(sqlite_url, rootfi_write_mode=mode, rootfi_concurrency=8, rootfi_timeout_seconds=1,
-              rootfi_retries=4, rootfi_batch_size=100)  # fmt: skip
+    configure(
+        sqlite_url,
+        rootfi_write_mode=mode,
+        rootfi_concurrency=8,
+        rootfi_timeout_seconds=1,
+        rootfi_retries=4,
+        rootfi_batch_size=100,
+    )
     sandbox.admin.set_faults(
-        error_500_rate=0.15, error_429_rate=0.10, lost_answer_rate=0.10, slow_answer_rate=0.05,
-        slow_answer_seconds=1.5, seed=42,
-    )  # fmt: skip
+        error_500_rate=0.15,
+        error_429_rate=0.10,
+        lost_answer_rate=0.10,
+        slow_answer_rate=0.05,
+        slow_answer_seconds=1.5,
+        seed=42,
+    )
 
     run_until_settled(3)
 
@@ -180,8 +190,13 @@ def test_an_async_write_whose_answer_was_lost_is_looked_up_only_after_it_could_l
 ) -> None:
     rows = [make_customer() for _ in range(30)]
     seed_source(sqlite_url, rows)
-    configure(sqlite_url, rootfi_write_mode="batch", rootfi_batch_size=30, rootfi_retries=3,
-              rootfi_async_settle_seconds=600)  # fmt: skip
+    configure(
+        sqlite_url,
+        rootfi_write_mode="batch",
+        rootfi_batch_size=30,
+        rootfi_retries=3,
+        rootfi_async_settle_seconds=600,
+    )
     sandbox.admin.set_faults(lost_answer_rate=1.0, latency_seconds=0.0, seed=5)
 
     first = sync_customers()

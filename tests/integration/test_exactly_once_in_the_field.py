@@ -73,20 +73,33 @@ def test_a_key_that_reaches_many_companies_finds_its_company_on_a_later_page(
 
 @pytest.mark.parametrize(
     ("mode", "database"),
-    [("single", "sqlite"), ("batch", "sqlite"), pytest.param("single", "postgres",
-                                                            marks=pytest.mark.postgres)],
-)  # fmt: skip
+    [
+        ("single", "sqlite"),
+        ("batch", "sqlite"),
+        pytest.param("single", "postgres", marks=pytest.mark.postgres),
+    ],
+)
 def test_a_run_that_outlasts_its_lease_keeps_it_and_a_second_run_sends_nothing_twice(
-    request: pytest.FixtureRequest, sqlite_url: str, sandbox: SandboxServer, configure: Any,
-    tmp_path: Path, mode: str, database: str,
-) -> None:  # fmt: skip
+    request: pytest.FixtureRequest,
+    sqlite_url: str,
+    sandbox: SandboxServer,
+    configure: Any,
+    tmp_path: Path,
+    mode: str,
+    database: str,
+) -> None:
     url = sqlite_url if database == "sqlite" else request.getfixturevalue("pg_url")
     rows = [make_customer() for _ in range(40)]
     seed_source(url, rows)
     # Each batch takes ~5 s to send (single) and the lease is 3 s: without renewal the second
     # run takes over customers the first is still sending.
-    configure(url, rootfi_write_mode=mode, rootfi_batch_size=5, rootfi_concurrency=1,
-              rootfi_lease_seconds=3)  # fmt: skip
+    configure(
+        url,
+        rootfi_write_mode=mode,
+        rootfi_batch_size=5,
+        rootfi_concurrency=1,
+        rootfi_lease_seconds=3,
+    )
     sandbox.admin.set_faults(latency_seconds=1.0)
     first = start_flow_process({}, tmp_path)
     wait_for_claim_owners(url, owners=1)
@@ -141,8 +154,12 @@ def test_a_synced_customer_is_never_written_again(sqlite_url: str) -> None:
     with engine.begin() as conn:  # another writer records it SYNCED while we still hold it
         conn.execute(sa.update(ledger).values(status="SYNCED", rootfi_id="77", lease_owner="run"))
 
-    run.record_outcomes([Outcome(cid, Status.IN_DOUBT, error="no answer")], max_attempts=5,
-                        requeue=timedelta(0), attempts={cid: 1})  # fmt: skip
+    run.record_outcomes(
+        [Outcome(cid, Status.IN_DOUBT, error="no answer")],
+        max_attempts=5,
+        requeue=timedelta(0),
+        attempts={cid: 1},
+    )
 
     row = ledger_rows(sqlite_url)[cid]
     assert (row.status, row.rootfi_id) == ("SYNCED", "77")
@@ -229,11 +246,21 @@ def test_errors_on_the_gets_that_follow_an_async_write_never_resend_it(
 ) -> None:
     rows = [make_customer() for _ in range(300)]
     seed_source(db_url, rows)
-    configure(db_url, rootfi_write_mode="batch", rootfi_batch_size=50, rootfi_retries=3,
-              rootfi_concurrency=4)  # fmt: skip
+    configure(
+        db_url,
+        rootfi_write_mode="batch",
+        rootfi_batch_size=50,
+        rootfi_retries=3,
+        rootfi_concurrency=4,
+    )
     # Writes take a while to land, so a lookup made right after a failed GET finds nothing.
-    sandbox.admin.set_faults(get_error_500_rate=0.3, get_lost_answer_rate=0.1,
-                             error_500_rate=0.1, async_write_seconds=0.5, seed=11)  # fmt: skip
+    sandbox.admin.set_faults(
+        get_error_500_rate=0.3,
+        get_lost_answer_rate=0.1,
+        error_500_rate=0.1,
+        async_write_seconds=0.5,
+        seed=11,
+    )
 
     run_until_settled(8)
 
@@ -245,8 +272,9 @@ def test_a_known_async_write_is_asked_about_across_runs_and_never_resent_before_
 ) -> None:
     rows = [make_customer() for _ in range(20)]
     seed_source(sqlite_url, rows)
-    configure(sqlite_url, rootfi_write_mode="batch", rootfi_batch_size=20,
-              rootfi_poll_timeout_seconds=0.5)  # fmt: skip
+    configure(
+        sqlite_url, rootfi_write_mode="batch", rootfi_batch_size=20, rootfi_poll_timeout_seconds=0.5
+    )
     sandbox.admin.set_faults(async_write_seconds=8)
 
     first = sync_customers()
@@ -340,8 +368,12 @@ def test_the_error_history_keeps_its_newest_lines(sqlite_url: str) -> None:
     for attempt in range(1, 41):
         run.claim(run.candidates(run.now(), limit=10).candidates, timedelta(minutes=5))
         error = f"attempt {attempt}: no answer " + "x" * 150
-        run.record_outcomes([Outcome(cid, Status.IN_DOUBT, error=error)], max_attempts=40,
-                            requeue=timedelta(0), attempts={cid: attempt})  # fmt: skip
+        run.record_outcomes(
+            [Outcome(cid, Status.IN_DOUBT, error=error)],
+            max_attempts=40,
+            requeue=timedelta(0),
+            attempts={cid: attempt},
+        )
 
     history = ledger_rows(sqlite_url)[cid].last_error
     assert len(history) <= 4000
@@ -354,8 +386,9 @@ def test_the_circuit_breaker_stops_the_split_of_a_batch_refused_whole(
 ) -> None:
     rows = [make_customer(phone=f"call me {i}") for i in range(400)]  # the schema refuses each
     seed_source(sqlite_url, rows)
-    configure(sqlite_url, rootfi_write_mode="batch", rootfi_batch_size=400,
-              rootfi_max_refused_share=0.5)  # fmt: skip
+    configure(
+        sqlite_url, rootfi_write_mode="batch", rootfi_batch_size=400, rootfi_max_refused_share=0.5
+    )
 
     state = sync_customers(return_state=True)
 

@@ -55,9 +55,12 @@ def test_init_db_creates_the_ledger_beside_the_sample_source_table(
     assert {LEDGER_TABLE, "customers", "rootfi_sync_alembic_version"} <= tables
     with engine.connect() as conn:
         options = conn.execute(
-            sa.text("SELECT engine, table_collation, row_format FROM information_schema.tables "
-                    "WHERE table_schema = database() AND table_name = :t"), {"t": LEDGER_TABLE},
-        ).one()  # fmt: skip
+            sa.text(
+                "SELECT engine, table_collation, row_format FROM information_schema.tables "
+                "WHERE table_schema = database() AND table_name = :t"
+            ),
+            {"t": LEDGER_TABLE},
+        ).one()
         version = conn.execute(sa.text("SELECT version_num FROM rootfi_sync_alembic_version"))
         assert version.scalar_one() == head_revision()
     assert tuple(options) == ("InnoDB", "utf8mb4_bin", "Dynamic")
@@ -79,10 +82,16 @@ def test_the_ledger_keeps_microseconds_and_tells_keys_apart_exactly(
     upgrade_ledger(engine)
     when = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
     rows = [
-        {"customer_id": cid, "company_id": 1089, "status": "CLAIMED", "updated_at": when,
-         "synced_at": when + timedelta(microseconds=1), "lease_expires_at": when}
+        {
+            "customer_id": cid,
+            "company_id": 1089,
+            "status": "CLAIMED",
+            "updated_at": when,
+            "synced_at": when + timedelta(microseconds=1),
+            "lease_expires_at": when,
+        }
         for cid in ("abc", "ABC", "ä-😀")  # case and 4-byte UTF-8: three distinct keys
-    ]  # fmt: skip
+    ]
     with engine.begin() as conn:
         conn.execute(ledger.insert(), rows)
     with engine.connect() as conn:
@@ -128,19 +137,37 @@ def test_pending_customers_join_a_text_keyed_source_of_another_collation(
     upgrade_ledger(engine)
     with engine.begin() as conn:
         text_columns = ", ".join(f"{name} TEXT" for name in SOURCE_COLUMNS[1:-2])
-        conn.execute(sa.text(f"CREATE TABLE clients (id VARCHAR(64) PRIMARY KEY, {text_columns}, "
-                             "created_at DATETIME, updated_at DATETIME) "
-                             "COLLATE utf8mb4_unicode_ci"))  # fmt: skip
-        conn.execute(sa.text("INSERT INTO clients (id, name, email) VALUES "
-                             "('c-1', 'One', 'one@example.com'), ('c-2', 'Two', 'two@x.io'), "
-                             "('c-3', 'Three', 'three@x.io')"))  # fmt: skip
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE clients (id VARCHAR(64) PRIMARY KEY, {text_columns}, "
+                "created_at DATETIME, updated_at DATETIME) "
+                "COLLATE utf8mb4_unicode_ci"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO clients (id, name, email) VALUES "
+                "('c-1', 'One', 'one@example.com'), ('c-2', 'Two', 'two@x.io'), "
+                "('c-3', 'Three', 'three@x.io')"
+            )
+        )
         conn.execute(
             ledger.insert(),
-            [{"customer_id": "c-2", "company_id": 7, "status": "SYNCED",
-              "updated_at": datetime.now(UTC)},
-             {"customer_id": "C-3", "company_id": 7, "status": "SYNCED",  # another customer
-              "updated_at": datetime.now(UTC)}],
-        )  # fmt: skip
+            [
+                {
+                    "customer_id": "c-2",
+                    "company_id": 7,
+                    "status": "SYNCED",
+                    "updated_at": datetime.now(UTC),
+                },
+                {
+                    "customer_id": "C-3",
+                    "company_id": 7,
+                    "status": "SYNCED",  # another customer
+                    "updated_at": datetime.now(UTC),
+                },
+            ],
+        )
     source = source_table("clients")
     book = Ledger(engine, source, company_id=7, owner="test")
 

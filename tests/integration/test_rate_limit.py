@@ -41,8 +41,13 @@ def test_two_runs_together_stay_within_one_budget_and_are_never_throttled(
 ) -> None:
     rows = [make_customer() for _ in range(400)]
     seed_source(sqlite_url, rows)
-    configure(sqlite_url, rootfi_base_url=limited_sandbox.api_url, rootfi_concurrency=8,
-              rootfi_rate_limit_per_minute=BUDGET, rootfi_batch_size=50)  # fmt: skip
+    configure(
+        sqlite_url,
+        rootfi_base_url=limited_sandbox.api_url,
+        rootfi_concurrency=8,
+        rootfi_rate_limit_per_minute=BUDGET,
+        rootfi_batch_size=50,
+    )
     setup_prefect(work_pool="rootfi-sync-test", api_key=None, rate_limit_per_minute=BUDGET)
 
     runs = [start_flow_process({}, tmp_path) for _ in range(2)]

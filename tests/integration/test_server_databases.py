@@ -63,8 +63,11 @@ def test_reads_a_users_own_table_and_column_names(
     columns = {"id": "client_no", "name": "full_name", "email": "mail"}
     rows = [make_customer() for _ in range(5)]
     seed_source(server_url, rows, source_table="clients", source_columns=columns)
-    configure(server_url, source_table="clients", source_columns='{"id": "client_no", '
-              '"name": "full_name", "email": "mail"}')  # fmt: skip
+    configure(
+        server_url,
+        source_table="clients",
+        source_columns='{"id": "client_no", "name": "full_name", "email": "mail"}',
+    )
 
     counts = sync_customers()
 

@@ -127,14 +127,20 @@ def test_the_mariadb_server_runs_throwaway_and_fast(
     engine = create_engine(mysql_url)
     with engine.connect() as conn:
         settings = conn.execute(
-            text("SELECT @@innodb_flush_log_at_trx_commit, @@log_bin, @@bind_address, @@port, "
-                 "@@datadir, @@character_set_server, version()")
-        ).one()  # fmt: skip
+            text(
+                "SELECT @@innodb_flush_log_at_trx_commit, @@log_bin, @@bind_address, @@port, "
+                "@@datadir, @@character_set_server, version()"
+            )
+        ).one()
     engine.dispose()
     flush, log_bin, bind, port, datadir, charset, version = settings
     assert (flush, log_bin, bind, port, charset) == (
-        0, 0, "127.0.0.1", mariadb_server.port, "utf8mb4",
-    )  # fmt: skip
+        0,
+        0,
+        "127.0.0.1",
+        mariadb_server.port,
+        "utf8mb4",
+    )
     assert mariadb_server.version == version
     assert Path(datadir).resolve() == mariadb_server.datadir.resolve()
     assert mariadb_server.socket.is_socket() and mariadb_server.logfile.exists()

@@ -146,9 +146,14 @@ def test_the_api_key_appears_in_no_log_line(
     ],
 )
 def test_a_wrong_key_or_company_stops_the_run_before_anything_is_sent(
-    sqlite_url: str, sandbox: SandboxServer, configure: Any, monkeypatch: pytest.MonkeyPatch,
-    setting: str, value: str, named: str,
-) -> None:  # fmt: skip
+    sqlite_url: str,
+    sandbox: SandboxServer,
+    configure: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    setting: str,
+    value: str,
+    named: str,
+) -> None:
     seed_source(sqlite_url, valid_and_invalid_rows())
     configure(sqlite_url)
     monkeypatch.setenv(setting, value)

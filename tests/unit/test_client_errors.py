@@ -18,9 +18,11 @@ KEY = "sk-test-secret"
 
 def client_for(handler: Callable[[httpx.Request], httpx.Response]) -> RootFiClient:
     return RootFiClient(
-        "http://127.0.0.1:9/v3", SecretStr(KEY), transport=httpx.MockTransport(handler),
+        "http://127.0.0.1:9/v3",
+        SecretStr(KEY),
+        transport=httpx.MockTransport(handler),
         max_rate_limit_wait=0.05,
-    )  # fmt: skip
+    )
 
 
 def error(status: int, code: str, field: str | None = None, **headers: str) -> httpx.Response:
@@ -61,9 +63,10 @@ def test_sends_the_key_only_in_the_api_key_header_and_run_async_in_query_and_bod
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return httpx.Response(
-            200, json={"sync_id": "s1", "data": {"sync_id": "s1"}},
+            200,
+            json={"sync_id": "s1", "data": {"sync_id": "s1"}},
             headers={"Date": "Sat, 28 Nov 2026 16:00:05 GMT"},
-        )  # fmt: skip
+        )
 
     with client_for(handler) as client:
         sync_id, accepted_at = client.create_customers_async(1089, [{"name": "A"}, {"name": "B"}])

@@ -93,9 +93,11 @@ def test_customers_still_pending_after_their_last_attempt_are_parked_with_the_re
     parked = park(outcomes, {"1": 5, "2": 5, "3": 4, "4": 5}, max_attempts=5)
 
     assert [(o.status, o.parked) for o in parked] == [
-        (Status.FAILED, True), (Status.FAILED, True), (Status.IN_DOUBT, False),
+        (Status.FAILED, True),
+        (Status.FAILED, True),
+        (Status.IN_DOUBT, False),
         (Status.SYNCED, False),
-    ]  # fmt: skip
+    ]
     assert parked[0].error == "gave up after 5 attempts: no answer"
 
 

@@ -61,8 +61,9 @@ def test_status_and_timestamps_do_not_take_part_in_the_match() -> None:
 
 def test_adopts_the_record_of_a_payload_sent_before_the_row_was_edited() -> None:
     sent_before = item("1", name="Ada Lovelace", email="ada@x.org")
-    edited = Item("1", CustomerPayload(name="Ada King", email="ada@x.org"),
-                  sent_keys=sent_before.keys)  # fmt: skip
+    edited = Item(
+        "1", CustomerPayload(name="Ada King", email="ada@x.org"), sent_keys=sent_before.keys
+    )
     records = [record(4, name="Ada Lovelace", email="ada@x.org")]
 
     assert match_records([edited], records, taken=set())["1"]["rootfi_id"] == 4

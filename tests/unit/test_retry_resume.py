@@ -19,8 +19,12 @@ def item(cid: str, **history: object) -> Item:
 
 
 def test_a_retry_keeps_what_was_settled_and_resends_only_what_is_left() -> None:
-    items = [item("done"), item("lost"), item("throttled"), item("held", doubt_since=EARLIER,
-             last_sent=EARLIER)]  # fmt: skip
+    items = [
+        item("done"),
+        item("lost"),
+        item("throttled"),
+        item("held", doubt_since=EARLIER, last_sent=EARLIER),
+    ]
     previous = BatchIncomplete(
         "x",
         [Outcome("done", Status.SYNCED, rootfi_id="1")],

@@ -380,9 +380,13 @@ def test_rejects_a_row_whose_phone_breaks_a_rule(value: Any, rule: str) -> None:
 
 def test_groups_the_address_fields_under_address() -> None:
     payload = payload_for(
-        street=" 1 Main St ", locality="Old Town", city="Springfield", state="IL",
-        pincode="62701", country="US",
-    )  # fmt: skip
+        street=" 1 Main St ",
+        locality="Old Town",
+        city="Springfield",
+        state="IL",
+        pincode="62701",
+        country="US",
+    )
 
     assert payload.to_api()["address"] == {
         "street": "1 Main St",
