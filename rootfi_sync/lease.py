@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Iterable
 from datetime import timedelta
-from types import TracebackType
 
 import sqlalchemy as sa
 
@@ -40,12 +39,7 @@ class LeaseKeeper:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
 

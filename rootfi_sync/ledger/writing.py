@@ -171,13 +171,7 @@ class Ledger(LedgerReader):
         with self.engine.begin() as conn:
             now = db_now(conn)
             stmt = (
-                ledger.update()
-                .where(
-                    c.company_id == self.company_id,
-                    c.customer_id == sa.bindparam("b_cid"),
-                    c.lease_owner == self.owner,
-                    c.lease_expires_at > now,
-                )
+                self._fenced_update(now)
                 # In this order: MySQL assigns left to right, each seeing the ones before it.
                 .ordered_values(
                     (c.sent_keys, sa.case((fresh, sa.bindparam("b_keys")), else_=c.sent_keys)),
@@ -194,6 +188,17 @@ class Ledger(LedgerReader):
                 for cid, (digest, keys) in intents.items()
             ]
             return self._updated(conn, stmt, params, now)
+
+    def _fenced_update(self, now: datetime) -> sa.Update:
+        """An UPDATE of this company's row `b_cid` that changes it only while this run holds
+        its lease (the fence is in the statement: no read first)."""
+        c = ledger.c
+        return ledger.update().where(
+            c.company_id == self.company_id,
+            c.customer_id == sa.bindparam("b_cid"),
+            c.lease_owner == self.owner,
+            c.lease_expires_at > now,
+        )
 
     def _updated(
         self, conn: sa.Connection, stmt: sa.Update, params: list[dict[str, Any]], now: datetime
@@ -223,20 +228,11 @@ class Ledger(LedgerReader):
         c = ledger.c
         with self.engine.begin() as conn:
             now = db_now(conn)
-            stmt = (
-                ledger.update()
-                .where(
-                    c.company_id == self.company_id,
-                    c.customer_id == sa.bindparam("b_cid"),
-                    c.lease_owner == self.owner,
-                    c.lease_expires_at > now,
-                )
-                .values(
-                    sent_keys=sa.bindparam("b_keys"),
-                    attempted_at=now,
-                    doubt_since=sa.func.coalesce(c.doubt_since, now),
-                    updated_at=now,
-                )
+            stmt = self._fenced_update(now).values(
+                sent_keys=sa.bindparam("b_keys"),
+                attempted_at=now,
+                doubt_since=sa.func.coalesce(c.doubt_since, now),
+                updated_at=now,
             )
             params = [{"b_cid": k, "b_keys": " ".join(keys)} for k, keys in sent_keys.items()]
             return self._updated(conn, stmt, params, now)
