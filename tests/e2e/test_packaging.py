@@ -4,6 +4,7 @@ faker: they come with the `sandbox` extra."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
 
 
 def _uv() -> str:
@@ -49,3 +51,30 @@ def test_the_sandbox_and_faker_come_only_with_the_sandbox_extra(wheel: zipfile.Z
     assert "prefect" in names and "sqlalchemy" in names
     assert not names & {"rootfi-sandbox", "faker", "starlette", "uvicorn"}, always
     assert "rootfi-sandbox; extra == 'sandbox'" in requires
+
+
+def test_a_workers_install_has_neither_the_sandbox_nor_faker(tmp_path: Path) -> None:
+    """What the Dockerfile installs (`uv sync --locked --no-dev`), in a folder of its own."""
+    for name in ("pyproject.toml", "uv.lock", "README.md", "prefect.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "sandbox").mkdir()
+    for name in ("pyproject.toml", "README.md"):  # the lock names the member; not installed
+        shutil.copy(ROOT / "sandbox" / name, tmp_path / "sandbox" / name)
+    for folder in ("rootfi_sync", "tasks", "flows", "deployments"):
+        shutil.copytree(
+            ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    venv = tmp_path / "venv"
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)}
+    command = [_uv(), "sync", "--locked", "--no-dev", "--quiet"]
+    subprocess.run(command, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300)
+
+    [site] = venv.glob("lib/python*/site-packages")
+    installed = {p.name.split("-")[0].lower() for p in site.iterdir()}
+    assert "prefect" in installed and "rootfi_sync" in installed
+    assert not installed & {"faker", "rootfi_sandbox"}, sorted(installed)
+    result = subprocess.run(
+        [str(venv / "bin" / "rootfi-sync"), "sandbox"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "pip install 'rootfi-sync[sandbox]'" in " ".join(result.stderr.split())
