@@ -272,7 +272,8 @@ def _finish_batch(settings: Settings, summary: RunSummary, sending: Sending) -> 
             max_attempts=settings.rootfi_max_attempts,
             requeue_seconds=settings.rootfi_requeue_delay_seconds,
         )
-    recorded = written[len(sending.rejects) :]  # rejects: counted when built
+    rejected = {o.customer_id for o in sending.rejects}  # counted when built
+    recorded = [o for o in written if o.customer_id not in rejected]
     summary.lease_lost += len(outcomes) - len(recorded)
     summary.add_outcomes(recorded, sending.attempts)
     if error is not None:

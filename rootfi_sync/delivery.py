@@ -10,7 +10,6 @@ id is recorded as soon as RootFi names it, so later runs ask RootFi about it.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -20,7 +19,7 @@ from typing import Any
 
 from rootfi_sync import errors
 from rootfi_sync.client import RootFiClient
-from rootfi_sync.decisions import Event, Timing, pending, retry_in_run
+from rootfi_sync.decisions import TRANSIENT, Event, Timing, pending, retry_in_run
 from rootfi_sync.lookup import FINAL, PASSING, Item, Lookup, all_pending, synced
 from rootfi_sync.outcomes import Outcome, Status
 
@@ -94,7 +93,6 @@ class Delivery:
     stop_splitting: Callable[[int, int], bool] = lambda _sent, _refused: False
     poll_timeout: float = 300.0
     poll_interval: float = 0.25
-    split: _Split = field(default_factory=lambda: _Split())  # the run's splits, all batches
 
     @property
     def lookup(self) -> Lookup:
@@ -139,7 +137,7 @@ class Delivery:
     def _send(self, items: Sequence[Item], now: datetime) -> list[Outcome]:
         if self.mode == "single":
             return self._send_single(items)
-        return self._send_async(items, since=now, split=self.split)
+        return self._send_async(items, since=now, split=_Split())
 
     def _send_single(self, items: Sequence[Item]) -> list[Outcome]:
         """Create each customer with its own synchronous request, through the run's pool.
@@ -147,11 +145,7 @@ class Delivery:
         The pool is shared by the run's batches, so batches that overlap still keep at most its
         size (ROOTFI_CONCURRENCY) in flight. A lease is checked just before each request.
         """
-        results = list(self.pool.map(self._send_one, items))
-        done = [r for r in results if isinstance(r, Outcome) and r.status not in _PENDING]
-        waiting = {
-            r.customer_id: r for r in results if isinstance(r, Outcome) and r.status in _PENDING
-        }
+        done, waiting = _separate(list(self.pool.map(self._send_one, items)))
         if waiting:
             first = next(iter(waiting.values())).error
             raise BatchIncomplete(
@@ -207,8 +201,8 @@ class Delivery:
     def _bisect(self, items: Sequence[Item], *, since: datetime, split: _Split) -> list[Outcome]:
         """Send each half on its own, so one bad record cannot hold back the others.
 
-        The circuit breaker is asked before each half: when the run (this split included) has
-        had too much refused, what is left is not sent.
+        The circuit breaker is asked before each half: when the run (what it has recorded, and
+        this batch's split so far) has had too much refused, what is left is not sent.
         """
         half, outcomes, incomplete = len(items) // 2, [], None
         for part in (items[:half], items[half:]):
@@ -266,26 +260,21 @@ class Delivery:
         return outcomes
 
 
-_PENDING = (Status.IN_DOUBT, Status.RETRY)
-
-
 @dataclass(slots=True)
 class _Split:
-    """How many customers the run's splits of refused batches have sent and had refused so
-    far (the batches in flight split at the same time: the counts are shared)."""
+    """What one batch's split has sent and had refused so far: not yet in the run's counts,
+    which take the batch when its outcomes are recorded (so nothing is counted twice)."""
 
     sent: int = 0
     refused: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, sent: int = 0, refused: int = 0) -> None:
-        with self.lock:
-            self.sent, self.refused = self.sent + sent, self.refused + refused
+        self.sent, self.refused = self.sent + sent, self.refused + refused
 
 
 def _separate(outcomes: list[Outcome]) -> tuple[list[Outcome], dict[str, Outcome]]:
-    final = [o for o in outcomes if o.status not in _PENDING]
-    return final, {o.customer_id: o for o in outcomes if o.status in _PENDING}
+    final = [o for o in outcomes if o.status not in TRANSIENT]
+    return final, {o.customer_id: o for o in outcomes if o.status in TRANSIENT}
 
 
 def _job_message(job: Mapping[str, Any]) -> str:

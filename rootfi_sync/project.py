@@ -49,8 +49,10 @@ def entrypoint(deployment: str) -> str:
     raise RootFiSyncError(f"prefect.yaml declares no deployment named {deployment!r}")
 
 
+@cache
 def load_flow(deployment: str) -> Any:
-    """Return the flow of the named deployment, loaded from its file as a worker would."""
+    """Return the flow of the named deployment, loaded from its file as a worker would (once
+    a process)."""
     from prefect.flows import load_flow_from_entrypoint
 
     path, function = entrypoint(deployment).rsplit(":", 1)

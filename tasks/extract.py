@@ -32,13 +32,13 @@ def claim_batch(
     `lease`: a dry run)."""
     parts = run.current()
     ledger = parts.ledger
+    since = time.monotonic()  # no later than `now`: the lease runs from `now` in the ledger
     now = ledger.now()
     page = ledger.candidates(now, after=after, limit=limit, only=only or ())
     _warn_about_keys(page, ledger.source.c.id.name)
     seen = len(page.candidates) + page.invalid_keys
     if not lease:
         return Claimed(page.candidates, seen=seen, last_id=page.last_id)
-    since = time.monotonic()
     won = ledger.claim(page.candidates, timedelta(seconds=parts.leases.lease), now)
     parts.leases.hold((c.customer_id for c in won), since)
     return Claimed(won, seen=seen, last_id=page.last_id)

@@ -118,7 +118,8 @@ def send_batch(request: SendRequest) -> list[Outcome]:
     except BatchIncomplete as exc:
         incomplete = BatchIncomplete(str(exc), known + exc.outcomes, exc.pending, exc.sent)
         context = TaskRunContext.get()
-        if context is not None and run_count <= context.task.retries:
+        # Kept only for a retry that will follow (is_transient): else nothing would take it.
+        if context is not None and run_count <= context.task.retries and incomplete.retry_now:
             with _previous_lock:
                 _previous[run_id] = Attempt(now, items, incomplete)
         raise incomplete from None

@@ -302,19 +302,19 @@ class Ledger(LedgerReader):
         return written
 
     def _unclaimed(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
-        """Return the outcomes, those adopting a record another customer holds made IN_DOUBT."""
-        ids = [o.rootfi_id for o in outcomes if o.rootfi_id is not None]
-        taken = self.known_rootfi_ids(ids)
-        return [
-            Outcome(
-                o.customer_id,
-                Status.IN_DOUBT,
-                error=f"RootFi record {o.rootfi_id} already belongs to another customer",
-            )
-            if o.rootfi_id in taken
-            else o
-            for o in outcomes
-        ]
+        """Return the outcomes, those adopting a record another customer holds made IN_DOUBT:
+        one in the ledger already, or one earlier in these outcomes (two lookups of one batch,
+        its halves or its attempts, can each match the same record)."""
+        taken = self.known_rootfi_ids(o.rootfi_id for o in outcomes if o.rootfi_id is not None)
+        kept = []
+        for o in outcomes:
+            if o.rootfi_id is not None and o.rootfi_id in taken:
+                error = f"RootFi record {o.rootfi_id} already belongs to another customer"
+                o = Outcome(o.customer_id, Status.IN_DOUBT, error=error)
+            elif o.rootfi_id is not None:
+                taken.add(o.rootfi_id)
+            kept.append(o)
+        return kept
 
 
 def _split_keys(value: str | None) -> tuple[str, ...]:

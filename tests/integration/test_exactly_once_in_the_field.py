@@ -16,6 +16,7 @@ from rootfi_sandbox import SandboxServer
 
 from flows.sync_customers import sync_customers
 from rootfi_sync.db import make_engine
+from rootfi_sync.ledger import Ledger, Outcome, Status
 from rootfi_sync.tables import ledger, source_table
 from tests.factories import make_customer, sandbox_for
 from tests.integration.conftest import API_KEY, COMPANY
@@ -114,7 +115,6 @@ def test_a_run_that_outlasts_its_lease_keeps_it_and_a_second_run_sends_nothing_t
 def test_a_run_that_lost_its_lease_neither_sends_nor_records(
     sqlite_url: str, sandbox: SandboxServer, configure: Any
 ) -> None:
-    from rootfi_sync.ledger import Ledger, Outcome, Status
     from rootfi_sync.lookup import Item
     from rootfi_sync.transform import build_payloads
 
@@ -143,7 +143,6 @@ def test_a_run_that_lost_its_lease_neither_sends_nor_records(
 
 
 def test_a_synced_customer_is_never_written_again(sqlite_url: str) -> None:
-    from rootfi_sync.ledger import Ledger, Outcome, Status
 
     rows = [make_customer()]
     seed_source(sqlite_url, rows)
@@ -169,24 +168,36 @@ def test_a_synced_customer_is_never_written_again(sqlite_url: str) -> None:
 def test_leases_follow_the_database_clock_not_a_machine_clock_two_hours_fast(
     sqlite_url: str, sandbox: SandboxServer, configure: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rootfi_sync.ledger.writing
-    import tasks.extract
+    import sys
+
+    from prefect import get_client
 
     rows = [make_customer() for _ in range(5)]
     seed_source(sqlite_url, rows)
     engine = make_engine(sqlite_url)
-    holder = rootfi_sync.ledger.Ledger(engine, source_table(), COMPANY, "holder")
+    holder = Ledger(engine, source_table(), COMPANY, "holder")
     held = holder.claim(holder.candidates(holder.now(), limit=10).candidates, timedelta(hours=1))
     assert len(held) == 5
     configure(sqlite_url)
-    fast = lambda: datetime.now(UTC) + timedelta(hours=2)  # noqa: E731
-    for module in (rootfi_sync.ledger.writing, tasks.extract):  # where a run read its clock before
-        monkeypatch.setattr(module, "utcnow", fast, raising=False)
+    fast = datetime.now(UTC) + timedelta(hours=2)
+    # The machine's clock, two hours fast, wherever our code reads it (`utcnow`).
+    ours = [
+        module
+        for name, module in list(sys.modules.items())
+        if name.split(".")[0] in ("rootfi_sync", "tasks", "flows") and hasattr(module, "utcnow")
+    ]
+    assert len(ours) >= 3, ours
+    for module in ours:
+        monkeypatch.setattr(module, "utcnow", lambda: fast)
 
-    counts = sync_customers()
+    state = sync_customers(return_state=True)
 
+    counts = state.result()
     assert counts["picked"] == 0  # another run holds them for an hour, by the database's clock
     assert sandbox.admin.state()["requests"]["creates"] == 0
+    with get_client(sync_client=True) as client:  # the run did read the fast clock
+        name = client.read_flow_run(state.state_details.flow_run_id).name
+    assert f"{fast:%Y%m%d-%H%M}" in name, name
     engine.dispose()
 
 
@@ -358,7 +369,6 @@ def test_two_customers_can_never_hold_the_same_rootfi_record(sqlite_url: str) ->
 
 
 def test_the_error_history_keeps_its_newest_lines(sqlite_url: str) -> None:
-    from rootfi_sync.ledger import Ledger, Outcome, Status
 
     rows = [make_customer()]
     seed_source(sqlite_url, rows)
