@@ -18,6 +18,7 @@ from flows.sync_customers import sync_customers
 from rootfi_sync.db import make_engine
 from rootfi_sync.ledger import Ledger, Outcome, Status
 from rootfi_sync.tables import ledger, source_table
+from tasks import load
 from tests.factories import make_customer, sandbox_for
 from tests.integration.conftest import API_KEY, COMPANY
 from tests.integration.helpers import (
@@ -211,10 +212,12 @@ def test_a_lost_synchronous_create_that_lands_late_is_adopted_not_sent_again(
     seed_source(db_url, rows)
     configure(db_url, rootfi_retries=3, rootfi_sync_settle_seconds=4, rootfi_concurrency=4)
     sandbox.admin.set_faults(lost_answer_rate=0.1, lost_answer_landing_seconds=2, seed=7)
+    load._previous.clear()
 
     first = sync_customers()
 
     assert first["in_doubt"] > 0
+    assert load._previous == {}  # no retry followed the batches left in doubt: none kept
     assert sync_customers()["picked"] == 0  # not looked up before it could have landed
     sandbox.admin.set_faults(lost_answer_rate=0.0)
     time.sleep(4.2)  # the settle time is over: every late record has landed
@@ -406,3 +409,61 @@ def test_the_circuit_breaker_stops_the_split_of_a_batch_refused_whole(
     assert sandbox.admin.state()["requests"]["creates"] < 80  # not the ~800 a full split takes
     statuses = {r.status for r in ledger_rows(sqlite_url).values()}
     assert statuses <= {"FAILED", "RETRY"}
+
+
+def test_the_breaker_asked_during_a_split_counts_only_that_batch_not_the_ones_recorded(
+    sandbox: SandboxServer,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pydantic import SecretStr
+
+    from rootfi_sync.client import RootFiClient
+    from rootfi_sync.delivery import Delivery
+    from rootfi_sync.lookup import Item
+    from rootfi_sync.models import CustomerPayload
+
+    asked: list[tuple[int, int]] = []
+
+    def breaker(sent: int, refused: int) -> bool:
+        asked.append((sent, refused))
+        return False
+
+    good = [Item(f"g{n}", CustomerPayload(name=f"Good {n}")) for n in range(6)]
+    bad = [Item(f"b{n}", CustomerPayload(name=f"Bad {n}", phone="call me")) for n in range(4)]
+    client = RootFiClient(sandbox.api_url, SecretStr(API_KEY))
+    with client, ThreadPoolExecutor(2) as pool:
+        delivery = Delivery(
+            client, COMPANY, "batch", pool, known=lambda ids: set(), stop_splitting=breaker
+        )
+        now = datetime.now(UTC)
+        delivery.deliver(good, now)  # accepted whole: the run counts it once it is recorded
+        refused = delivery.deliver(bad, now)  # refused whole: split down to each customer
+
+    assert {o.status for o in refused} == {Status.FAILED}
+    # Before each half: what this batch's split has had refused so far, nothing of the six
+    # customers of the batch before (the run's own counts hold those once recorded).
+    assert asked[0] == (0, 0)
+    assert asked[-1] == (3, 3)
+
+
+def test_two_customers_of_one_batch_matched_to_one_record_leave_it_to_the_first(
+    sqlite_url: str,
+) -> None:
+    rows = [make_customer() for _ in range(3)]
+    seed_source(sqlite_url, rows)
+    engine = make_engine(sqlite_url)
+    run = Ledger(engine, source_table(), COMPANY, "run")
+    run.claim(run.candidates(run.now(), limit=10).candidates, timedelta(minutes=5))
+    first, second, third = (str(r["id"]) for r in rows)
+    outcomes = [  # two lookups of one batch (its halves, or its attempts) matched record 9
+        Outcome(first, Status.SYNCED, rootfi_id="9", adopted=True),
+        Outcome(second, Status.SYNCED, rootfi_id="9", adopted=True),
+        Outcome(third, Status.SYNCED, rootfi_id="10"),
+    ]
+
+    run.record_outcomes(outcomes, max_attempts=5, requeue=timedelta(0), attempts={})
+
+    got = {cid: (r.status, r.rootfi_id) for cid, r in ledger_rows(sqlite_url).items()}
+    assert got == {first: ("SYNCED", "9"), second: ("IN_DOUBT", None), third: ("SYNCED", "10")}
+    engine.dispose()
