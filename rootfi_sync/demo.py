@@ -12,7 +12,7 @@ from rich.console import Console
 
 from rootfi_sync.console import print_counts, run_flow
 from rootfi_sync.seed import DEMO_MARKER, seed_into
-from rootfi_sync.settings import Settings, settings_given
+from rootfi_sync.settings import Settings, settings_given, settings_of
 
 DEMO_KEY = "sandbox-demo-key"
 DEMO_COMPANY = 1089
@@ -21,8 +21,9 @@ DEMO_FILES = frozenset({"demo.db", "demo.db-wal", "demo.db-shm", "demo.db-journa
 
 
 def _settings(db_url: str, api_url: str) -> Settings:
-    """The demo's settings, as values: its own database, sandbox, key and company."""
-    return Settings(
+    """The demo's settings, as values: its own database, sandbox, key and company, and the
+    defaults for everything else (nothing from the environment or `.env`)."""
+    return settings_of(
         source_database_url=db_url,
         rootfi_base_url=api_url,
         rootfi_api_key=SecretStr(DEMO_KEY),
@@ -33,7 +34,7 @@ def _settings(db_url: str, api_url: str) -> Settings:
 
 @contextmanager
 def _prefect_for_the_demo() -> Iterator[None]:
-    """Prefect's settings for the demo's temporary server, and a console that shows only
+    """Prefect's temporary server for the demo, and a console that shows only
     Prefect's warnings from here to the end of this process (the server logs its stop at
     exit); every run's logs, INFO and up, still reach the Prefect UI."""
     import logging
@@ -41,6 +42,7 @@ def _prefect_for_the_demo() -> Iterator[None]:
     from prefect.logging.configuration import ensure_logging_setup
     from prefect.logging.handlers import PrefectConsoleHandler
     from prefect.settings import (
+        PREFECT_API_URL,
         PREFECT_SERVER_ANALYTICS_ENABLED,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
         temporary_settings,
@@ -57,7 +59,9 @@ def _prefect_for_the_demo() -> Iterator[None]:
         PREFECT_SERVER_ANALYTICS_ENABLED: False,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 90,
     }
-    with temporary_settings(updates=updates):
+    # Always Prefect's temporary server, never the user's (PREFECT_API_URL): their server's
+    # Secret block would hand the demo their real RootFi key.
+    with temporary_settings(updates=updates, restore_defaults={PREFECT_API_URL}):
         yield
 
 

@@ -231,6 +231,22 @@ def _database_url(value: str, source_only: Drivers) -> str:
     return value
 
 
+class _ValuesOnly(Settings):
+    """Settings from the values given and the defaults alone: no environment, no `.env`."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: Any, *_others: Any, **__: Any
+    ) -> tuple[Any, ...]:
+        return (init_settings,)
+
+
+def settings_of(**values: Any) -> Settings:
+    """Return settings made of these values and the defaults, whatever the environment and
+    `.env` hold (the demo's: a user's LEDGER_DATABASE_URL must not reach it)."""
+    return _ValuesOnly(**values)
+
+
 _GIVEN: ContextVar[Settings | None] = ContextVar("rootfi_sync_settings", default=None)
 
 

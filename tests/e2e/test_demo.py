@@ -18,6 +18,7 @@ def test_the_demo_syncs_sample_customers_and_explains_the_failures(tmp_path: Pat
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ROOTFI_", "SOURCE_"))}
     env["PREFECT_HOME"] = str(tmp_path / "prefect")
     env["COLUMNS"] = "200"
+    env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"  # the user's server: the demo leaves it be
     command = ["demo", "--count", "60", "--folder", str(tmp_path / "demo")]
     result = subprocess.run(
         [sys.executable, "-m", "rootfi_sync", *command],

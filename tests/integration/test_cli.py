@@ -291,7 +291,11 @@ def test_the_demo_runs_on_settings_it_builds_and_leaves_the_environment_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ROOTFI_API_KEY", raising=False)
-    monkeypatch.setenv("ROOTFI_COMPANY_ID", "77")  # the user's own: the demo uses 1089
+    # The user's own settings: none of them reaches the demo.
+    monkeypatch.setenv("ROOTFI_COMPANY_ID", "77")
+    monkeypatch.setenv("LEDGER_DATABASE_URL", f"sqlite:///{tmp_path / 'their-ledger.db'}")
+    monkeypatch.setenv("SOURCE_TABLE", "crm.clients")
+    monkeypatch.setenv("ROOTFI_WRITE_MODE", "batch")
     before = dict(os.environ)
 
     result = invoke("demo", "--count", "12", "--folder", str(tmp_path / "demo"))
@@ -299,6 +303,7 @@ def test_the_demo_runs_on_settings_it_builds_and_leaves_the_environment_alone(
     assert result.exit_code == 0, result.output
     assert "the first run synced 11, the second sent 0" in " ".join(result.output.split())
     assert dict(os.environ) == before
+    assert not (tmp_path / "their-ledger.db").exists()
 
 
 def test_seed_and_demo_name_the_extra_on_an_install_without_the_sandbox(
