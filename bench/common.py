@@ -1,10 +1,12 @@
 """What the benchmarks share: child processes (each in a session of its own, stopped by its
 process group, never by name), a sandbox and a Prefect server in subprocesses, a seeded
 source, the ledger's rows, the CPU other people's processes took, the JSON record; and
-`python -m bench.common OUT.json`: the real flow once, configured by the environment."""
+`python -m bench.common OUT.json`: the real flow once, configured by the environment (the
+harness starts it with `clean_env()` plus the settings of the run it measures)."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -242,5 +244,19 @@ def run_flow(out: Path) -> int:
     return 0 if state.is_completed() else 1
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.common",
+        description="Run the real sync_customers flow once and write its state, counts and "
+        "peak RSS to OUT as JSON. Every setting (source, ledger, RootFi, Prefect) is read from "
+        "the environment, so this is meant to be started by bench.pipeline or bench.fault_run, "
+        "which give it clean_env() plus the settings of the run they measure; started by hand "
+        "it syncs with whatever settings your shell has.",
+    )
+    parser.add_argument("out", type=Path, metavar="OUT", help="where to write the JSON record")
+    args = parser.parse_args(argv)
+    return run_flow(args.out)
+
+
 if __name__ == "__main__":
-    sys.exit(run_flow(Path(sys.argv[1])))
+    sys.exit(main())

@@ -116,13 +116,14 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             cwd=ROOT,
             env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
         )
-        started, runs = time.monotonic(), []
+        started, runs, converged = time.monotonic(), [], False
         for _ in range(args.max_runs):
             counts = sync_customers()
             runs.append({k: counts[k] for k in KEPT})
             if len(runs) == 1:
                 rival.wait()
             if not wait_until_due(url):
+                converged = True  # nothing left pending
                 break
         stored = Counter(c["email"] for c in sandbox.admin.customers(COMPANY_ID))
         creates = sandbox.admin.state()["requests"]
@@ -132,7 +133,10 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         "mode": args.mode,
         "settle_seconds": args.settle,
         "lease_seconds": args.lease,
-        "runs_to_converge": len(runs),
+        "converged": converged,
+        "runs_made": len(runs),
+        # None when --max-runs ran out with customers still pending
+        "runs_to_converge": len(runs) if converged else None,
         "runs": runs,
         "rival_run": {k: rival_counts.get(k) for k in KEPT},
         "seconds": round(time.monotonic() - started, 1),
@@ -170,11 +174,18 @@ def main() -> None:
         "| mode | N | runs to converge (+ the rival) | seconds | 500 / 429 | in RootFi | "
         "duplicates | lost | ledger |\n|---|---|---|---|---|---|---|---|---|"
     )
+    runs = (
+        f"{r['runs_made']} + 1"
+        if r["converged"]
+        else f"NOT converged: {r['runs_made']} + 1 runs, --max-runs {args.max_runs} ran out"
+    )
     print(
-        f"| {r['mode']} | {r['customers']:,} | {r['runs_to_converge']} + 1 | {r['seconds']} | "
+        f"| {r['mode']} | {r['customers']:,} | {runs} | {r['seconds']} | "
         f"{by.get('500', 0):,} / {by.get('429', 0):,} | {r['in_rootfi']:,} | "
         f"{r['duplicates']} | {r['lost']} | {r['ledger']} |"
     )
+    if not r["converged"]:
+        print(f"\nNot converged: customers still pending after --max-runs {args.max_runs}.")
     print(f"\n(written to {write_record('fault_run', r)})")
 
 

@@ -89,7 +89,9 @@ async def drive(
 
 def main() -> None:
     """Parse arguments, run warm-up and load, print the figure."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.sandbox_throughput", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
