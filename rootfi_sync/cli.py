@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from rootfi_sync.console import console, err, print_counts, run_flow
+from rootfi_sync.console import console, err, error, print_counts, run_flow
 from rootfi_sync.doctor.command import doctor_command
 from rootfi_sync.errors import RootFiSyncError, SeedRefused, SettingsError, SourceTableError
 from rootfi_sync.settings import Settings, load_settings
@@ -28,7 +28,7 @@ NO_SANDBOX = (
 
 
 def _no_sandbox() -> None:
-    err.print(f"[red]error:[/] {escape(NO_SANDBOX)}")
+    error(NO_SANDBOX)
     raise typer.Exit(2)
 
 
@@ -68,26 +68,27 @@ def _settings() -> Settings:
     try:
         return load_settings()
     except SettingsError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        error(exc)
         raise typer.Exit(2) from None
 
 
 @app.command("init-db")
 def init_db_command() -> None:
     """Create or upgrade the ledger table; check (only read) the source table."""
-    from rootfi_sync.db import init_db
+    from rootfi_sync.db import init_db, safe_url
 
     settings = _settings()
     try:
         init_db(settings)
     except SourceTableError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        error(exc)
         raise typer.Exit(1) from None
-    source = _safe_url(settings.source_database_url)
-    console.print(f"source {settings.source_table!r} found in {source}", soft_wrap=True)
+    source = safe_url(settings.source_database_url)
+    console.print(Text(f"source {settings.source_table!r} found in {source}"), soft_wrap=True)
     schema = settings.ledger_schema_name
     where = f" (schema {schema})" if schema else ""
-    console.print(f"ledger ready in {_safe_url(settings.ledger_url)}{where}", soft_wrap=True)
+    ledger = safe_url(settings.ledger_url)
+    console.print(Text(f"ledger ready in {ledger}{where}"), soft_wrap=True)
 
 
 @app.command()
@@ -113,7 +114,7 @@ def seed(
     try:
         n = seed_into(settings, rows, yes_into=yes_into)
     except SeedRefused as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        error(exc)
         raise typer.Exit(2) from None
     console.print(f"added {n} customers to {settings.source_table!r}")
 
@@ -169,8 +170,10 @@ def status(
             latest.add_column(col)
         for f in failures:
             when = f"{f.updated_at:%Y-%m-%d %H:%M}"
-            error = (f.last_error or "")[-200:]
-            latest.add_row(f.customer_id, str(f.company_id), str(f.attempts), error, when)
+            last = (f.last_error or "")[-200:]
+            latest.add_row(
+                Text(f.customer_id), str(f.company_id), str(f.attempts), Text(last), when
+            )
         console.print(latest)
 
 
@@ -185,7 +188,7 @@ def _read_ledger(settings: Settings, company: int | None) -> tuple[dict[str, int
     try:
         return status_counts(engine, company), latest_failures(engine, company)
     except DBAPIError as exc:
-        err.print(f"[red]error:[/] cannot read the ledger ({type(exc.orig).__name__}).")
+        error(f"cannot read the ledger ({type(exc.orig).__name__}).")
         err.print(
             "Run `rootfi-sync init-db` first, and check LEDGER_DATABASE_URL (default: "
             "SOURCE_DATABASE_URL).",
@@ -210,13 +213,13 @@ def retry(
     from rootfi_sync.redrive import redrive_failed
 
     if not customer and not all_failed:
-        err.print("[red]error:[/] give --customer ID (repeatable) or --all-failed")
+        error("give --customer ID (repeatable) or --all-failed")
         raise typer.Exit(2)
     settings = _settings()
     try:
         company = settings.company(company_id)
     except SettingsError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        error(exc)
         raise typer.Exit(2) from None
     engine = ledger_engine(settings)
     try:
@@ -233,7 +236,7 @@ def setup(
     work_pool: Annotated[str, typer.Option(help="Process work pool to create.")] = "rootfi-sync",
     rate_limit: Annotated[
         int | None,
-        typer.Option(help="Requests a minute for the key [ROOTFI_RATE_LIMIT_PER_MINUTE]"),
+        typer.Option(min=0, help="Requests a minute for the key [ROOTFI_RATE_LIMIT_PER_MINUTE]"),
     ] = None,
     notify: Annotated[
         str | None,
@@ -260,7 +263,7 @@ def setup(
             freshness_minutes=freshness_minutes,
         )
     except SettingsError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        error(exc)
         raise typer.Exit(2) from None
     for line in lines:
         typer.echo(line)  # plain lines: no markup, no wrapping
@@ -280,7 +283,7 @@ def demo(
     try:
         run_demo(count=count, folder=folder, console=console)
     except (FileExistsError, NotADirectoryError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        error(exc)
         raise typer.Exit(2) from None
 
 
@@ -292,15 +295,9 @@ def _need_sandbox() -> None:
         _no_sandbox()
 
 
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
 def main() -> None:
     try:
         app()
     except RootFiSyncError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        error(exc)
         raise SystemExit(1) from None

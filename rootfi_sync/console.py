@@ -8,12 +8,20 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from rootfi_sync import project
 from rootfi_sync.errors import SettingsError
 
 console = Console()
 err = Console(stderr=True)
+
+
+def error(message: object, *, prefix: str = "error:") -> None:
+    """Print an error on stderr: the message is text, never read as markup (a reason such as
+    `[email.invalid]` or a path with brackets is printed as it is)."""
+    err.print(f"[red]{prefix}[/]", Text(str(message)), soft_wrap=True)
+
 
 COUNTS = (
     "picked",
@@ -23,6 +31,7 @@ COUNTS = (
     "rejected",
     "in_doubt",
     "retry_later",
+    "lease_lost",
     "skipped",
     "duration_seconds",
     "rate_per_second",
@@ -40,7 +49,7 @@ def run_flow(**params: Any) -> dict[str, Any]:
         flush_logs()
     result = state.result(raise_on_failure=False)
     if not state.is_completed() or not isinstance(result, dict):
-        err.print(f"[red]run failed:[/] {result}")
+        error(result, prefix="run failed:")
         raise typer.Exit(2 if isinstance(result, SettingsError) else 1)
     return result
 
@@ -72,5 +81,5 @@ def print_counts(counts: dict[str, Any]) -> None:
         for col in ("customer", "reason", "attempts"):
             failures.add_column(col)
         for f in counts["failures"]:
-            failures.add_row(f["customer_id"], f["reason"], str(f["attempts"]))
+            failures.add_row(Text(str(f["customer_id"])), Text(f["reason"]), str(f["attempts"]))
         console.print(failures)

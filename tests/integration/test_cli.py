@@ -316,3 +316,19 @@ def test_seed_and_demo_name_the_extra_on_an_install_without_the_sandbox(
 
         assert result.exit_code == 2, result.output
         assert "pip install 'rootfi-sync[sandbox]'" in " ".join(result.output.split())
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_reasons_are_printed_as_they_are_never_read_as_markup(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    rows = [make_customer(email="not-an-email")]  # its reason ends "[email.invalid]"
+    seed_source(sqlite_url, rows)
+    configure(sqlite_url)
+
+    ran = invoke("run")
+    status = invoke("status")
+
+    assert ran.exit_code == 0 and status.exit_code == 0, ran.output + status.output
+    assert "[email.invalid]" in ran.output  # the run's "not synced" table
+    assert "[email.invalid]" in status.output  # the ledger's "latest failures"
