@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from prefect.events.schemas.automations import AutomationCore, EventTrigger
 
 PREFIX = "rootfi-sync: "
+# What a run reports (tasks/report.py) and the alerts match: one definition for both sides.
+RUN_COMPLETED, RUN_STOPPED = "rootfi-sync.run.completed", "rootfi-sync.run.stopped"
+COMPANY_RESOURCE = "rootfi-sync.company"  # `.{company_id}`: the resource a run's event is about
+FAILURE_SHARE = "rootfi-sync.failure-share"  # the event's label: "high" or "normal"
+ARTIFACTS = "rootfi-sync-company-"  # `{company_id}-summary`, `-failures`: a run's artifacts
 FLOWS = {
     "prefect.resource.role": "flow",
     "prefect.resource.name": ["sync-customers", "sync-all-companies"],
@@ -50,10 +55,14 @@ SHARE_SUBJECT = (
     "rootfi-sync: company {{ event.payload.company_id }}: {{ event.payload.failed }} of "
     "{{ event.payload.picked }} customers failed"
 )
-SHARE_BODY = """picked {{ event.payload.picked }}, synced {{ event.payload.synced }},
+SHARE_BODY = (
+    """picked {{ event.payload.picked }}, synced {{ event.payload.synced }},
 failed {{ event.payload.failed }} (invalid {{ event.payload.rejected }}),
 in doubt {{ event.payload.in_doubt }}, retry later {{ event.payload.retry_later }}.
-The run's failures table: rootfi-sync-company-{{ event.payload.company_id }}-failures"""
+The run's failures table: """
+    + ARTIFACTS
+    + "{{ event.payload.company_id }}-failures"
+)
 STALE_BODY = """No run of sync-customers/scheduled-sync completed in the last {minutes:g} minutes.
 Check the pool's workers (`rootfi-sync doctor`), whether the schedule is paused, and the
 latest runs of the deployment."""
@@ -89,11 +98,8 @@ def failure_share(block_id: UUID) -> AutomationCore:
     from prefect.events.schemas.automations import EventTrigger
 
     trigger = EventTrigger(
-        expect={"rootfi-sync.run.completed"},
-        match={
-            "prefect.resource.id": "rootfi-sync.company.*",
-            "rootfi-sync.failure-share": "high",
-        },
+        expect={RUN_COMPLETED},
+        match={"prefect.resource.id": f"{COMPANY_RESOURCE}.*", FAILURE_SHARE: "high"},
         posture="Reactive",
         threshold=1,
         within=timedelta(0),

@@ -16,8 +16,11 @@ Python keeps the pending ones: the same answer, with more rows to read.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -113,7 +116,7 @@ def _page_keys(conn: sa.Connection) -> tuple[Any, Callable[[list[str]], Any]] | 
     """A page's ids as a table of one column, `value`, from one parameter `ids`, and how to
     send them; None where the database has no such function."""
     dialect = conn.dialect.name
-    if dialect == "sqlite" and _has_json_each(conn):
+    if dialect == "sqlite" and _sqlite_has_json_each():
         ids = sa.bindparam("ids", type_=sa.String)
         return sa.func.json_each(ids).table_valued("value").alias("page_keys"), json.dumps
     if dialect == "postgresql":
@@ -123,12 +126,15 @@ def _page_keys(conn: sa.Connection) -> tuple[Any, Callable[[list[str]], Any]] | 
     return None
 
 
-def _has_json_each(conn: sa.Connection) -> bool:
-    """Whether this SQLite has JSON1 (built in since 3.38; most earlier builds had it too)."""
-    try:
-        conn.exec_driver_sql("SELECT count(*) FROM json_each('[]')").scalar()
-    except sa.exc.OperationalError:
-        return False
+@cache
+def _sqlite_has_json_each() -> bool:
+    """Whether this process's SQLite has JSON1 (built in since 3.38; most earlier builds had
+    it too). One library serves every connection: asked once, not on every page."""
+    with closing(sqlite3.connect(":memory:")) as db:
+        try:
+            db.execute("SELECT count(*) FROM json_each('[]')")
+        except sqlite3.OperationalError:
+            return False
     return True
 
 

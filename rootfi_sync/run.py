@@ -33,9 +33,8 @@ from rootfi_sync.settings import Settings
 class RunParts:
     ledger: Ledger
     client: RootFiClient
-    pool: ThreadPoolExecutor  # the run's requests in flight: at most ROOTFI_CONCURRENCY
     leases: LeaseKeeper
-    delivery: Delivery  # how this run's batches are sent, through `client` and `pool`
+    delivery: Delivery  # how this run's batches are sent: through `client` and the run's pool
 
 
 _current: ContextVar[RunParts] = ContextVar("rootfi_sync_run")
@@ -88,8 +87,9 @@ def open_run(
     owner: str,
     stop_splitting: Callable[[int, int], bool] = lambda _sent, _refused: False,
 ) -> Iterator[RunParts]:
-    """Yield the run's ledger, lease keeper, client, pool and delivery, as this context's
-    run (`current()`); close them all afterwards. `stop_splitting` is the run's breaker."""
+    """Yield the run's ledger, lease keeper, client and delivery (with its pool), as this
+    context's run (`current()`); close them all afterwards. `stop_splitting` is the run's
+    breaker."""
     engine = ledger_engine(settings)
     # The source's own engine only when the ledger is elsewhere: the source is then only read.
     reader = source_engine(settings) if settings.ledger_apart else None
@@ -112,7 +112,7 @@ def open_run(
     try:
         with client, pool, LeaseKeeper(ledger, settings.rootfi_lease_seconds) as leases:
             delivery = _delivery(settings, ledger, client, pool, leases, stop_splitting)
-            with current_run(RunParts(ledger, client, pool, leases, delivery)) as parts:
+            with current_run(RunParts(ledger, client, leases, delivery)) as parts:
                 yield parts
     finally:
         if isinstance(governor, SharedRateLimit):

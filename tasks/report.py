@@ -9,6 +9,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
+from rootfi_sync.alerts import (
+    ARTIFACTS,
+    COMPANY_RESOURCE,
+    FAILURE_SHARE,
+    RUN_COMPLETED,
+    RUN_STOPPED,
+)
 from rootfi_sync.report import RunSummary
 
 
@@ -32,7 +39,7 @@ def publish_report(summary: RunSummary, alert_failed_share: float = 0.1) -> None
         summary.rate,
         " [dry run]" if summary.dry_run else "",
     )
-    key = f"rootfi-sync-company-{summary.company_id}"
+    key = f"{ARTIFACTS}{summary.company_id}"
     phases = counts.pop("phase_seconds")
     rows = [{"measure": k, "value": v} for k, v in counts.items() if k != "company_id"]
     rows += [{"measure": f"seconds in {phase}", "value": v} for phase, v in phases.items()]
@@ -55,10 +62,10 @@ def publish_report(summary: RunSummary, alert_failed_share: float = 0.1) -> None
     # Automations match labels, not payload values: the failure share is given as a label.
     share = summary.failed / summary.picked if summary.picked else 0.0
     emit_event(
-        event="rootfi-sync.run.completed" if not summary.stopped else "rootfi-sync.run.stopped",
+        event=RUN_STOPPED if summary.stopped else RUN_COMPLETED,
         resource={
-            "prefect.resource.id": f"rootfi-sync.company.{summary.company_id}",
-            "rootfi-sync.failure-share": "high" if share > alert_failed_share else "normal",
+            "prefect.resource.id": f"{COMPANY_RESOURCE}.{summary.company_id}",
+            FAILURE_SHARE: "high" if share > alert_failed_share else "normal",
         },
         payload=counts | {"failed_share": round(share, 4)},
     )

@@ -43,7 +43,7 @@ class CountingDelivery:
 
 @flow(name="send-cache-test")
 def one_run(delivery: Any, request: SendRequest) -> list[Outcome]:
-    parts: Any = run.RunParts(None, None, None, None, delivery)  # type: ignore[arg-type]
+    parts: Any = run.RunParts(None, None, None, delivery)  # type: ignore[arg-type]
     with run.current_run(parts):  # a run of which the task uses only the delivery
         return send_batch(request)
 

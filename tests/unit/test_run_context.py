@@ -12,7 +12,7 @@ from rootfi_sync import run
 
 
 def parts(name: str) -> Any:
-    return run.RunParts(name, None, None, None, None)  # type: ignore[arg-type]
+    return run.RunParts(name, None, None, None)  # type: ignore[arg-type]
 
 
 def test_outside_a_run_current_says_no_run_is_open() -> None:
