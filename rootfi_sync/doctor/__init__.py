@@ -2,7 +2,8 @@
 
 Each check gives one `Check`: ok, failed (with the command or setting that fixes it) or
 skipped (another check failed first). Nothing is sent to RootFi but `GET /v3/core/companies`,
-nothing is written to the databases (SQLite files are opened read-only) or to Prefect.
+nothing is written to the databases (SQLite and DuckDB files are opened read-only) or to
+Prefect.
 """
 
 from __future__ import annotations

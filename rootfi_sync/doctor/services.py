@@ -3,12 +3,13 @@ work pool, the Secret block holding the key, the global rate limit). Reads only.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
 from rootfi_sync import errors
-from rootfi_sync.doctor import Check, skipped
+from rootfi_sync.doctor import PREFECT, Check, skipped
 from rootfi_sync.prefect_setup import SECRET_BLOCK
 from rootfi_sync.settings import Settings
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
 SETUP = "ROOTFI_API_KEY=… rootfi-sync setup"
-PREFECT_NAMES = ("work pool", "secret block", "rate limit")
+PREFECT_NAMES = PREFECT[1:]  # the checks that need the Prefect API to answer
 
 
 def check_rootfi(settings: Settings, block_key: SecretStr | None) -> list[Check]:
@@ -140,7 +141,11 @@ def _check_block(client: SyncPrefectClient) -> tuple[Check, SecretStr | None]:
 
 
 def _check_limit(client: SyncPrefectClient, settings: Settings) -> Check:
+    """The global concurrency limit is active and holds the budget of the settings, as
+    `rootfi-sync setup` sets it (`governor.pacing`: a burst and a slot decay)."""
     from prefect.exceptions import ObjectNotFound
+
+    from rootfi_sync.governor import pacing
 
     name, budget = settings.rootfi_rate_limit_name, settings.rootfi_rate_limit_per_minute
     if budget == 0:
@@ -160,5 +165,13 @@ def _check_limit(client: SyncPrefectClient, settings: Settings) -> Check:
         )
     if limit.slot_decay_per_second <= 0:
         return Check("rate limit", "fail", f"{name} has no slot decay: it is not a rate limit", fix)
-    per_minute = limit.limit + limit.slot_decay_per_second * 60
-    return Check("rate limit", "ok", f"{name} active: about {per_minute:.0f} requests a minute")
+    burst, decay = pacing(budget)
+    held = f"burst {limit.limit}, slot decay {limit.slot_decay_per_second:.2f}/s"
+    if limit.limit != burst or not math.isclose(limit.slot_decay_per_second, decay):
+        per_minute = limit.limit + limit.slot_decay_per_second * 60
+        detail = (
+            f"{name} holds {held} (about {per_minute:.0f} requests a minute); "
+            f"ROOTFI_RATE_LIMIT_PER_MINUTE={budget} needs burst {burst}, slot decay {decay:.2f}/s"
+        )
+        return Check("rate limit", "fail", detail, fix)
+    return Check("rate limit", "ok", f"{name} active: {budget} requests a minute ({held})")

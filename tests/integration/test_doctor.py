@@ -2,7 +2,8 @@
 
 Each broken setup is made for real (a table that is not there, a ledger one migration
 behind, a key RootFi refuses, a pool never created...) and must be the one check that fails,
-with the fix it names; a healthy setup passes every check and nothing is sent or written.
+with the fix it names; a healthy setup passes every check and nothing is sent or written,
+also with a source of another kind (a SQLite `file:` URI, a DuckDB file with the ledger apart).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -25,7 +28,9 @@ from typer.testing import CliRunner
 from rootfi_sync.cli import app
 from rootfi_sync.db import make_engine
 from rootfi_sync.doctor import ORDER
+from rootfi_sync.governor import pacing
 from rootfi_sync.prefect_setup import SECRET_BLOCK, setup_prefect
+from rootfi_sync.settings import SOURCE_COLUMNS
 from rootfi_sync.tables import source_table
 from tests.factories import make_customer
 from tests.integration.conftest import API_KEY
@@ -165,6 +170,24 @@ def _limit_inactive(s: Setup, env: pytest.MonkeyPatch) -> None:
         client.update_global_concurrency_limit(s.limit, GlobalConcurrencyLimitUpdate(active=False))
 
 
+def _pool_paused(s: Setup, env: pytest.MonkeyPatch) -> None:
+    from prefect.client.schemas.actions import WorkPoolUpdate
+
+    with get_client(sync_client=True) as client:
+        client.update_work_pool(s.pool, WorkPoolUpdate(is_paused=True))
+
+
+def _limit_wrong_budget(s: Setup, env: pytest.MonkeyPatch) -> None:
+    burst, decay = pacing(100)  # what `setup --rate-limit 100` left; the settings say 600
+    update = GlobalConcurrencyLimitUpdate(limit=burst, slot_decay_per_second=decay, active=True)
+    with get_client(sync_client=True) as client:
+        client.update_global_concurrency_limit(s.limit, update)
+
+
+def _company_column_missing(s: Setup, env: pytest.MonkeyPatch) -> None:
+    env.setenv("SOURCE_COMPANY_COLUMN", "tenant_id")
+
+
 def _bad_setting(s: Setup, env: pytest.MonkeyPatch) -> None:
     env.setenv("ROOTFI_BATCH_SIZE", "0")
 
@@ -179,13 +202,16 @@ BROKEN: list[tuple[Callable[[Setup, pytest.MonkeyPatch], None], str, str, str]] 
     (_no_database_file, "source table", "no SQLite file", "SOURCE_DATABASE_URL"),
     (_table_missing, "source table", "no table or view 'clients'", "set SOURCE_TABLE"),
     (_column_missing, "source columns", "no column mail (for email)", 'SOURCE_COLUMNS=\'{"email"'),
+    (_company_column_missing, "source columns", "no column tenant_id", "SOURCE_COMPANY_COLUMN"),
     (_ledger_missing, "ledger", "no ledger table rootfi_customer_sync", "rootfi-sync init-db"),
     (_ledger_behind, "ledger", "at migration 0001; the code needs 0002", "rootfi-sync init-db"),
     (_key_refused, "rootfi key", "refused the key from Secret block", "rootfi-sync setup"),
     (_company_unknown, "rootfi company", "company 999 is not among the 1", "ROOTFI_COMPANY_ID"),
     (_no_pool, "work pool", "no work pool rootfi-sync-", "rootfi-sync setup --work-pool"),
+    (_pool_paused, "work pool", "is paused", "prefect work-pool resume rootfi-sync-"),
     (_no_block, "secret block", "no Secret block rootfi-api-key", "rootfi-sync setup"),
     (_limit_inactive, "rate limit", "is inactive", "rootfi-sync setup --rate-limit 600"),
+    (_limit_wrong_budget, "rate limit", "ROOTFI_RATE_LIMIT_PER_MINUTE=600", "--rate-limit 600"),
 ]
 
 
@@ -255,3 +281,70 @@ def test_the_ledger_is_checked_where_ledger_database_url_puts_it(
     assert "LEDGER_DATABASE_URL" in before["ledger"]["fix"]
     assert code == 0, failing(after)
     assert "ledger.db" in after["ledger"]["detail"]
+
+
+TEXT = set(SOURCE_COLUMNS[1:-2])  # all but the key and the two timestamps
+
+
+@contextmanager
+def _sqlite_uri_source(s: Setup, env: pytest.MonkeyPatch) -> Iterator[None]:
+    """The source (and the ledger with it) as a read-only SQLite URI."""
+    path = sa.make_url(s.url).database
+    env.setenv("SOURCE_DATABASE_URL", f"sqlite:///file:{path}?mode=ro&uri=true")
+    yield
+
+
+@contextmanager
+def _duckdb_source(s: Setup, env: pytest.MonkeyPatch) -> Iterator[None]:
+    """A DuckDB source with the ledger in SQLite, read (as runs read it) while doctor runs."""
+    from rootfi_sync.db import init_db
+    from rootfi_sync.settings import load_settings
+
+    pytest.importorskip("duckdb_engine")
+    path = s.folder / "warehouse.duckdb"
+    table = source_table("customers", {"email": "mail"}, schema="crm")
+    text = ", ".join(f"{c.name} VARCHAR" for c in table.columns if c.key in TEXT)
+    writer = sa.create_engine(f"duckdb:///{path}")
+    with writer.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA crm"))
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE crm.customers (id BIGINT PRIMARY KEY, {text}, "
+                "created_at TIMESTAMP, updated_at TIMESTAMP)"
+            )
+        )
+        conn.execute(table.insert(), [make_customer() for _ in range(3)])
+    writer.dispose()
+    env.setenv("SOURCE_DATABASE_URL", f"duckdb:///{path}")
+    env.setenv("LEDGER_DATABASE_URL", f"sqlite:///{s.folder / 'ledger.db'}")
+    env.setenv("SOURCE_TABLE", "crm.customers")
+    env.setenv("SOURCE_COLUMNS", '{"email": "mail"}')
+    init_db(load_settings())  # the ledger, in a database of its own
+    reader = make_engine(f"duckdb:///{path}")  # read-only, as a run opens it
+    try:
+        with reader.connect():
+            yield
+    finally:
+        reader.dispose()
+
+
+WORKING: list[Callable[[Setup, pytest.MonkeyPatch], AbstractContextManager[None]]] = [
+    _sqlite_uri_source,
+    _duckdb_source,
+]
+
+
+@pytest.mark.parametrize("variant", WORKING, ids=[w.__name__.strip("_") for w in WORKING])
+def test_a_healthy_setup_of_another_kind_passes_every_check(
+    healthy: Setup,
+    monkeypatch: pytest.MonkeyPatch,
+    variant: Callable[[Setup, pytest.MonkeyPatch], AbstractContextManager[None]],
+) -> None:
+    with variant(healthy, monkeypatch):
+        before = snapshot(healthy.folder)
+
+        code, checks = doctor(healthy)
+
+        assert code == 0, failing(checks)
+        assert {c["status"] for c in checks.values()} == {"ok"}
+        assert snapshot(healthy.folder) == before
