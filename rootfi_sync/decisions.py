@@ -11,6 +11,8 @@ before anything may be sent for it again:
                failed                                                   or `rootfi-sync retry`
     NOT_SENT   429, no connection, lease not vouched for:    RETRY      now
                RootFi surely holds nothing of this attempt
+    HELD_BACK  not sent: the circuit breaker opened while     RETRY      in a later run (its
+               its batch was split                                      requeue delay)
     NO_ANSWER  a synchronous create got no answer (timeout,  IN_DOUBT   after the sync settle
                reset, 5xx): it may still land                           time (lookup first)
     ASYNC_LOST an async write got no sync id back            IN_DOUBT   after the async settle
@@ -38,10 +40,12 @@ from enum import StrEnum
 from rootfi_sync.outcomes import Outcome, Status
 
 MAX_BACKOFF_DOUBLINGS = 10
+LATER_RUN = 1.0  # the wait of what must not be retried in this run (next_attempt_at: at least)
 
 
 class Event(StrEnum):
     NOT_SENT = "not_sent"
+    HELD_BACK = "held_back"
     NO_ANSWER = "no_answer"
     ASYNC_LOST = "async_lost"
     ASYNC_OPEN = "async_open"
@@ -87,6 +91,8 @@ def pending(
     """Return the outcome of a customer that got no final answer, with how long it waits."""
     if event is Event.NOT_SENT:
         return Outcome(customer_id, Status.RETRY, error=error)
+    if event is Event.HELD_BACK:  # any wait keeps it out of this run; the requeue sets when
+        return Outcome(customer_id, Status.RETRY, error=error, wait=LATER_RUN)
     if event is Event.LOOKUP_FAILED:
         assert now is not None
         wait = wait_left(last_sent, now, timing.settle(mode))

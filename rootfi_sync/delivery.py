@@ -208,7 +208,7 @@ class Delivery:
         for part in (items[:half], items[half:]):
             if self.stop_splitting(split.sent + split.refused, split.refused):
                 error = "not sent: the circuit breaker opened while a refused batch was split"
-                outcomes += [pending(i.customer_id, Event.NOT_SENT, error) for i in part]
+                outcomes += [pending(i.customer_id, Event.HELD_BACK, error) for i in part]
                 continue
             try:
                 outcomes += self._send_async(part, since=since, split=split)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rootfi_sync.decisions import (
+    LATER_RUN,
     Event,
     Timing,
     fresh_send,
@@ -26,6 +27,7 @@ TIMING = Timing(sync_settle=300, async_settle=900, sync_poll=60, skew=timedelta(
     ("event", "status", "wait"),
     [
         (Event.NOT_SENT, Status.RETRY, 0),  # 429, no connection: RootFi holds nothing
+        (Event.HELD_BACK, Status.RETRY, LATER_RUN),  # the breaker opened: not in this run
         (Event.NO_ANSWER, Status.IN_DOUBT, 300),  # a lost synchronous create may still land
         (Event.ASYNC_LOST, Status.IN_DOUBT, 900),  # an async write with no sync id back
         (Event.ASYNC_OPEN, Status.IN_DOUBT, 60),  # its sync is known: ask again soon
@@ -128,3 +130,10 @@ def test_a_customer_redriven_after_being_sent_bypasses_the_send_cache(
     attempts: int, ever_sent: bool, fresh: bool
 ) -> None:
     assert fresh_send(attempts, ever_sent) is fresh
+
+
+def test_what_the_breaker_held_back_is_not_retried_in_this_run() -> None:
+    held = pending("7", Event.HELD_BACK, "breaker", TIMING)
+
+    assert not retry_in_run([held])
+    assert next_attempt_at(held, NOW, 1, timedelta(minutes=5)) == NOW + timedelta(minutes=5)
