@@ -1,9 +1,10 @@
 """`rootfi-sync doctor`: everything a run depends on, checked at once, read-only.
 
-Each check gives one `Check`: ok, failed (with the command or setting that fixes it) or
-skipped (another check failed first). Nothing is sent to RootFi but `GET /v3/core/companies`,
-nothing is written to the databases (SQLite and DuckDB files are opened read-only) or to
-Prefect.
+Each check gives one `Check`: ok, failed (with the command or setting that fixes it), a
+warning (runs work, but something a deployment needs is missing: no Prefect server) or
+skipped (another check failed first, or has nothing to check). Nothing is sent to RootFi
+but `GET /v3/core/companies`, nothing is written to the databases (SQLite and DuckDB files
+are opened read-only) or to Prefect.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Literal
 from rootfi_sync.errors import SettingsError
 from rootfi_sync.settings import load_settings
 
-Status = Literal["ok", "fail", "skip"]
+Status = Literal["ok", "warn", "fail", "skip"]
 DATABASE = ("source table", "source columns", "ledger")
 ROOTFI = ("rootfi key", "rootfi company")
 PREFECT = ("prefect api", "work pool", "secret block", "rate limit")
@@ -23,7 +24,7 @@ ORDER = ("settings", *DATABASE, *ROOTFI, *PREFECT)
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """One check's outcome; `fix` says what to run or set when it failed."""
+    """One check's outcome; `fix` says what to run or set when it failed or warns."""
 
     name: str
     status: Status
@@ -44,7 +45,7 @@ class Check:
 
 
 def skipped(names: tuple[str, ...], why: str) -> list[Check]:
-    """Checks that could not run because of an earlier failure."""
+    """Checks that were not run: an earlier one failed, or there is nothing to check."""
     return [Check(name, "skip", f"not checked: {why}") for name in names]
 
 

@@ -1,11 +1,15 @@
-"""The `rootfi-sync doctor` command: print the checks, exit 1 when one failed."""
+"""The `rootfi-sync doctor` command: print the checks, exit 1 when one failed (a warning
+alone exits 0: runs work)."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from rootfi_sync.doctor import Check
 
 
 def doctor_command(
@@ -23,6 +27,17 @@ def doctor_command(
     else:
         for check in checks:
             typer.echo(check.line())
-        typer.echo(f"{len(failed)} of {len(checks)} checks failed" if failed else "all checks ok")
+        typer.echo(summary(checks))
     if failed:
         raise typer.Exit(1)
+
+
+def summary(checks: list[Check]) -> str:
+    """The closing line: how many checks failed, else how many warn, else all ok."""
+    failed = sum(c.status == "fail" for c in checks)
+    if failed:
+        return f"{failed} of {len(checks)} checks failed"
+    warned = sum(c.status == "warn" for c in checks)
+    if warned:
+        return f"no check failed; {warned} warning{'s' if warned > 1 else ''}"
+    return "all checks ok"

@@ -82,12 +82,7 @@ def check_prefect(settings: Settings, work_pool: str) -> tuple[list[Check], Secr
 
     url = PREFECT_API_URL.value()
     if not url:
-        detail = "PREFECT_API_URL is not set: runs would use a temporary server of their own"
-        fix = "export PREFECT_API_URL=http://<server>:4200/api (or `prefect cloud login`)"
-        return [
-            Check("prefect api", "fail", detail, fix),
-            *skipped(PREFECT_NAMES, "no Prefect API"),
-        ], None
+        return _no_server(), None
     with get_client(sync_client=True) as client:
         error = client.api_healthcheck()
         if error is not None:
@@ -100,6 +95,18 @@ def check_prefect(settings: Settings, work_pool: str) -> tuple[list[Check], Secr
         block, key = _check_block(client)
         checks = [Check("prefect api", "ok", f"{url} answers"), _check_pool(client, work_pool)]
         return [*checks, block, _check_limit(client, settings)], key
+
+
+def _no_server() -> list[Check]:
+    """No PREFECT_API_URL: a warning, not a failure. `rootfi-sync run` works on Prefect's
+    temporary server (the demo's way); deployments, schedules and the rate limit do not."""
+    detail = (
+        "PREFECT_API_URL is not set: each run starts a temporary server of its own (enough "
+        "for `rootfi-sync run`); deployments, schedules and the shared rate limit need a server"
+    )
+    fix = "export PREFECT_API_URL=http://<server>:4200/api (or `prefect cloud login`)"
+    why = "a temporary server has no work pool, Secret block or rate limit"
+    return [Check("prefect api", "warn", detail, fix), *skipped(PREFECT_NAMES, why)]
 
 
 def _check_pool(client: SyncPrefectClient, name: str) -> Check:

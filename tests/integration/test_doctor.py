@@ -252,6 +252,29 @@ def test_without_a_prefect_api_the_prefect_checks_fail_or_are_skipped(healthy: S
     assert "from ROOTFI_API_KEY" in checks["rootfi key"]["detail"]  # no block to read it from
 
 
+def test_without_prefect_api_url_runs_use_a_temporary_server_a_warning_not_a_failure(
+    healthy: Setup,
+) -> None:
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        code, checks = doctor(healthy)
+        text = CliRunner().invoke(app, ["doctor", "--work-pool", healthy.pool])
+
+    assert code == 0, failing(checks)
+    assert checks["prefect api"]["status"] == "warn"
+    detail = checks["prefect api"]["detail"]
+    assert "PREFECT_API_URL is not set" in detail and "temporary server" in detail
+    assert "deployments, schedules and the shared rate limit" in detail
+    assert "export PREFECT_API_URL=" in checks["prefect api"]["fix"]
+    for name in ("work pool", "secret block", "rate limit"):
+        assert checks[name]["status"] == "skip", checks[name]
+        assert "temporary server" in checks[name]["detail"]
+    assert "from ROOTFI_API_KEY" in checks["rootfi key"]["detail"]  # what a run would use
+    assert text.exit_code == 0
+    lines = text.output.splitlines()
+    assert any(line.startswith("WARN prefect api: PREFECT_API_URL is not set") for line in lines)
+    assert lines[-1] == "no check failed; 1 warning"
+
+
 def test_doctor_prints_one_line_per_check(healthy: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROOTFI_COMPANY_ID", "999")
 
