@@ -1,11 +1,15 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Each installs what it needs:
 # uv (pinned, in .uv/) and then the locked environment (.venv/, from uv.lock); `make test` also
-# the MariaDB server its tests start (.ci/install-mariadb).
+# the MariaDB server its tests start (.ci/install-mariadb). `make test-fast` is what to run
+# after every change: the unit and sandbox tests, no server.
 UV_VERSION := 0.13.8
 PYTHON ?= python3
 UV := .uv/bin/uv
+# pytest-xdist workers for `make test`; each starts its own PostgreSQL, MariaDB and Prefect
+# test server, so more workers than cores only adds servers.
+TEST_WORKERS ?= 2
 
-.PHONY: demo test lint env bench mariadb
+.PHONY: demo test test-fast lint env bench mariadb
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -17,8 +21,17 @@ env: $(UV)
 demo: env
 	$(UV) run --no-sync rootfi-sync demo
 
+# Everything, on TEST_WORKERS processes; the tests sharing the e2e Prefect server stay on one
+# (--dist loadgroup, groups set in tests/conftest.py).
 test: env mariadb
-	$(UV) run --no-sync pytest
+	$(UV) run --no-sync pytest -n $(TEST_WORKERS) --dist loadgroup
+
+# The fast tier: tests/unit and tests/sandbox (`-m "unit or sandbox"` selects the same, but
+# imports every test module first). No PostgreSQL, no MariaDB, no Prefect server: Prefect's
+# temporary server is turned off, so a test that would start one fails instead of quietly
+# costing ten seconds. One process: on 2 cores, workers' start-up eats what they save.
+test-fast: env
+	PREFECT_SERVER_EPHEMERAL_ENABLED=false $(UV) run --no-sync pytest tests/unit tests/sandbox
 
 # The MariaDB server the tests start (tests/mariadb.py): installed from Debian's packages when
 # missing and we are root; otherwise .ci/install-mariadb says what to install (the tests skip).

@@ -19,7 +19,6 @@ from tests.e2e.prefect_server import REPO, PrefectServer, WebhookReceiver, run, 
 from tests.factories import make_customer
 from tests.integration.helpers import seed_source
 
-pytestmark = pytest.mark.e2e
 ROOTFI_SYNC = str(REPO / ".venv" / "bin" / "rootfi-sync")
 MANUAL = "sync-customers/manual-sync"
 SCHEDULED = "sync-customers/scheduled-sync"

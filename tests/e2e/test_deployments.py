@@ -40,7 +40,6 @@ from tests.e2e.prefect_server import (
 from tests.factories import make_customer, sandbox_for
 from tests.integration.helpers import ledger_rows, seed_source
 
-pytestmark = pytest.mark.e2e
 TAGS = ["rootfi-sync", "customers"]
 MANUAL = "sync-customers/manual-sync"
 

@@ -17,10 +17,14 @@ COMPANY = 1089
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
-    """One Prefect test server (SQLite-backed) for the whole session."""
+    """One Prefect test server (SQLite-backed) for the whole session (for each xdist worker).
+
+    It takes ~10 s of CPU to start; on 2 cores with every xdist worker (and maybe other
+    people's) starting one at once that can be a minute or more, hence the patient timeout.
+    """
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=180):
         yield
 
 
