@@ -8,6 +8,8 @@ UV := .uv/bin/uv
 # pytest-xdist workers for `make test`; each starts its own PostgreSQL, MariaDB and Prefect
 # test server, so more workers than cores only adds servers.
 TEST_WORKERS ?= 2
+# More pytest arguments for `make test` and `make test-fast`, e.g. PYTEST_ARGS='-k doctor -x'.
+PYTEST_ARGS ?=
 
 .PHONY: demo test test-fast lint env bench mariadb
 
@@ -24,14 +26,14 @@ demo: env
 # Everything, on TEST_WORKERS processes; the tests sharing the e2e Prefect server stay on one
 # (--dist loadgroup, groups set in tests/conftest.py).
 test: env mariadb
-	$(UV) run --no-sync pytest -n $(TEST_WORKERS) --dist loadgroup
+	bash .ci/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The fast tier: tests/unit and tests/sandbox (`-m "unit or sandbox"` selects the same, but
 # imports every test module first). No PostgreSQL, no MariaDB, no Prefect server: Prefect's
 # temporary server is turned off, so a test that would start one fails instead of quietly
 # costing ten seconds. One process: on 2 cores, workers' start-up eats what they save.
 test-fast: env
-	PREFECT_SERVER_EPHEMERAL_ENABLED=false $(UV) run --no-sync pytest tests/unit tests/sandbox
+	PREFECT_SERVER_EPHEMERAL_ENABLED=false bash .ci/pytest tests/unit tests/sandbox $(PYTEST_ARGS)
 
 # The MariaDB server the tests start (tests/mariadb.py): installed from Debian's packages when
 # missing and we are root; otherwise .ci/install-mariadb says what to install (the tests skip).
