@@ -24,6 +24,7 @@ from tests.integration.helpers import (
     seed_source,
     start_flow_process,
 )
+from tests.waiting import leases_run_out
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -178,7 +179,7 @@ def test_a_run_killed_midway_is_finished_by_the_next_one_without_duplicates(
     killed_at = len(sandbox.admin.customers(COMPANY))
     assert 0 < killed_at < len(rows), "the kill should land mid-run"
     sandbox.admin.set_faults(latency_seconds=0.0, lost_answer_rate=0.0)
-    time.sleep(1.1)  # the dead run's lease expires
+    leases_run_out(sqlite_url)  # the dead run's
 
     sync_customers()
 

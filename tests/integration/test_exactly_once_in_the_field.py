@@ -5,7 +5,6 @@ while in doubt. Each test failed on the code before the fix it covers.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,14 @@ from tests.integration.helpers import (
     seed_source,
     start_flow_process,
     wait_for_claim_owners,
+)
+from tests.waiting import (
+    attempts_older_than,
+    leases_run_out,
+    newest_attempt,
+    passed,
+    stored,
+    sync_ended,
 )
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -126,7 +133,7 @@ def test_a_run_that_lost_its_lease_neither_sends_nor_records(
     slow, fast = Ledger(engine, source, COMPANY, "slow"), Ledger(engine, source, COMPANY, "fast")
     page = slow.candidates(slow.now(), limit=10)
     assert len(slow.claim(page.candidates, timedelta(seconds=0.2))) == 4
-    time.sleep(0.3)  # the slow run's lease runs out; the fast run takes its customers over
+    leases_run_out(sqlite_url)  # the slow run's; the fast run takes its customers over
     taken = fast.claim(fast.candidates(fast.now(), limit=10).candidates, timedelta(minutes=5))
     assert len(taken) == 4
     payloads = dict(build_payloads(r for r in rows).accepted)
@@ -220,7 +227,8 @@ def test_a_lost_synchronous_create_that_lands_late_is_adopted_not_sent_again(
     assert load._previous == {}  # no retry followed the batches left in doubt: none kept
     assert sync_customers()["picked"] == 0  # not looked up before it could have landed
     sandbox.admin.set_faults(lost_answer_rate=0.0)
-    time.sleep(4.2)  # the settle time is over: every late record has landed
+    stored(sandbox, COMPANY, len(rows))  # every late record has landed
+    attempts_older_than(db_url, 4)  # and the settle time is over
     make_due_now(db_url)
 
     second = sync_customers()
@@ -237,12 +245,13 @@ def test_a_customer_in_doubt_is_resent_once_its_last_send_had_time_to_land(
     configure(sqlite_url, rootfi_retries=0, rootfi_sync_settle_seconds=6)
     sandbox.admin.set_faults(error_500_rate=1.0, seed=1)
     assert sync_customers()["in_doubt"] == 1  # a 500: it may exist
-    sent_by = time.monotonic()
+    sent = newest_attempt(sqlite_url)
+    assert sent is not None
     sandbox.admin.set_faults(error_500_rate=0.0)
-    time.sleep(2)
+    attempts_older_than(sqlite_url, 2)  # well inside its settle time
     make_due_now(sqlite_url)
     assert sync_customers()["in_doubt"] == 1  # looked up, not found, too early to resend
-    time.sleep(max(0.0, sent_by + 6.3 - time.monotonic()))
+    passed(sent + timedelta(seconds=6), "the first send's settle time")  # read before the lookup
     make_due_now(sqlite_url)
 
     third = sync_customers()  # the lookup of the run before did not move the settle time on
@@ -298,7 +307,7 @@ def test_a_known_async_write_is_asked_about_across_runs_and_never_resent_before_
     assert len(sync_ids) == 1 and None not in sync_ids  # kept from the moment RootFi named it
     make_due_now(sqlite_url)
     assert sync_customers()["in_doubt"] == 20  # still running: asked, not resent
-    time.sleep(8)
+    sync_ended(sandbox, next(iter(sync_ids)), API_KEY)
     make_due_now(sqlite_url)
 
     third = sync_customers()
@@ -319,7 +328,7 @@ def test_a_retry_looks_up_from_the_first_unresolved_attempt_not_its_own(
     configure(sqlite_url, rootfi_retries=0, rootfi_reconcile_skew_seconds=1)
     sandbox.admin.set_faults(lost_answer_rate=1.0, seed=1)
     assert sync_customers()["in_doubt"] == 1  # created, answer lost
-    time.sleep(2.5)  # its record is now older than the skew margin
+    attempts_older_than(sqlite_url, 2.5)  # its record is now older than the skew margin
     late = make_customer()
     seed_source(sqlite_url, [late])
     configure(sqlite_url, rootfi_retries=1, rootfi_reconcile_skew_seconds=1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from typing import Any
 
@@ -12,6 +11,7 @@ from rootfi_sandbox import SandboxServer
 from flows.scheduled_sync import TIMEOUT_SECONDS, scheduled_sync
 from tests.factories import make_customer
 from tests.integration.helpers import assert_exactly_once, ledger_rows, seed_source
+from tests.waiting import leases_run_out
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -36,8 +36,8 @@ def test_a_run_over_its_timeout_ends_timed_out_and_the_next_run_sends_the_rest_o
     statuses = Counter(r.status for r in ledger_rows(sqlite_url).values())
     assert 0 < statuses["SYNCED"] < len(rows)  # stopped mid-way; a batch may be left SENDING
     sandbox.admin.set_faults(latency_seconds=0)
-    time.sleep(3.5)  # the timed-out run's leases run out: the next run takes over the rest,
-    # looking up first what was left SENDING (its answer never recorded)
+    leases_run_out(sqlite_url)  # the next run takes over the rest, looking up first what was
+    # left SENDING (its answer never recorded)
 
     assert scheduled_sync(return_state=True).is_completed()
     assert_exactly_once(sandbox, sqlite_url, rows)
