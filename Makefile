@@ -23,10 +23,10 @@ env: $(UV)
 demo: env
 	$(UV) run --no-sync rootfi-sync demo
 
-# Everything, on TEST_WORKERS processes; the tests sharing the e2e Prefect server stay on one
-# (--dist loadgroup, groups set in tests/conftest.py).
+# Everything, on TEST_WORKERS processes; tests/e2e runs whole on one of them, so its real Prefect
+# server starts once (tests/conftest.py, pytest_xdist_make_scheduler).
 test: env mariadb
-	bash .ci/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	bash .ci/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The fast tier: tests/unit and tests/sandbox (`-m "unit or sandbox"` selects the same, but
 # imports every test module first). No PostgreSQL, no MariaDB, no Prefect server: Prefect's

@@ -11,8 +11,9 @@ suite is collected.
 
 Under pytest-xdist (`make test`) every worker is a process of its own and imports this file
 itself: its own PREFECT_HOME, its own environment, and its own PostgreSQL, MariaDB and Prefect
-test server (session fixtures, free ports, private directories). The tests that share the
-e2e package's real `prefect server` run on one worker (`xdist_group`), so it starts once.
+test server (session fixtures, free ports, private directories). The e2e tier runs whole on
+one worker (`pytest_xdist_make_scheduler` below), so its package's real `prefect server`
+starts once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,7 +45,6 @@ TESTS = Path(__file__).resolve().parent
 TIERS = ("unit", "sandbox", "integration", "e2e")
 FAST = ("unit", "sandbox")
 SERVERS = frozenset({"postgresql_server", "pg_url", "mariadb_server", "mysql_url", "server"})
-SHARED = {"server": "e2e-prefect-server", "wheel": "e2e-wheel"}  # fixture -> xdist group
 
 
 def tier_of(item: pytest.Item) -> str | None:
@@ -55,20 +56,37 @@ def tier_of(item: pytest.Item) -> str | None:
     return folder if folder in TIERS else None
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark a test with its tier."""
+    tier = tier_of(item)
+    if tier is not None:
+        item.add_marker(tier)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under `-n N` (xdist's `load`): every test goes to whichever worker is free, but the
+    e2e tier goes whole to one worker, so its package's real Prefect server (and its one
+    built wheel) start once. (`--dist loadgroup` with xdist_group marks would say the same,
+    but pytest 9.2 ignores the node ids xdist rewrites for it: pytest-xdist issue 1386.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class E2EOnOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/e2e" if nodeid.startswith("tests/e2e/") else nodeid
+
+    return E2EOnOneWorker(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test with its tier; keep the tests that share an expensive package or module
-    fixture on one xdist worker; refuse a fast-tier test that needs a server."""
+    """Refuse a fast-tier test (tests/unit, tests/sandbox) that needs a server."""
     refused = []
     for item in items:
-        tier = tier_of(item)
-        if tier is not None:
-            item.add_marker(tier)
-        names = set(getattr(item, "fixturenames", ()))
-        if tier in FAST and names & SERVERS:
-            refused.append(f"{item.nodeid} uses {', '.join(sorted(names & SERVERS))}")
-        group = next((SHARED[name] for name in SHARED if name in names), None)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+        names = set(getattr(item, "fixturenames", ())) & SERVERS
+        if tier_of(item) in FAST and names:
+            refused.append(f"{item.nodeid} uses {', '.join(sorted(names))}")
     if refused:
         raise pytest.UsageError(
             "tests/unit and tests/sandbox start no server (the fast tier); move these tests "
