@@ -60,6 +60,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from mirakuru.exceptions import AlreadyRunning
 from pytest_postgresql.executors import PostgreSQLExecutor
@@ -76,7 +77,7 @@ from tests.servers import (
 )
 
 SUPERUSER = "postgres"  # database role created by initdb; not the OS user
-START_TIMEOUT = 30  # seconds, for initdb / pg_ctl start / pg_ctl stop each
+START_TIMEOUT = 60  # seconds, for initdb / pg_ctl start / the first connection / pg_ctl stop
 PORT_ATTEMPTS = 3
 
 # Throwaway cluster: durability off makes startup and CREATE DATABASE fast.
@@ -247,13 +248,41 @@ class PostgresServer:
                     continue
                 break
             else:
-                return executor
+                if self._ready(executor):
+                    return executor
+                tail = log_tail(self.logfile)
+                failures.append(f"port {executor.port}: not accepting connections")
+                break
         self.cleanup()
         raise ServerDidNotStart(
             f"PostgreSQL server did not start (pg_ctl: {self.pg_ctl}).\n"
             + "\n".join(failures)
             + f"\n--- server log tail ({self.logfile}) ---\n{tail}"
         )
+
+    @staticmethod
+    def _ready(executor: PostgreSQLExecutor) -> bool:
+        """Wait (up to START_TIMEOUT) until the server takes a connection; whether it did.
+
+        The executor returns once the port listens, and `pg_ctl -w` gives up after its
+        timeout: on a loaded machine the first test then met "the database system is
+        starting up".
+        """
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                psycopg.connect(
+                    host=executor.host,
+                    port=executor.port,
+                    user=executor.user,
+                    dbname="postgres",
+                    connect_timeout=5,
+                ).close()
+                return True
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.1)
 
     def _stop_executor(self) -> None:
         executor, self.executor = self.executor, None
