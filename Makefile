@@ -23,8 +23,8 @@ env: $(UV)
 demo: env
 	$(UV) run --no-sync rootfi-sync demo
 
-# Everything, on TEST_WORKERS processes; tests/e2e runs whole on one of them, so its real Prefect
-# server starts once (tests/conftest.py, pytest_xdist_make_scheduler).
+# Everything, on TEST_WORKERS processes; the e2e tests on the e2e package's real Prefect server
+# run on one of them, so it starts once (tests/conftest.py, pytest_xdist_make_scheduler).
 test: env mariadb
 	bash .ci/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 

@@ -11,9 +11,9 @@ suite is collected.
 
 Under pytest-xdist (`make test`) every worker is a process of its own and imports this file
 itself: its own PREFECT_HOME, its own environment, and its own PostgreSQL, MariaDB and Prefect
-test server (session fixtures, free ports, private directories). The e2e tier runs whole on
-one worker (`pytest_xdist_make_scheduler` below), so its package's real `prefect server`
-starts once.
+test server (session fixtures, free ports, private directories). The e2e tests that use
+the e2e package's real `prefect server` run on one worker (`pytest_xdist_make_scheduler`
+below), so it starts once.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ TESTS = Path(__file__).resolve().parent
 TIERS = ("unit", "sandbox", "integration", "e2e")
 FAST = ("unit", "sandbox")
 SERVERS = frozenset({"postgresql_server", "pg_url", "mariadb_server", "mysql_url", "server"})
+# e2e modules that do not use the e2e package's Prefect server (`server`, `deployed`): under
+# xdist they need not wait for the worker that runs the others.
+E2E_WITHOUT_SERVER = frozenset({"tests/e2e/test_demo.py", "tests/e2e/test_packaging.py"})
 
 
 def tier_of(item: pytest.Item) -> str | None:
@@ -66,15 +69,19 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under `-n N` (xdist's `load`): every test goes to whichever worker is free, but the
-    e2e tier goes whole to one worker, so its package's real Prefect server (and its one
-    built wheel) start once. (`--dist loadgroup` with xdist_group marks would say the same,
-    but pytest 9.2 ignores the node ids xdist rewrites for it: pytest-xdist issue 1386.)"""
+    e2e tier goes whole to one worker, so its package's real Prefect server starts once (the
+    e2e modules that do not use it each go whole to any worker: one built wheel).
+    (`--dist loadgroup` with xdist_group marks would say the same, but pytest 9.2 ignores
+    the node ids xdist rewrites for it: pytest-xdist issue 1386.)"""
     if config.getvalue("dist") != "load":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
     class E2EOnOneWorker(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            if module in E2E_WITHOUT_SERVER:
+                return module
             return "tests/e2e" if nodeid.startswith("tests/e2e/") else nodeid
 
     return E2EOnOneWorker(config, log)
