@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any, Literal, TypeVar, cast
 from uuid import UUID
 
-from prefect import flow, get_run_logger, runtime
+from prefect import State, flow, get_run_logger, runtime
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
-from prefect.utilities.annotations import quote
+from prefect.utilities.annotations import allow_failure, quote
 from pydantic import Field, SecretStr
 
 from rootfi_sync import errors
 from rootfi_sync.decisions import fresh_send
-from rootfi_sync.delivery import BatchIncomplete
 from rootfi_sync.ledger import Candidate, Outcome, Status, utcnow
 from rootfi_sync.lookup import Item
 from rootfi_sync.models import CustomerPayload
@@ -27,11 +25,12 @@ from rootfi_sync.prefect_setup import SECRET_BLOCK
 from rootfi_sync.report import RunSummary
 from rootfi_sync.run import open_run
 from rootfi_sync.settings import Settings, load_settings
+from rootfi_sync.window import BatchWindow
 from tasks.extract import claim_batch, count_pending
-from tasks.load import RETRYABLE, SendRequest, check_access, send_batch
+from tasks.load import SendRequest, check_access, send_batch
 from tasks.report import publish_report
 from tasks.transform import build_batch
-from tasks.write_back import record_intent, record_outcomes
+from tasks.write_back import Recorded, ToRecord, record_intent, record_outcomes
 
 PROGRESS_SECONDS = 5.0
 """How often the progress artifact is updated (each update is a call to the Prefect API)."""
@@ -140,84 +139,62 @@ def _sync_batches(
     assert isinstance(progress, UUID)  # called from sync code, Prefect returns the id itself
     next_progress = time.monotonic() + PROGRESS_SECONDS
     after: Any = None
-    in_flight: deque[Sending] = deque()
-    try:
+    with BatchWindow(depth, partial(_count_batch, summary)) as window:
         while limit is None or summary.picked < limit:
             size = settings.rootfi_batch_size
             if limit is not None:
                 size = min(size, limit - summary.picked)
             with summary.timed("extract"):
-                claimed = claim_batch(
-                    summary.batches + 1, after=after, limit=size, only=only, lease=not dry_run
+                claim = claim_batch(
+                    summary.batches + 1,
+                    after=after,
+                    limit=size,
+                    only=only,
+                    lease=not dry_run,
+                    return_state=True,
                 )
+                claimed = claim.result()
             if claimed.last_id is None:  # no row left (a page of parked rows still counts)
                 break
             summary.batches += 1
             after = claimed.last_id
             summary.skipped += claimed.seen - len(claimed.candidates)
             summary.picked += len(claimed.candidates)
-            sending = _start_batch(settings, summary, claimed.candidates, dry_run=dry_run)
-            if sending is not None:
-                in_flight.append(sending)
-            while len(in_flight) >= depth or (in_flight and in_flight[0].done()):
-                _finish_batch(settings, summary, in_flight.popleft())
+            started = _start_batch(settings, summary, claim, claimed.candidates, dry_run=dry_run)
+            if started is not None:
+                with summary.timed("load"):
+                    window.add(*started)
             if time.monotonic() >= next_progress:
                 done = summary.picked + summary.skipped
                 update_progress_artifact(progress, min(99.0, 100.0 * done / max(total, 1)))
                 next_progress = time.monotonic() + PROGRESS_SECONDS
             summary.check_breaker(settings.rootfi_max_refused_share)
-    finally:
-        error = _drain(settings, summary, in_flight)
-    if error is not None:
-        raise error
+        with summary.timed("load"):
+            window.drain()
     update_progress_artifact(progress, 100.0)
     summary.check_breaker(settings.rootfi_max_refused_share)
 
 
-def _drain(
-    settings: Settings, summary: RunSummary, in_flight: deque[Sending]
-) -> BaseException | None:
-    """Record every batch still in flight, whatever stopped us; return the first error met."""
-    first: BaseException | None = None
-    while in_flight:
-        try:
-            _finish_batch(settings, summary, in_flight.popleft())
-        except Exception as exc:
-            first = first or exc
-    return first
-
-
-@dataclass(slots=True)
-class Sending:
-    """A batch whose request is on its way: what is needed to record its outcomes."""
-
-    batch_no: int
-    items: list[Item]
-    rejects: list[Outcome]
-    attempts: dict[str, int]
-    future: PrefectFuture[list[Outcome]] | None
-    ended: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        if self.future is None:
-            self.ended.set()
-        else:
-            self.future.add_done_callback(lambda _future: self.ended.set())
-
-    def done(self) -> bool:
-        """Whether the batch's send has ended (told by the future, not the Prefect API)."""
-        return self.ended.is_set()
-
-
 def _start_batch(
-    settings: Settings, summary: RunSummary, claimed: list[Candidate], *, dry_run: bool
-) -> Sending | None:
-    """Build the batch, record its intent and start sending it; None when nothing to send."""
+    settings: Settings,
+    summary: RunSummary,
+    claim: State[Any],
+    claimed: list[Candidate],
+    *,
+    dry_run: bool,
+) -> tuple[PrefectFuture[Recorded], Batch] | None:
+    """Build the batch, record its intent, start sending it and recording its end; return
+    the recording's future, or None when nothing is left to record (a dry run, no rows).
+
+    Each task waits for the one before (`wait_for`), so the UI draws claim → build →
+    intent → send → record; the rows and payloads themselves are handed over as they are.
+    """
     if not claimed:
         return None
     batch_no = summary.batches
     with summary.timed("transform"):
-        transformed = build_batch(as_is(claimed), batch_no=batch_no)
+        built = build_batch(as_is(claimed), batch_no=batch_no, wait_for=[claim], return_state=True)
+        transformed = built.result()
     rejects = [
         Outcome(str(cid), Status.FAILED, error=f"invalid row: {r.message}")
         for cid, r in transformed.rejected
@@ -235,11 +212,30 @@ def _start_batch(
         return None
     attempts = {c.customer_id: c.attempts + 1 for c in claimed}
     with summary.timed("write_back"):
-        sendable = record_intent(as_is(items), batch_no=batch_no)
+        intent = record_intent(as_is(items), batch_no=batch_no, wait_for=[built], return_state=True)
+        sendable = intent.result()
     summary.lease_lost += len(items) - len(sendable)
-    fresh = any(fresh_send(c.attempts, c.doubt_since is not None) for c in claimed)
-    future = _submit(settings, summary.company_id, sendable, batch_no, fresh) if sendable else None
-    return Sending(batch_no, sendable, rejects, attempts, future)
+    send = None
+    if sendable:
+        fresh = any(fresh_send(c.attempts, c.doubt_since is not None) for c in claimed)
+        send = _submit(settings, summary.company_id, sendable, batch_no, fresh, intent)
+    recorded = record_outcomes.submit(
+        allow_failure(send) if send is not None else None,
+        batch=as_is(ToRecord(batch_no, sendable, rejects, attempts)),
+        max_attempts=settings.rootfi_max_attempts,
+        requeue_seconds=settings.rootfi_requeue_delay_seconds,
+        wait_for=[intent],
+        return_state=False,
+    )
+    return recorded, Batch(batch_no, attempts)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch in the window: what counting its end needs besides what was recorded."""
+
+    batch_no: int
+    attempts: dict[str, int]
 
 
 def _item(candidate: Candidate, payload: CustomerPayload) -> Item:
@@ -253,35 +249,26 @@ def _item(candidate: Candidate, payload: CustomerPayload) -> Item:
     )
 
 
-def _finish_batch(settings: Settings, summary: RunSummary, sending: Sending) -> None:
-    """Wait for the batch's answers and write its outcomes back in one statement.
-
-    Raises what stopped the send, after recording, when it is not a passing failure.
-    """
-    outcomes: list[Outcome] = []
-    error = None
-    if sending.future is not None:
-        with summary.timed("load"):
-            outcomes, error = _outcomes(sending)
-    summary.sent += sum(1 for o in outcomes if o.status != Status.RETRY)
-    with summary.timed("write_back"):
-        written = record_outcomes(
-            as_is(sending.rejects + outcomes),
-            batch_no=sending.batch_no,
-            attempts=as_is(sending.attempts),
-            max_attempts=settings.rootfi_max_attempts,
-            requeue_seconds=settings.rootfi_requeue_delay_seconds,
-        )
-    rejected = {o.customer_id for o in sending.rejects}  # counted when built
-    recorded = [o for o in written if o.customer_id not in rejected]
-    summary.lease_lost += len(outcomes) - len(recorded)
-    summary.add_outcomes(recorded, sending.attempts)
-    if error is not None:
-        raise error
+def _count_batch(summary: RunSummary, batch: Batch, recorded: Recorded) -> None:
+    """Count a batch whose end was recorded; raise what stopped its send when that must stop
+    the run (it is recorded first, IN_DOUBT: what was sent may exist)."""
+    summary.phase_seconds["write_back"] = (
+        summary.phase_seconds.get("write_back", 0.0) + recorded.seconds
+    )
+    summary.sent += sum(1 for o in recorded.sent if o.status != Status.RETRY)
+    summary.lease_lost += len(recorded.sent) - len(recorded.written)
+    summary.add_outcomes(recorded.written, batch.attempts)
+    if recorded.stop is not None:
+        raise recorded.stop
 
 
 def _submit(
-    settings: Settings, company_id: int, items: list[Item], batch_no: int, fresh: bool
+    settings: Settings,
+    company_id: int,
+    items: list[Item],
+    batch_no: int,
+    fresh: bool,
+    intent: State[Any],
 ) -> PrefectFuture[list[Outcome]]:
     """Start the batch's send task (with its retries) and return its future."""
     sender = send_batch.with_options(
@@ -296,39 +283,7 @@ def _submit(
         batch_no=batch_no,
         items=tuple(items),
     )
-    return sender.submit(as_is(request))
-
-
-def _outcomes(sending: Sending) -> tuple[list[Outcome], BaseException | None]:
-    """Return the batch's outcomes, and an error that must stop the run.
-
-    When retries run out, what is known is kept and the rest stays pending, each with its
-    own wait. The error is one that must stop the run (401/403, a bug); its batch is recorded
-    first, IN_DOUBT, since what was sent may exist and must be looked up before a resend.
-    """
-    assert sending.future is not None
-    sending.future.wait()
-    state = sending.future.state
-    if not state.is_failed():
-        return sending.future.result(), None
-    result = state.result(raise_on_failure=False)
-    if isinstance(result, BatchIncomplete):
-        return _complete(sending.items, result.outcomes + list(result.pending.values())), None
-    pending = _complete(sending.items, [], error=f"send failed: {result}")
-    return pending, None if isinstance(result, RETRYABLE) else result
-
-
-def _complete(
-    items: list[Item], outcomes: list[Outcome], error: str = "no answer"
-) -> list[Outcome]:
-    """Return the outcomes plus IN_DOUBT for every item that has none."""
-    known = {o.customer_id for o in outcomes}
-    missing = [
-        Outcome(i.customer_id, Status.IN_DOUBT, error=error)
-        for i in items
-        if i.customer_id not in known
-    ]
-    return outcomes + missing
+    return sender.submit(as_is(request), wait_for=[intent], return_state=False)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,10 @@ class BatchIncomplete(errors.RootFiSyncError):
         return BatchIncomplete(f"{self}; {other}", outcomes, pending)
 
 
+RETRYABLE = (BatchIncomplete, *PASSING)
+"""What a send task may be retried for, and what leaves its batch to a later run (not a stop)."""
+
+
 def refusal(item: Item, exc: errors.HTTPStatusError | str) -> Outcome:
     """Return the FAILED outcome of a customer RootFi or its platform refused."""
     if isinstance(exc, str):

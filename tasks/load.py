@@ -20,11 +20,9 @@ from prefect.utilities.annotations import quote
 from prefect.utilities.hashing import hash_objects
 
 from rootfi_sync import errors, run
-from rootfi_sync.delivery import BatchIncomplete
+from rootfi_sync.delivery import RETRYABLE, BatchIncomplete
 from rootfi_sync.ledger import Outcome, Status
 from rootfi_sync.lookup import Item
-
-RETRYABLE = (BatchIncomplete, errors.RateLimited, errors.ServerError, errors.TransportError)
 
 
 def is_transient(task: Any, task_run: Any, state: Any) -> bool:

@@ -3,6 +3,8 @@ the run's leases."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from prefect import task
@@ -11,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from rootfi_sync import run
 from rootfi_sync.ledger import Outcome
 from rootfi_sync.lookup import Item
+from rootfi_sync.window import outcomes_of_send
 
 
 @task(name="record-intent", cache_policy=NO_CACHE, task_run_name="record-intent-{batch_no}")
@@ -23,23 +26,53 @@ def record_intent(items: list[Item], *, batch_no: int) -> list[Item]:
     return [i for i in items if i.customer_id in held]
 
 
-@task(name="record-outcomes", cache_policy=NO_CACHE, task_run_name="record-outcomes-{batch_no}")
+@dataclass(frozen=True, slots=True)
+class ToRecord:
+    """A batch whose send was started: what recording its end needs besides the send."""
+
+    batch_no: int
+    items: list[Item]  # those sent (their intent recorded)
+    rejects: list[Outcome]  # rows refused before sending (FAILED)
+    attempts: dict[str, int]  # each customer's attempts, this one included
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What record-outcomes made of one batch's send: the outcomes it gave (`sent`), those
+    written (where the run still held the lease; parked FAILED when out of attempts; rejects
+    left out: they are counted when built), the error that must stop the run, and its time."""
+
+    sent: list[Outcome]
+    written: list[Outcome]
+    stop: BaseException | None
+    seconds: float
+
+
+@task(
+    name="record-outcomes", cache_policy=NO_CACHE, task_run_name="record-outcomes-{batch.batch_no}"
+)
 def record_outcomes(
-    outcomes: list[Outcome],
+    sent: list[Outcome] | BaseException | None,
     *,
-    batch_no: int,
-    attempts: dict[str, int],
+    batch: ToRecord,
     max_attempts: int,
     requeue_seconds: float,
-) -> list[Outcome]:
-    """Write the batch's outcomes where this run still holds the lease; return those written
-    (out of attempts: parked FAILED). `attempts` counts each customer's, this one included."""
+) -> Recorded:
+    """Write the batch's outcomes where this run still holds the lease; return what was written.
+
+    `sent` is what the send task ended with (its outcomes, or what it raised once its retries
+    ran out: handed in through `allow_failure`), or None when nothing was sent.
+    """
+    started = time.perf_counter()
+    outcomes, stop = outcomes_of_send(batch.items, sent)
     parts = run.current()
     written = parts.ledger.record_outcomes(
-        outcomes,
+        batch.rejects + outcomes,
         max_attempts=max_attempts,
         requeue=timedelta(seconds=requeue_seconds),
-        attempts=attempts,
+        attempts=batch.attempts,
     )
-    parts.leases.release(o.customer_id for o in outcomes)
-    return written
+    parts.leases.release(o.customer_id for o in batch.rejects + outcomes)
+    rejected = {o.customer_id for o in batch.rejects}
+    kept = [o for o in written if o.customer_id not in rejected]
+    return Recorded(outcomes, kept, stop, time.perf_counter() - started)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
 import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from rootfi_sandbox import SandboxServer
 
 from flows.sync_customers import sync_customers
@@ -197,3 +200,40 @@ def forget_outcomes(url: str) -> None:
             ledger.update().values(status="SENDING", rootfi_id=None, lease_expires_at=None)
         )
     engine.dispose()
+
+
+def test_the_ui_draws_each_batch_as_claim_build_intent_send_record(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    """Each task run names the one before it among its inputs (what the UI draws as edges)."""
+    seed_source(sqlite_url, [make_customer() for _ in range(4)])
+    configure(sqlite_url, rootfi_batch_size=2)
+
+    state = sync_customers(return_state=True)  # type: ignore[call-overload]
+
+    steps = ("claim-batch", "build-payloads", "record-intent", "send-batch", "record-outcomes")
+    wanted = {f"{step}-{batch}" for step in steps for batch in (1, 2)}
+
+    async def task_runs() -> dict[str, Any]:
+        """The flow run's task runs, once the server has them all (they reach it as events)."""
+        flow_runs = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        async with get_client() as client:
+            for _ in range(300):
+                runs = await client.read_task_runs(flow_run_filter=flow_runs)
+                named = {r.name: r for r in runs}
+                if wanted <= set(named):
+                    return named
+                await asyncio.sleep(0.1)
+        return named
+
+    runs = asyncio.run(task_runs())
+
+    def upstream(name: str) -> set[str]:
+        ids = {i.id for inputs in runs[name].task_inputs.values() for i in inputs}
+        return {r.name for r in runs.values() if r.id in ids}
+
+    for batch in (1, 2):  # the batch's own step before is among each one's inputs
+        assert f"claim-batch-{batch}" in upstream(f"build-payloads-{batch}")
+        assert f"build-payloads-{batch}" in upstream(f"record-intent-{batch}")
+        assert f"record-intent-{batch}" in upstream(f"send-batch-{batch}")
+        assert f"send-batch-{batch}" in upstream(f"record-outcomes-{batch}")
