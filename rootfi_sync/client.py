@@ -123,10 +123,8 @@ class RootFiClient:
             params={"run_async": "true"},
             json={"company_id": company_id, "data": records, "run_async": True},
         )
-        body = self._json("POST", "ecommerce/customers", response)
-        data = body.get("data")
-        sync_id = body.get("sync_id") or (data.get("sync_id") if isinstance(data, dict) else None)
-        if not sync_id:
+        sync_id = self._json("POST", "ecommerce/customers", response).get("sync_id")
+        if not sync_id:  # the docs put it at the top of the answer (its `data` lists no one)
             raise errors.TransportError("RootFi accepted an async write but sent no sync_id")
         return str(sync_id), _server_time(response)
 
