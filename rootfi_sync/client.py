@@ -65,7 +65,7 @@ class RootFiClient:
         base_url: str,
         api_key: SecretStr,
         *,
-        timeout: float = 30.0,
+        timeout: float = 60.0,
         governor: Governor | None = None,
         transport: httpx.BaseTransport | None = None,
         max_connections: int = 16,
@@ -133,39 +133,56 @@ class RootFiClient:
         data: dict[str, Any] = self._request("GET", f"core/syncs/{sync_id}")["data"]
         return data
 
+    # Lists are read at RootFi's own page size (no `limit`): RootFi documents neither a
+    # default nor a maximum, and its SDK sends none unless asked, so the default page is the
+    # only size known to be accepted. A caller that has measured a larger one may pass it.
+
     def iter_sync_jobs(self, sync_id: str) -> Iterator[dict[str, Any]]:
         """Yield the sync's jobs, following `next` cursors."""
-        yield from self._paginate(f"core/syncs/{sync_id}/jobs", {"limit": 1000})
+        yield from self._paginate(f"core/syncs/{sync_id}/jobs", {})
 
     def iter_customers(
-        self, company_id: int, updated_since: datetime | None = None, page_size: int = 1000
+        self, company_id: int, updated_since: datetime | None = None, page_size: int | None = None
     ) -> Iterator[dict[str, Any]]:
         """Yield the company's customers updated since a moment, oldest first."""
         params: dict[str, Any] = {
-            "limit": page_size,
             "rootfi_company_id[eq]": company_id,
             "sort[rootfi_updated_at]": "ASC",
+            **_limit(page_size),
         }
         if updated_since is not None:
             params["rootfi_updated_at[gte]"] = iso_ms(updated_since)
         yield from self._paginate("ecommerce/customers", params)
 
-    def iter_companies(self, page_size: int = 100) -> Iterator[dict[str, Any]]:
+    def iter_companies(self, page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """Yield the companies this key can reach, following `next` cursors."""
-        yield from self._paginate("core/companies", {"limit": page_size})
+        yield from self._paginate("core/companies", _limit(page_size))
 
     # -- transport ---------------------------------------------------------------------------
 
     def _paginate(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Yield every record of a list, following `next` until it is null.
+
+        A `next` handed out before, or a page that repeats the one before it, would loop
+        forever: the listing ends with a PagingError naming the endpoint instead.
+        """
         cursor: str | None = None
+        seen: set[str] = set()
+        last_page: list[Any] | None = None
         while True:
             body = self._request(
                 "GET", path, params={**params, **({"next": cursor} if cursor else {})}
             )
-            yield from body.get("data") or []
-            cursor = body.get("next")
+            page = body.get("data") or []
+            if page and page == last_page:
+                raise errors.PagingError(f"GET /{path}: page after cursor {cursor} repeats")
+            yield from page
+            cursor, last_page = body.get("next"), page
             if not cursor:
                 return
+            if cursor in seen:
+                raise errors.PagingError(f"GET /{path}: cursor {cursor} came back")
+            seen.add(cursor)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         return self._json(method, path, self._exchange(method, path, **kwargs))
@@ -225,6 +242,11 @@ class RootFiClient:
         except ValueError:
             raise errors.TransportError(f"{method} /{path}: answer is not JSON") from None
         return body
+
+
+def _limit(page_size: int | None) -> dict[str, Any]:
+    """The `limit` parameter of a page size, or none to get RootFi's default page."""
+    return {} if page_size is None else {"limit": page_size}
 
 
 def _server_time(response: httpx.Response) -> datetime | None:
