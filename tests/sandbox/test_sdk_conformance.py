@@ -54,9 +54,7 @@ def installed_sdk() -> Path:
             "(e.g. apt-get install nodejs npm), then `make sdk` installs tests/sandbox/sdk"
         )
     if not (SDK_DIR / "node_modules" / "rootfi-api").is_dir():
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"], cwd=SDK_DIR, check=True, timeout=600
-        )
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=SDK_DIR, check=True, timeout=600)
     return Path(node)
 
 
