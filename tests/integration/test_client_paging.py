@@ -1,6 +1,7 @@
 """The RootFi client's listings against the sandbox over real HTTP: they follow `next` to the
-end at RootFi's own page size, and end with an error naming the endpoint, never a loop, when
-a cursor comes back (the sandbox's `repeat_cursor`). Also the SDK's 60 s timeout."""
+end, at RootFi's own page size once it refuses the one asked for, and end with an error
+naming the endpoint, never a loop, when a cursor comes back (the sandbox's
+`repeat_cursor`). Also the SDK's 60 s timeout."""
 
 from __future__ import annotations
 
@@ -61,18 +62,23 @@ def test_a_listing_whose_cursor_comes_back_ends_with_an_error_naming_the_endpoin
     assert KEY not in str(raised.value)
 
 
-def test_a_listing_longer_than_a_page_is_read_to_its_end_at_rootfis_page_size(
+def test_a_refused_limit_makes_the_client_read_at_rootfis_own_page_size(
     sandbox: SandboxServer,
 ) -> None:
     sync_id = written(sandbox, 120)
     seen: list[httpx.Request] = []
     with RootFiClient(sandbox.api_url, SecretStr(KEY)) as client:
         client._http.event_hooks["request"].append(seen.append)
-        customers = list(client.iter_customers(COMPANY))
+        assert len(list(client.iter_customers(COMPANY))) == 120  # one page of up to 1,000
+        asked = [r.url.params.get("limit") for r in seen]
+        # The sandbox refuses a limit over 1,000 (400, field "limit"), as RootFi may its own.
+        customers = list(client.iter_customers(COMPANY, page_size=5000))
         jobs = list(client.iter_sync_jobs(sync_id))
+    assert asked == ["1000"]
     assert [c["name"] for c in customers] == [f"Customer {n}" for n in range(120)]
     assert len(jobs) == 120
-    assert len(seen) > 2 and not any("limit" in r.url.params for r in seen)
+    later = [r.url.params.get("limit") for r in seen[len(asked) :]]
+    assert later[0] == "5000" and set(later[1:]) == {None} and len(later) > 4
 
 
 def test_the_default_timeout_is_the_official_sdks_60_seconds() -> None:
