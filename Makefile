@@ -11,7 +11,7 @@ TEST_WORKERS ?= 2
 # More pytest arguments for `make test` and `make test-fast`, e.g. PYTEST_ARGS='-k doctor -x'.
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint env bench mariadb
+.PHONY: demo test test-fast lint env bench mariadb sdk
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -25,15 +25,23 @@ demo: env
 
 # Everything, on TEST_WORKERS processes; the e2e tests on the e2e package's real Prefect server
 # run on one of them, so it starts once (tests/conftest.py, pytest_xdist_make_scheduler).
-test: env mariadb
+test: env mariadb sdk
 	bash .ci/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The fast tier: tests/unit and tests/sandbox (`-m "unit or sandbox"` selects the same, but
 # imports every test module first). No PostgreSQL, no MariaDB, no Prefect server: Prefect's
 # temporary server is turned off, so a test that would start one fails instead of quietly
 # costing ten seconds. One process: on 2 cores, workers' start-up eats what they save.
-test-fast: env
+test-fast: env sdk
 	PREFECT_SERVER_EPHEMERAL_ENABLED=false bash .ci/pytest tests/unit tests/sandbox $(PYTEST_ARGS)
+
+# RootFi's official SDK, which tests/sandbox/test_sdk_conformance.py drives (`npm ci` from the
+# lock file, again when it changes); without npm that test is skipped, saying what to install.
+SDK := tests/sandbox/sdk
+sdk: $(SDK)/node_modules/.package-lock.json
+$(SDK)/node_modules/.package-lock.json: $(SDK)/package-lock.json
+	@if command -v npm >/dev/null; then cd $(SDK) && npm ci --no-audit --no-fund --silent; \
+	else echo "npm not found: the official-SDK conformance test will be skipped"; fi
 
 # The MariaDB server the tests start (tests/mariadb.py): installed from Debian's packages when
 # missing and we are root; otherwise .ci/install-mariadb says what to install (the tests skip).
