@@ -6,7 +6,9 @@
    which of them the key reaches; a company it does not reach fails here, named, with no run.
 3. The reachable ones are grouped (`rootfi_sync.fanout.plan_groups`): a company with
    `group_customers` due customers or more runs alone, the others share runs of at most
-   `group_companies` companies and `group_customers` customers.
+   `group_companies` companies and `group_customers` customers, spread over at least
+   `max_concurrent` runs when there are that many companies (a run's companies go one after
+   the other, parallel runs do not).
 4. Each group is a task run of this flow (`sync-companies-<first company>`) on a thread pool
    of `max_concurrent` workers. It starts a run of the manual-sync deployment (which any
    worker of its pool may take) with the group's `company_ids` and, as `reachable`, the
@@ -125,7 +127,10 @@ def sync_all_companies(
     wanted = [d.company_id for d in due]
     reached = list_reachable(settings, resolve_api_key(settings), wanted) if due else set()
     groups = plan_groups(
-        [d for d in due if d.company_id in reached], group_companies, group_customers
+        [d for d in due if d.company_id in reached],
+        group_companies,
+        group_customers,
+        max_concurrent,
     )
     params = {k: v for k, v in {"batch_size": batch_size, "write_mode": write_mode}.items() if v}
     logger.info(

@@ -3,8 +3,11 @@ which of them the key reaches.
 
 Grouping (`plan_groups`): a company whose due customers reach `max_customers` runs alone; the
 others, in company order, fill runs of at most `max_companies` companies and `max_customers`
-customers each. So a tick of a thousand companies holding one new customer each is a few
-runs, not a thousand, and a company with a large backlog never holds up a group of small ones.
+customers each, spread over at least `spread` runs (the fan-out's `max_concurrent`) when
+there are that many: the companies of one run are synced one after the other, so a few small
+companies are faster as parallel runs than as one. A tick of a thousand companies holding one
+new customer each is twenty runs, not a thousand, and a company with a large backlog never
+holds up a group of small ones.
 
 Reach (`reachable`): one pass over `GET /v3/core/companies`, in pages of COMPANIES_PAGE, that
 stops as soon as every company wanted has been seen.
@@ -27,16 +30,20 @@ GROUP_CUSTOMERS = 200
 """Default most due customers in one child run; a company with this many runs alone."""
 
 
-def plan_groups(due: Sequence[Due], max_companies: int, max_customers: int) -> list[list[int]]:
-    """Return the companies of each child run: large ones alone, the rest packed in order."""
-    groups: list[list[int]] = []
+def plan_groups(
+    due: Sequence[Due], max_companies: int, max_customers: int, spread: int = 1
+) -> list[list[int]]:
+    """Return the companies of each child run: large ones alone, the rest packed in order,
+    into at least `spread` runs where there are that many small companies (so that runs in
+    parallel share the work), and never more than `max_companies` companies a run."""
+    small = sorted((d for d in due if d.customers < max_customers), key=lambda d: d.company_id)
+    per_run = min(max_companies, max(1, -(-len(small) // max(spread, 1))))
+    large = sorted(d.company_id for d in due if d.customers >= max_customers)
+    groups = [[company] for company in large]
     group: list[int] = []
     size = 0
-    for work in sorted(due, key=lambda d: d.company_id):
-        if work.customers >= max_customers:
-            groups.append([work.company_id])
-            continue
-        if group and (len(group) == max_companies or size + work.customers > max_customers):
+    for work in small:
+        if group and (len(group) == per_run or size + work.customers > max_customers):
             groups.append(group)
             group, size = [], 0
         group.append(work.company_id)

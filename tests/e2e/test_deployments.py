@@ -118,6 +118,8 @@ def test_a_schedule_paused_in_the_ui_stays_paused_when_deploying_again(
 
         [after] = client.read_deployment_schedules(deployed.scheduled.id)
         client.pause_deployment(deployed.scheduled.id)  # still no scheduled run for the workers
+        fan_out = client.read_deployment_by_name("sync-all-companies/all-companies")
+        client.pause_deployment(fan_out.id)
     assert again.returncode == 0, again.stdout + again.stderr
     assert (after.id, after.slug, after.active) == (schedule.id, "every-15-minutes", False)
 

@@ -63,7 +63,7 @@ def requests(sandbox: SandboxServer) -> Counter[str]:
     return Counter(creates=counts["creates"], others=counts["total"] - counts["creates"])
 
 
-def test_a_tick_over_120_companies_with_5_new_customers_makes_one_companies_request_and_one_run(
+def test_a_tick_over_120_companies_with_5_new_customers_makes_one_companies_request_and_3_runs(
     sqlite_url: str, key_sandbox: SandboxServer, configure: Any
 ) -> None:
     synced = [make_customer() | {"company_id": c} for c in COMPANIES]
@@ -77,7 +77,7 @@ def test_a_tick_over_120_companies_with_5_new_customers_makes_one_companies_requ
     assert [(r["company_id"], r["completed"], r["synced"]) for r in rows] == [
         (c, True, 1) for c in (3, 40, 41, 77, 120)
     ]
-    assert len({r["flow_run_id"] for r in rows}) == 1  # one child run for the five
+    assert len({r["flow_run_id"] for r in rows}) == 3  # five companies over four parallel runs
     stored = Counter(c["email"] for c in key_sandbox.admin.customers())
     assert stored == Counter(r["email"] for r in new)
 
@@ -94,7 +94,9 @@ def test_a_company_with_many_new_customers_runs_alone_and_small_ones_share_a_run
     seed_synced(sqlite_url, [], new)
     configure(sqlite_url, source_company_column="tenant", rootfi_base_url=key_sandbox.api_url)
 
-    rows = sync_all_companies(deployment=None, group_companies=2, group_customers=3)
+    rows = sync_all_companies(
+        deployment=None, max_concurrent=1, group_companies=2, group_customers=3
+    )
 
     runs = {r["company_id"]: r["flow_run_id"] for r in rows}
     assert sorted(runs) == [5, 6, 7, 8]

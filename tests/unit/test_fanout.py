@@ -36,6 +36,23 @@ def test_plan_groups_runs_large_companies_alone_and_packs_the_rest_within_both_b
     assert plan_groups(due(*sizes), max_companies, max_customers) == groups
 
 
+@pytest.mark.parametrize(
+    ("companies", "spread", "sizes"),
+    [
+        (5, 4, [2, 2, 1]),  # five small companies over four parallel runs: two at most each
+        (50, 4, [13, 13, 13, 11]),
+        (3, 4, [1, 1, 1]),
+        (1000, 4, [50] * 20),  # max_companies still bounds a run
+    ],
+)
+def test_plan_groups_spreads_small_companies_over_the_runs_that_go_in_parallel(
+    companies: int, spread: int, sizes: list[int]
+) -> None:
+    groups = plan_groups(due(*[1] * companies), 50, 200, spread)
+    assert [len(g) for g in groups] == sizes
+    assert [c for g in groups for c in g] == list(range(1, companies + 1))
+
+
 def test_plan_groups_counts_waiting_ledger_rows_with_new_customers() -> None:
     work = [Due(7, new=2, waiting=3), Due(8, waiting=1)]
     assert plan_groups(work, 10, 5) == [[7], [8]]
