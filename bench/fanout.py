@@ -15,9 +15,10 @@ each of K companies spread over the N. Then, in this process, `sync_all_companie
 Reported per tick: API requests by kind (counted in this process, on every request the
 project's httpx clients send to the sandbox), child runs (distinct flow runs in the fan-out's
 rows), wall seconds, the due query's own seconds (`find_due`, timed apart on the same data),
-peak RSS of this process during the tick (VmHWM, reset before it), and requests per new
-customer. Checks: every new customer stored once, every ledger row SYNCED. Prints a Markdown
-table and writes the records to bench/out/<time>-fanout.json.
+peak RSS of this process during the tick (VmHWM, reset before it), requests per new
+customer, and the share of the machine's CPU other people's processes took meanwhile.
+Checks: every new customer stored once, every ledger row SYNCED. Prints a Markdown table and
+writes the records to bench/out/<time>-fanout.json.
 """
 
 from __future__ import annotations
@@ -39,7 +40,15 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bench.common import API_KEY, Children, clean_env, start_prefect, wait_until, write_record
+from bench.common import (
+    API_KEY,
+    Children,
+    OthersCpu,
+    clean_env,
+    start_prefect,
+    wait_until,
+    write_record,
+)
 
 TENANT = "tenant"
 
@@ -150,11 +159,13 @@ def peak_mib() -> float:
     return int(found.group(1)) / 1024 if found else 0.0
 
 
-def tick(count: RequestCount, api: str) -> dict[str, Any]:
-    """One fan-out tick in this process: its requests, child runs, wall seconds, peak RSS."""
+def tick(count: RequestCount, api: str, children: Children) -> dict[str, Any]:
+    """One fan-out tick in this process: its requests, child runs, wall seconds, peak RSS,
+    and the share of the machine's CPU other people's processes took meanwhile."""
     from flows.sync_all_companies import sync_all_companies
 
     clear_peak()
+    others = OthersCpu(children)
     started = time.monotonic()
     with count.counting(api) as kinds:
         state = sync_all_companies(deployment=None, return_state=True)
@@ -170,6 +181,7 @@ def tick(count: RequestCount, api: str) -> dict[str, Any]:
         "synced": sum(r["synced"] for r in rows),
         "wall_s": round(wall, 2),
         "peak_rss_mib": round(peak_mib(), 1),
+        "others_cpu": round(others.share(), 2),
     }
 
 
@@ -206,7 +218,7 @@ def measure(
         os.environ.pop("LEDGER_DATABASE_URL", None)
     due_s = due_seconds()
     count = RequestCount()
-    first, second = tick(count, api), tick(count, api)
+    first, second = tick(count, api, children), tick(count, api, children)
     stored = httpx.get(api.removesuffix("/v3") + "/_sandbox/customers", timeout=30).json()["data"]
     engine = make_engine(ledger_url or url)
     with engine.connect() as conn:
@@ -234,8 +246,8 @@ def measure(
 def table(results: list[dict[str, Any]]) -> str:
     head = (
         "| N companies | rows | K new | ledger | tick | requests (by kind) | child runs | wall s "
-        "| due query s | peak RSS MiB | requests / new customer | checks |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| due query s | peak RSS MiB | requests / new customer | others' CPU | checks |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in results:
@@ -246,7 +258,7 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"| {r['n']:,} | {r['synced_before'] + r['new']:,} | {r['new'] if i == 1 else 0} "
                 f"| {r['ledger']} | {i} | {t['total_requests']} ({kinds}) | {t['child_runs']} "
                 f"| {t['wall_s']} | {r['due_query_s']} | {t['peak_rss_mib']} | {per} "
-                f"| {'ok' if r['ok'] else 'FAILED'} |"
+                f"| {t['others_cpu']:.0%} | {'ok' if r['ok'] else 'FAILED'} |"
             )
     return "\n".join(lines)
 
