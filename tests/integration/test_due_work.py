@@ -1,5 +1,5 @@
 """Which companies have work due: new source rows, or ledger rows a run may take now; on
-SQLite and PostgreSQL, with the ledger beside the source and in a database of its own."""
+SQLite, PostgreSQL and MariaDB, with the ledger beside the source and in a database of its own."""
 
 from __future__ import annotations
 
@@ -96,6 +96,13 @@ def test_due_work_on_postgresql(pg_url: str, tmp_path: Path, apart: bool) -> Non
     seed(pg_url, ledger_url)
 
     assert due_now(pg_url, ledger_url, None) == [*EXPECTED, Due(9, new=1)]
+
+
+@pytest.mark.mariadb
+def test_due_work_on_mariadb(mysql_url: str) -> None:
+    seed(mysql_url, None)
+
+    assert due_now(mysql_url, None, None) == [*EXPECTED, Due(9, new=1)]
 
 
 def test_due_work_reads_the_source_through_its_company_index(tmp_path: Path) -> None:

@@ -14,8 +14,9 @@ from rootfi_sandbox import SandboxServer
 
 from flows.sync_all_companies import sync_all_companies
 from flows.sync_customers import sync_customers
-from rootfi_sync.db import make_engine
+from rootfi_sync.db import make_engine, sample_for
 from rootfi_sync.errors import CompanyRunsFailed
+from rootfi_sync.settings import load_settings
 from rootfi_sync.tables import ledger
 from tests.factories import make_customer, sandbox_for
 from tests.integration.conftest import API_KEY
@@ -135,3 +136,29 @@ def test_a_manual_run_checks_its_company_and_a_run_the_fan_out_vouched_for_does_
     assert requests(key_sandbox) == {"creates": 1, "others": 1}  # the companies list
     sync_customers(company_ids=[8], reachable=[8])
     assert requests(key_sandbox) == {"creates": 2, "others": 1}
+
+
+def test_with_the_ledger_in_a_database_of_its_own_only_the_company_with_a_new_customer_runs(
+    sqlite_url: str, tmp_path: Any, key_sandbox: SandboxServer, configure: Any
+) -> None:
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    rows = [make_customer() | {"company_id": c} for c in (1, 2, 2)]
+    seed_source(sqlite_url, rows, source_company_column="tenant", ledger_database_url=ledger_url)
+    configure(
+        sqlite_url,
+        source_company_column="tenant",
+        ledger_database_url=ledger_url,
+        rootfi_base_url=key_sandbox.api_url,
+    )
+    assert [r["synced"] for r in sync_all_companies(deployment=None)] == [1, 2]
+    rows.append(make_customer() | {"company_id": 2})
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sample_for(load_settings()).insert(), [rows[-1]])
+    engine.dispose()
+
+    later = sync_all_companies(deployment=None)
+
+    assert [(r["company_id"], r["synced"]) for r in later] == [(2, 1)]
+    assert requests(key_sandbox) == {"creates": 4, "others": 2}
+    assert Counter(r.status for r in ledger_rows(ledger_url).values()) == {"SYNCED": 4}
