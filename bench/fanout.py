@@ -1,6 +1,7 @@
 """A fan-out tick over many companies on one key: what it costs in API requests and runs.
 
     python -m bench.fanout [--n 100 1000 10000] [--new 5 10 50] [--synced 10] [--ledger-apart]
+    python -m bench.fanout --due-only --n 10000 --new 50 --synced 100 [--ledger-apart]
 
 For each N (with the K of the same position in --new): a sandbox in a subprocess whose key
 reaches companies 1..N (no latency, no rate limit), one `prefect server start` for the whole
@@ -18,7 +19,8 @@ rows), wall seconds, the due query's own seconds (`find_due`, timed apart on the
 peak RSS of this process during the tick (VmHWM, reset before it), requests per new
 customer, and the share of the machine's CPU other people's processes took meanwhile.
 Checks: every new customer stored once, every ledger row SYNCED. Prints a Markdown table and
-writes the records to bench/out/<time>-fanout.json.
+writes the records to bench/out/<time>-fanout.json. With --due-only: no sandbox, no Prefect,
+no tick; the due query alone on the seeded data (best of three), e.g. on 1,000,000 rows.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -128,21 +130,28 @@ def seed(url: str, ledger_url: str | None, companies: int, synced: int, new: int
     table = sample_for(settings)
     step = max(1, companies // max(new, 1))
     lucky = list(range(1, companies + 1, step))[:new]
-    rows = [_row(c * 1_000_000 + i, c) for c in range(1, companies + 1) for i in range(synced)]
-    rows += [_row(c * 1_000_000 + synced, c) for c in lucky]
     now = datetime.now(UTC)
-    book = [
-        {"customer_id": str(r["id"]), "company_id": r["company_id"], "status": "SYNCED"}
-        | {"rootfi_id": f"old-{r['id']}", "attempts": 1, "updated_at": now}
-        for r in rows[: companies * synced]
-    ]
-    for target, table_, data in ((url, table, rows), (ledger_url or url, ledger, book)):
-        engine = make_engine(target)
-        with engine.begin() as conn:
-            for start in range(0, len(data), 20_000):
-                conn.execute(table_.insert(), data[start : start + 20_000])
-        engine.dispose()
+    source = make_engine(url)
+    book = make_engine(ledger_url) if ledger_url else source
+    with source.begin() as src, book.begin() if ledger_url else nullcontext(src) as led:
+        for first in range(1, companies + 1, 1000):  # a thousand companies at a time
+            chunk = range(first, min(first + 1000, companies + 1))
+            rows = [_row(c * 1_000_000 + i, c) for c in chunk for i in range(synced)]
+            if rows:
+                src.execute(table.insert(), rows)
+                led.execute(ledger.insert(), [_synced(r, now) for r in rows])
+        src.execute(table.insert(), [_row(c * 1_000_000 + synced, c) for c in lucky])
+    source.dispose()
+    book.dispose()
     return lucky
+
+
+def _synced(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {"customer_id": str(row["id"]), "company_id": row["company_id"], "status": "SYNCED"} | {
+        "rootfi_id": f"old-{row['id']}",
+        "attempts": 1,
+        "updated_at": now,
+    }
 
 
 def _row(key: int, company: int) -> dict[str, Any]:
@@ -243,6 +252,43 @@ def measure(
     }
 
 
+def measure_due(work: Path, n: int, k: int, synced: int, apart: bool) -> dict[str, Any]:
+    """The due query alone (best of three) on N companies with `synced` customers each, K new."""
+    from rootfi_sync.settings import load_settings
+    from tasks.companies import find_due
+
+    url = f"sqlite:///{work / f'source-{n}.db'}"
+    ledger_url = f"sqlite:///{work / f'ledger-{n}.db'}" if apart else None
+    seed(url, ledger_url, n, synced, k)
+    settings = load_settings(
+        source_database_url=url, source_company_column=TENANT, ledger_database_url=ledger_url
+    )
+    seconds, due = [], []
+    for _ in range(3):
+        started = time.monotonic()
+        due = find_due.fn(settings, None)
+        seconds.append(time.monotonic() - started)
+    rows = n * synced + k
+    ok = len(due) == k and sum(d.customers for d in due) == k
+    return {"n": n, "new": k, "rows": rows, "ledger": "apart" if apart else "beside"} | {
+        "due_query_s": round(min(seconds), 3),
+        "ok": ok,
+    }
+
+
+def due_table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| N companies | source rows (and ledger rows) | K new | ledger | due query s | checks |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['n']:,} | {r['rows']:,} | {r['new']} | {r['ledger']} | {r['due_query_s']} "
+            f"| {'ok' if r['ok'] else 'FAILED'} |"
+        )
+    return "\n".join(lines)
+
+
 def table(results: list[dict[str, Any]]) -> str:
     head = (
         "| N companies | rows | K new | ledger | tick | requests (by kind) | child runs | wall s "
@@ -269,9 +315,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--synced", type=int, default=10, help="customers synced per company")
     parser.add_argument("--ledger-apart", action="store_true", help="LEDGER_DATABASE_URL set")
+    parser.add_argument("--due-only", action="store_true", help="time the due query alone")
     args = parser.parse_args(argv)
     if len(args.new) != len(args.n):
         parser.error("--new needs one K per N")
+    if args.due_only:
+        with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
+            points = zip(args.n, args.new, strict=True)
+            due = [measure_due(Path(tmp), n, k, args.synced, args.ledger_apart) for n, k in points]
+        print(due_table(due))
+        print(write_record("fanout-due", {"results": due}))
+        return 0 if all(r["ok"] for r in due) else 1
     children = Children()
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
