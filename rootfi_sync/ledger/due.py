@@ -130,13 +130,13 @@ def _source_pairs(
 def _present(book: sa.Connection, pairs: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
     """Return which (company, key) pairs the ledger has a row for.
 
-    Asked as two IN lists, keys and companies, which every database answers with seeks on the
-    primary key (customer, company); a row-value IN of pairs is a full scan on SQLite. A key
-    shared by two companies of the page may bring back a row not asked for: left out here.
+    Asked by key alone, an IN list that every database answers with one seek a key on the
+    primary key (customer, company); the companies are matched here. A row-value IN of the
+    pairs is a full scan on SQLite, and a second IN list of companies one seek per key and
+    company. A key the ledger holds for other companies too brings those rows back as well.
     """
     c = ledger.c
     query = sa.select(c.company_id, c.customer_id).where(
-        c.customer_id.in_({key for _company, key in pairs}),
-        c.company_id.in_({company for company, _key in pairs}),
+        c.customer_id.in_({key for _company, key in pairs})
     )
     return {(int(company), key) for company, key in book.execute(query)} & set(pairs)
