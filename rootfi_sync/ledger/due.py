@@ -9,22 +9,25 @@ company has a run, or at once after `rootfi-sync retry` (which makes it a RETRY)
 With the ledger beside the source this is one query: the source anti-joined to the ledger on
 its primary key (customer, company), grouped by the source's company column (indexed), and
 the ledger's eligible rows grouped by company. With the ledger in a database of its own the
-source's (company, key) pairs are streamed once and looked up in the ledger a page at a time
-(the pairs present, by primary key seeks); the eligible rows are the same query on the
-ledger alone.
+source's (company, key) pairs are streamed once and anti-joined to the ledger a page at a time
+(sent as one parameter, as `rootfi_sync.pending` sends a page of keys: only the missing come
+back, counted by company); the eligible rows are the same query on the ledger alone.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from rootfi_sync.ledger.statements import eligible
+from rootfi_sync.pending import _sqlite_has_json_each
 from rootfi_sync.tables import ledger
 
 PAIRS_PAGE = 2000
@@ -107,10 +110,59 @@ def _new_apart(
 ) -> Counter[int]:
     """Per company, its source rows with no row in the ledger's own database."""
     new: Counter[int] = Counter()
+    missing = _missing_query(book.dialect.name)
     for pairs in _source_pairs(src, source, companies):
-        present = _present(book, pairs)
-        new.update(company for company, key in pairs if (company, key) not in present)
+        if missing is None:
+            present = _present(book, pairs)
+            new.update(company for company, key in pairs if (company, key) not in present)
+            continue
+        query, encode = missing
+        for company, count in book.execute(query, encode(pairs)):
+            new[int(company)] += int(count)
     return new
+
+
+Encode = Callable[[list[tuple[int, str]]], dict[str, Any]]
+
+
+def _missing_query(dialect: str) -> tuple[sa.Select[Any], Encode] | None:
+    """The anti-join of a page of (company, key) pairs, sent as one parameter, to the ledger,
+    counted by company, and how to send the pairs; None where the database has no way to take
+    a list of pairs as a table (then `_present`).
+
+    SQLite: a JSON array of [company, key] (`json_each`); PostgreSQL: two arrays (`unnest`).
+    Either way the ledger is probed on its primary key, and only the missing come back.
+    """
+    c = ledger.c
+    company: sa.ColumnElement[Any]
+    key: sa.ColumnElement[Any]
+    if dialect == "sqlite" and _sqlite_has_json_each():
+        page = sa.func.json_each(sa.bindparam("pairs", type_=sa.String))
+        pairs = page.table_valued("value").alias("page_pairs")
+        company = sa.func.json_extract(pairs.c.value, sa.literal_column("'$[0]'"))
+        key = sa.func.json_extract(pairs.c.value, sa.literal_column("'$[1]'"))
+
+        def sent(page_pairs: list[tuple[int, str]]) -> dict[str, Any]:
+            return {"pairs": json.dumps(page_pairs)}
+    elif dialect == "postgresql":
+        companies = sa.bindparam("companies", type_=postgresql.ARRAY(sa.BigInteger))
+        keys = sa.bindparam("keys", type_=postgresql.ARRAY(sa.String))
+        both = sa.func.unnest(companies, keys).table_valued("company", "value")
+        pairs = both.render_derived(name="page_pairs")
+        company, key = pairs.c.company, pairs.c.value
+
+        def sent(page_pairs: list[tuple[int, str]]) -> dict[str, Any]:
+            return {"companies": [p[0] for p in page_pairs], "keys": [p[1] for p in page_pairs]}
+    else:
+        return None
+    joined = pairs.outerjoin(ledger, sa.and_(c.customer_id == key, c.company_id == company))
+    query = (
+        sa.select(company, sa.func.count())
+        .select_from(joined)
+        .where(c.customer_id.is_(None))
+        .group_by(company)
+    )
+    return query, sent
 
 
 def _source_pairs(

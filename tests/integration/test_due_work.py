@@ -99,10 +99,33 @@ def test_due_work_on_postgresql(pg_url: str, tmp_path: Path, apart: bool) -> Non
 
 
 @pytest.mark.mariadb
-def test_due_work_on_mariadb(mysql_url: str) -> None:
-    seed(mysql_url, None)
+@pytest.mark.parametrize("apart", [False, True], ids=["ledger-beside", "ledger-apart"])
+def test_due_work_on_mariadb(mysql_url: str, tmp_path: Path, apart: bool) -> None:
+    url = f"sqlite:///{tmp_path / 'source.db'}" if apart else mysql_url
+    ledger_url = mysql_url if apart else None  # apart: pairs looked up by an IN list
+    seed(url, ledger_url)
 
-    assert due_now(mysql_url, None, None) == [*EXPECTED, Due(9, new=1)]
+    assert due_now(url, ledger_url, None) == [*EXPECTED, Due(9, new=1)]
+
+
+def test_a_page_of_pairs_is_anti_joined_on_the_ledger_s_primary_key_in_sqlite(
+    tmp_path: Path,
+) -> None:
+    from rootfi_sync.ledger.due import _missing_query
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    seed(f"sqlite:///{tmp_path / 'source.db'}", url)
+    found = _missing_query("sqlite")
+    assert found is not None
+    query, encode = found
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        text = str(query.compile(conn)).replace(f"{LEDGER_SCHEMA}.", "")
+        params = tuple(encode([(1, "1")]).values())  # one: the page, as JSON
+        plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + text, params).all()
+    engine.dispose()
+    steps = " | ".join(str(step[-1]) for step in plan)
+    assert "sqlite_autoindex_rootfi_customer_sync" in steps and "SCAN rootfi" not in steps, steps
 
 
 def test_due_work_reads_the_source_through_its_company_index(tmp_path: Path) -> None:
