@@ -162,3 +162,20 @@ def test_with_the_ledger_in_a_database_of_its_own_only_the_company_with_a_new_cu
     assert [(r["company_id"], r["synced"]) for r in later] == [(2, 1)]
     assert requests(key_sandbox) == {"creates": 4, "others": 2}
     assert Counter(r.status for r in ledger_rows(ledger_url).values()) == {"SYNCED": 4}
+
+
+def test_a_company_failing_in_a_shared_run_fails_the_run_named_and_the_others_still_sync(
+    sqlite_url: str, key_sandbox: SandboxServer, configure: Any
+) -> None:
+    new = [make_customer() | {"company_id": c} for c in (9999, 7)]
+    seed_synced(sqlite_url, [], new)
+    configure(sqlite_url, source_company_column="tenant", rootfi_base_url=key_sandbox.api_url)
+
+    state = sync_customers(company_ids=[9999, 7], reachable=[7], return_state=True)
+
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, CompanyRunsFailed)
+    assert "1 of 2 companies failed: 9999 (SettingsError: ROOTFI_COMPANY_ID 9999" in str(error)
+    assert [c["email"] for c in key_sandbox.admin.customers(7)] == [new[1]["email"]]
+    assert requests(key_sandbox) == {"creates": 1, "others": 2}  # 9999 checked (2 pages of 100)
