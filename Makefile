@@ -66,4 +66,5 @@ bench: env
 	$(BENCH) bench.fault_run --n 2000 --mode single | tee -a bench/out/tables.md
 	$(BENCH) bench.fault_run --n 2000 --mode batch | tee -a bench/out/tables.md
 	$(BENCH) bench.rate_governor --budget 600 --window 60 | tee -a bench/out/tables.md
+	$(BENCH) bench.fanout --n 100 1000 10000 --new 5 10 50 | tee -a bench/out/tables.md
 	$(BENCH) bench.sandbox_throughput --requests 20000 --concurrency 64 | tee -a bench/out/tables.md

@@ -1,20 +1,40 @@
-"""Fan out: one sync-customers run per company, at most `max_concurrent` at a time.
+"""Fan out: a tick over every company of the key costs what is due, not what exists.
 
-Each company is a task run of this flow (`sync-company-<id>`) on a thread pool of
-`max_concurrent` workers. The task starts the company's run with `run_deployment` (a run of
-the manual-sync deployment, which any worker of its pool may take), and Prefect links that
-run to this one as its child; with `deployment=None` the company runs here as a subflow. The
-table artifact `rootfi-sync-all-companies` gives each company's final state, and this run
-fails, naming the companies, when any of theirs did not complete.
+1. One query over the source and the ledger finds the companies with work due (new customers,
+   or ledger rows due for a retry, a lookup or a sync poll): no other company gets a run.
+2. One pass over the key's companies list (stopping once every due company was seen) says
+   which of them the key reaches; a company it does not reach fails here, named, with no run.
+3. The reachable ones are grouped (`rootfi_sync.fanout.plan_groups`): a company with
+   `group_customers` due customers or more runs alone, the others share runs of at most
+   `group_companies` companies and `group_customers` customers, spread over at least
+   `max_concurrent` runs when there are that many companies (a run's companies go one after
+   the other, parallel runs do not).
+4. Each group is a task run of this flow (`sync-companies-<first company>`) on a thread pool
+   of `max_concurrent` workers. It starts a run of the manual-sync deployment (which any
+   worker of its pool may take) with the group's `company_ids` and, as `reachable`, the
+   companies this tick vouched for, so the child makes no companies request; Prefect links
+   that run to this one as its child. With `deployment=None` the group runs here, a subflow.
+
+The table artifact `rootfi-sync-all-companies` gives each company's end (its child run, its
+counts), and this run fails, naming the companies, when any of them did not complete.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, runtime, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.deployments import run_deployment
 from prefect.futures import PrefectFuture
@@ -22,37 +42,67 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 from pydantic import Field
 
-from flows.sync_customers import sync_customers
+from flows.sync_customers import GROUP_ARTIFACT_KEY, group_row, resolve_api_key, sync_customers
 from rootfi_sync.errors import CompanyRunsFailed
+from rootfi_sync.fanout import GROUP_COMPANIES, GROUP_CUSTOMERS, plan_groups
 from rootfi_sync.settings import load_settings
-from tasks.companies import list_companies
+from tasks.companies import find_due, list_reachable
 
 ARTIFACT_KEY = "rootfi-sync-all-companies"
 
 
-@task(name="sync-company", task_run_name="sync-company-{company_id}", cache_policy=NO_CACHE)
-def sync_company(company_id: int, deployment: str | None, params: dict[str, Any]) -> dict[str, Any]:
-    """Run one company's sync, as a child run of this flow run; return how it ended."""
+def group_name() -> str:
+    """Name a group's task run after its first company and its size."""
+    companies = runtime.task_run.parameters.get("companies") or ["none"]
+    more = f"-and-{len(companies) - 1}-more" if len(companies) > 1 else ""
+    return f"sync-companies-{companies[0]}{more}"
+
+
+@task(name="sync-companies", task_run_name=group_name, cache_policy=NO_CACHE)
+def sync_companies(
+    companies: list[int], deployment: str | None, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Run one group's sync, as a child run of this flow run; return each company's row."""
+    params = params | {"company_ids": companies, "reachable": companies}
     if deployment is None:
-        state = sync_customers(company_id=company_id, **params, return_state=True)
-        return _row(company_id, state, state.state_details.flow_run_id)
+        state = sync_customers(**params, return_state=True)
+        return company_rows(companies, state, state.state_details.flow_run_id)
     child: FlowRun = run_deployment(  # type: ignore[assignment]  # sync here, never a coroutine
-        deployment,
-        parameters={"company_id": company_id, **params},
-        as_subflow=True,
-        poll_interval=2,
+        deployment, parameters=params, as_subflow=True, poll_interval=2
     )
-    return _row(company_id, child.state, child.id)
+    return company_rows(companies, child.state, child.id)
 
 
-def _row(company_id: int, state: State | None, flow_run_id: Any) -> dict[str, Any]:
-    return {
-        "company_id": company_id,
-        "state": state.name if state else "Unknown",
-        "completed": bool(state and state.is_completed()),
-        "flow_run_id": str(flow_run_id),
-        "message": ((state.message if state else None) or "")[:300],
-    }
+def company_rows(
+    companies: list[int], state: State | None, flow_run_id: UUID | None
+) -> list[dict[str, Any]]:
+    """Each company's row, as its child run's table artifact gives it; when the run ended
+    without one (it crashed, or never started), from the run's state."""
+    told = {row["company_id"]: row for row in _group_table(flow_run_id)}
+    message = ((state.message if state else None) or "no table of its companies")[:300]
+    rows = []
+    for company in companies:
+        row = told.get(company) or group_row(company, False, message)
+        if company not in told:
+            row["state"] = state.name if state else "Unknown"
+        rows.append(row | {"flow_run_id": str(flow_run_id or "")})
+    return rows
+
+
+def _group_table(flow_run_id: UUID | None) -> list[dict[str, Any]]:
+    """The rows of the run's GROUP_ARTIFACT_KEY table artifact (none: no such artifact)."""
+    if flow_run_id is None:
+        return []
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[GROUP_ARTIFACT_KEY])),
+        )
+    if not artifacts:
+        return []
+    data = artifacts[0].data
+    rows = json.loads(data) if isinstance(data, str) else data  # a table is stored as JSON
+    return list(rows) if isinstance(rows, list) else []
 
 
 @flow(name="sync-all-companies")
@@ -62,53 +112,86 @@ def sync_all_companies(
     deployment: str | None = "sync-customers/manual-sync",
     batch_size: Annotated[int | None, Field(ge=1, le=1000)] = None,
     write_mode: Literal["single", "batch"] | None = None,
+    group_companies: Annotated[int, Field(ge=1, le=1000)] = GROUP_COMPANIES,
+    group_customers: Annotated[int, Field(ge=1)] = GROUP_CUSTOMERS,
 ) -> list[dict[str, Any]]:
-    """Sync every company (listed, or found in SOURCE_COMPANY_COLUMN); return each run's end.
+    """Sync every company with work due (of `company_ids`, or found in SOURCE_COMPANY_COLUMN),
+    in shared runs; return each company's row.
 
-    With `deployment` set, each company is a run of that deployment, so the runs spread over
+    With `deployment` set, each group is a run of that deployment, so the runs spread over
     every worker of its work pool; with `deployment=None` they run in this process.
     """
-    companies = company_ids or list_companies(load_settings())
+    settings = load_settings()
+    logger = get_run_logger()
+    due = find_due(settings, company_ids)
+    wanted = [d.company_id for d in due]
+    reached = list_reachable(settings, resolve_api_key(settings), wanted) if due else set()
+    groups = plan_groups(
+        [d for d in due if d.company_id in reached],
+        group_companies,
+        group_customers,
+        max_concurrent,
+    )
     params = {k: v for k, v in {"batch_size": batch_size, "write_mode": write_mode}.items() if v}
-    get_run_logger().info("syncing %s companies, %s at a time", len(companies), max_concurrent)
-    rows = _fan_out(companies, deployment, params, max_concurrent)
-    create_table_artifact(rows, key=ARTIFACT_KEY, description="Each company's sync run")
+    logger.info(
+        "%s companies have work due (%s customers), %s of them reached by the key: %s runs, "
+        "%s at a time",
+        len(due),
+        sum(d.customers for d in due),
+        len(reached),
+        len(groups),
+        max_concurrent,
+    )
+    rows = [_unreachable(d.company_id) for d in due if d.company_id not in reached]
+    rows += _fan_out(groups, deployment, params, max_concurrent)
+    rows.sort(key=lambda r: r["company_id"])
+    create_table_artifact(rows, key=ARTIFACT_KEY, description="Each company with work due")
     failed = [r for r in rows if not r["completed"]]
     if failed:
         named = ", ".join(f"{r['company_id']} ({r['state']})" for r in failed)
         raise CompanyRunsFailed(
-            f"{len(failed)} of {len(rows)} company runs did not complete: {named}; "
+            f"{len(failed)} of {len(rows)} companies did not complete: {named}; "
             f"see the table artifact {ARTIFACT_KEY}"
         )
     return rows
 
 
+def _unreachable(company_id: int) -> dict[str, Any]:
+    message = (
+        f"ROOTFI_COMPANY_ID {company_id} is not among the companies this key can reach "
+        "(GET /v3/core/companies lists them)"
+    )
+    return group_row(company_id, False, message) | {"flow_run_id": ""}
+
+
 def _fan_out(
-    companies: list[int], deployment: str | None, params: dict[str, Any], max_concurrent: int
+    groups: list[list[int]], deployment: str | None, params: dict[str, Any], max_concurrent: int
 ) -> list[dict[str, Any]]:
-    """Run `sync_company` for each company, `max_concurrent` at a time; their rows, in order."""
-    runner: ThreadPoolTaskRunner[dict[str, Any]] = ThreadPoolTaskRunner(max_concurrent)
+    """Run `sync_companies` for each group, `max_concurrent` at a time; every company's row."""
+    if not groups:
+        return []
+    runner: ThreadPoolTaskRunner[list[dict[str, Any]]] = ThreadPoolTaskRunner(max_concurrent)
     with runner:
         futures = runner.map(
-            sync_company,
+            sync_companies,
             {
-                "company_id": companies,
+                "companies": groups,
                 "deployment": unmapped(deployment),
                 "params": unmapped(params),
             },
         )
-        return [_outcome(c, future) for c, future in zip(companies, futures, strict=True)]
+        return [row for g, f in zip(groups, futures, strict=True) for row in _outcome(g, f)]
 
 
-def _outcome(company_id: int, future: PrefectFuture[Any]) -> dict[str, Any]:
-    """The company's row, also when its task failed before its run could end."""
+def _outcome(companies: list[int], future: PrefectFuture[Any]) -> list[dict[str, Any]]:
+    """The group's rows, also when its task failed before its run could end."""
     future.wait()
     if future.state.is_completed():
-        row: dict[str, Any] = future.result()
-        return row
+        rows: list[dict[str, Any]] = future.result()
+        return rows
     error = future.state.result(raise_on_failure=False)
-    row = _row(company_id, future.state, None)
-    return row | {"flow_run_id": "", "message": f"{type(error).__name__}: {error}"[:300]}
+    message = f"{type(error).__name__}: {error}"
+    return [group_row(c, False, message) | {"flow_run_id": ""} for c in companies]
 
 
 if __name__ == "__main__":

@@ -10,7 +10,11 @@ from typing import Annotated, Any, Literal, TypeVar, cast
 from uuid import UUID
 
 from prefect import State, flow, get_run_logger, runtime
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import allow_failure, quote
@@ -31,6 +35,9 @@ from tasks.load import SendRequest, check_access, send_batch
 from tasks.report import publish_report
 from tasks.transform import build_batch
 from tasks.write_back import Recorded, ToRecord, record_intent, record_outcomes
+
+GROUP_ARTIFACT_KEY = "rootfi-sync-companies"
+"""The table artifact of a run of several companies (`company_ids`): one row each."""
 
 PROGRESS_SECONDS = 5.0
 """How often the progress artifact is updated (each update is a call to the Prefect API)."""
@@ -61,14 +68,19 @@ def resolve_api_key(settings: Settings) -> SecretStr:
 
 
 def run_name() -> str:
-    """Name a run after its company and start time, e.g. company-1089-20261128-150000."""
+    """Name a run after its company (or its group's first) and start time, e.g.
+    company-1089-20261128-150000, or companies-1089-and-11-more-20261128-150000."""
     params = runtime.flow_run.parameters
+    group = params.get("company_ids") or []
     company: int | str
     try:
-        company = load_settings().company(params.get("company_id"))
+        company = group[0] if group else load_settings().company(params.get("company_id"))
     except errors.SettingsError:  # the run itself reports bad settings, with their names
         company = "default"
-    return f"company-{company}-{utcnow():%Y%m%d-%H%M%S}" + ("-dry" if params.get("dry_run") else "")
+    who = (
+        f"companies-{company}-and-{len(group) - 1}-more" if len(group) > 1 else f"company-{company}"
+    )
+    return f"{who}-{utcnow():%Y%m%d-%H%M%S}" + ("-dry" if params.get("dry_run") else "")
 
 
 @flow(name="sync-customers", flow_run_name=run_name, log_prints=False)
@@ -79,6 +91,8 @@ def sync_customers(
     dry_run: bool = False,
     limit: Annotated[int | None, Field(ge=1)] = None,
     customer_ids: list[int | str] | None = None,
+    company_ids: list[Annotated[int, Field(gt=0)]] | None = None,
+    reachable: list[int] | None = None,
 ) -> dict[str, Any]:
     """Sync the company's new customers into RootFi; return the run's counts.
 
@@ -90,11 +104,34 @@ def sync_customers(
         limit: Pick at most this many customers in this run.
         customer_ids: Sync only these source customer ids (support cases); integer, text or
             UUID keys alike, each made a value of the key column's type ("42" matches 42).
+        company_ids: Sync these companies one after the other instead (a fan-out's group);
+            returns {"companies": one row each}, and fails naming those that did not complete.
+        reachable: Companies the fan-out found this key reaches this tick: their companies
+            request is skipped. Any other company is checked before anything is sent.
     """
     overrides = {"rootfi_batch_size": batch_size, "rootfi_write_mode": write_mode}
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    company = settings.company(company_id)
     api_key = resolve_api_key(settings) if not dry_run else SecretStr("dry-run")
+    checked = set(reachable or ())
+    if company_ids:
+        return sync_group(settings, api_key, company_ids, checked, dry_run=dry_run, limit=limit)
+    company = settings.company(company_id)
+    return _sync_company(
+        settings, api_key, company, company in checked, dry_run, limit, customer_ids
+    )
+
+
+def _sync_company(
+    settings: Settings,
+    api_key: SecretStr,
+    company: int,
+    checked: bool,
+    dry_run: bool,
+    limit: int | None,
+    customer_ids: list[int | str] | None = None,
+) -> dict[str, Any]:
+    """Sync one company's new customers (its access checked first unless `checked`); return
+    its counts."""
     summary = RunSummary(company_id=company, dry_run=dry_run)
     started = time.monotonic()
     owner = str(runtime.flow_run.id or uuid.uuid4())
@@ -106,7 +143,7 @@ def sync_customers(
         owner,
         lambda sent, refused: summary.breaker_would_open(share, sent, refused),
     ):
-        if not dry_run:
+        if not dry_run and not checked:
             check_access(company)
         try:
             _sync_batches(settings, summary, dry_run=dry_run, limit=limit, only=customer_ids)
@@ -114,6 +151,51 @@ def sync_customers(
             summary.duration_seconds = time.monotonic() - started
             publish_report(summary, settings.rootfi_alert_failed_share)
     return summary.counts() | {"failures": summary.failures, "preview": summary.preview}
+
+
+def sync_group(
+    settings: Settings,
+    api_key: SecretStr,
+    companies: list[int],
+    checked: set[int],
+    *,
+    dry_run: bool,
+    limit: int | None,
+) -> dict[str, Any]:
+    """Sync each company in turn (one failing does not stop the others); return a row each,
+    also published as the table artifact GROUP_ARTIFACT_KEY. Raises CompanyRunsFailed, naming
+    them, when some did not complete."""
+    rows = []
+    for company in companies:
+        try:
+            counts = _sync_company(settings, api_key, company, company in checked, dry_run, limit)
+        except Exception as exc:  # reported in the row, and raised below with the others
+            get_run_logger().error("company %s did not complete: %s", company, exc)
+            rows.append(group_row(company, False, f"{type(exc).__name__}: {exc}"))
+            continue
+        rows.append(group_row(company, True, "", counts))
+    create_table_artifact(rows, key=GROUP_ARTIFACT_KEY, description="Each company of this run")
+    failed = [r for r in rows if not r["completed"]]
+    if failed:
+        named = ", ".join(f"{r['company_id']} ({r['message']})" for r in failed)
+        raise errors.CompanyRunsFailed(f"{len(failed)} of {len(rows)} companies failed: {named}")
+    return {"companies": rows}
+
+
+def group_row(
+    company: int, completed: bool, message: str, counts: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Return one company's row of a group run: how it ended, and what it picked and synced."""
+    counts = counts or {}
+    return {
+        "company_id": company,
+        "state": "Completed" if completed else "Failed",
+        "completed": completed,
+        "picked": counts.get("picked", 0),
+        "synced": counts.get("synced", 0),
+        "failed": counts.get("failed", 0),
+        "message": message[:300],
+    }
 
 
 def _sync_batches(

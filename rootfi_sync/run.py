@@ -94,6 +94,27 @@ def open_run(
     # The source's own engine only when the ledger is elsewhere: the source is then only read.
     reader = source_engine(settings) if settings.ledger_apart else None
     source = source_for(settings)
+    pool = ThreadPoolExecutor(settings.rootfi_concurrency, thread_name_prefix="rootfi-send")
+    ledger = Ledger(engine, source, company_id, owner, source_engine=reader)
+    try:
+        with (
+            rootfi_client(settings, api_key) as client,
+            pool,
+            LeaseKeeper(ledger, settings.rootfi_lease_seconds) as leases,
+        ):
+            delivery = _delivery(settings, ledger, client, pool, leases, stop_splitting)
+            with current_run(RunParts(ledger, client, leases, delivery)) as parts:
+                yield parts
+    finally:
+        engine.dispose()
+        if reader is not None:
+            reader.dispose()
+
+
+@contextmanager
+def rootfi_client(settings: Settings, api_key: SecretStr) -> Iterator[RootFiClient]:
+    """Yield a RootFi client paced by the key's rate limit (the governor the settings name);
+    close both afterwards."""
     governor = make_governor(
         settings.rootfi_rate_limit_per_minute,
         settings.rootfi_rate_limit_name,
@@ -107,19 +128,12 @@ def open_run(
         governor=governor,
         max_connections=max(4, settings.rootfi_concurrency * 2),
     )
-    pool = ThreadPoolExecutor(settings.rootfi_concurrency, thread_name_prefix="rootfi-send")
-    ledger = Ledger(engine, source, company_id, owner, source_engine=reader)
     try:
-        with client, pool, LeaseKeeper(ledger, settings.rootfi_lease_seconds) as leases:
-            delivery = _delivery(settings, ledger, client, pool, leases, stop_splitting)
-            with current_run(RunParts(ledger, client, leases, delivery)) as parts:
-                yield parts
+        with client:
+            yield client
     finally:
         if isinstance(governor, SharedRateLimit):
             governor.close()
-        engine.dispose()
-        if reader is not None:
-            reader.dispose()
 
 
 def _delivery(

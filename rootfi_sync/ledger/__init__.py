@@ -16,6 +16,7 @@ The package, by what each module owns:
                    by the lease; `redrive` for parked customers
     statements.py  the SQL shared by both: which rows a run may take, the database's clock,
                    INSERT IGNORE per dialect, the outcome UPDATE
+    due.py         which companies have work due now (the fan-out's one query)
 
 Import the public names from here: `from rootfi_sync.ledger import Ledger, Candidate`.
 """
@@ -28,7 +29,6 @@ from rootfi_sync.ledger.reading import (
     LedgerReader,
     Page,
     latest_failures,
-    source_companies,
     status_counts,
 )
 from rootfi_sync.ledger.statements import db_now, utcnow
@@ -46,7 +46,6 @@ __all__ = [
     "db_now",
     "latest_failures",
     "redrive",
-    "source_companies",
     "status_counts",
     "utcnow",
 ]

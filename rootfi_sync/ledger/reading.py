@@ -2,8 +2,8 @@
 
 `LedgerReader` pages through the source joined to the ledger (the candidates of a run, their
 count), or, with the ledger in a database of its own, scans the two side by side
-(`rootfi_sync.pending`). The functions below it answer `rootfi-sync status` and the fan-out
-over companies. Everything that changes a ledger row is in `rootfi_sync.ledger.writing`.
+(`rootfi_sync.pending`). The functions below it answer `rootfi-sync status`. Everything that
+changes a ledger row is in `rootfi_sync.ledger.writing`.
 """
 
 from __future__ import annotations
@@ -219,13 +219,6 @@ class LedgerReader:
                 )
                 known.update(conn.execute(query).scalars())
         return known
-
-
-def source_companies(engine: sa.Engine, source: sa.Table) -> list[int]:
-    """Return the distinct company ids of a source table that has a company column."""
-    with engine.connect() as conn:
-        query = sa.select(source.c.company_id).distinct().order_by(source.c.company_id)
-        return [int(c) for c in conn.execute(query).scalars() if c is not None]
 
 
 def status_counts(engine: sa.Engine, company_id: int | None = None) -> dict[str, int]:

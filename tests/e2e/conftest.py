@@ -52,8 +52,10 @@ def deployed(server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) ->
     with get_client(sync_client=True) as client:
         scheduled = client.read_deployment_by_name("sync-customers/scheduled-sync")
         manual = client.read_deployment_by_name("sync-customers/manual-sync")
+        fan_out = client.read_deployment_by_name("sync-all-companies/all-companies")
         # No scheduled run may land on the workers these tests start.
         client.pause_deployment(scheduled.id)
+        client.pause_deployment(fan_out.id)
     return Deployed(lines, result, origin, clone, scheduled, manual)
 
 

@@ -77,6 +77,34 @@ def test_the_deployments_clone_the_repository_and_carry_schedule_slug_and_timeou
     assert manual.enforce_parameter_schema and scheduled.enforce_parameter_schema
 
 
+def test_the_fan_out_is_scheduled_with_a_slug_a_timeout_and_one_run_at_a_time(
+    deployed: Deployed,
+) -> None:
+    with get_client(sync_client=True) as client:
+        fan_out = client.read_deployment_by_name("sync-all-companies/all-companies")
+
+    [schedule] = fan_out.schedules
+    assert isinstance(schedule.schedule, CronSchedule)
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("*/15 * * * *", "UTC")
+    assert schedule.slug == "all-companies-every-15-minutes"
+    assert fan_out.entrypoint == "flows/scheduled_sync.py:scheduled_all_companies"
+    assert fan_out.global_concurrency_limit is not None
+    assert fan_out.global_concurrency_limit.limit == 1
+    assert fan_out.concurrency_options is not None
+    assert fan_out.concurrency_options.collision_strategy == "CANCEL_NEW"
+    assert (fan_out.tags, fan_out.work_pool_name) == (TAGS, POOL)
+    assert fan_out.parameters == {"max_concurrent": 4}
+    schema = fan_out.parameter_openapi_schema or {}
+    assert {"group_companies", "group_customers"} <= set(schema["properties"])
+
+
+def test_the_scheduled_entries_stop_before_the_next_tick_is_due() -> None:
+    from flows.scheduled_sync import scheduled_all_companies, scheduled_sync
+
+    assert scheduled_sync.timeout_seconds == scheduled_all_companies.timeout_seconds == 14 * 60
+    assert scheduled_all_companies.name == "sync-all-companies"
+
+
 def test_a_schedule_paused_in_the_ui_stays_paused_when_deploying_again(
     server: PrefectServer, deployed: Deployed
 ) -> None:
@@ -89,6 +117,8 @@ def test_a_schedule_paused_in_the_ui_stays_paused_when_deploying_again(
 
         [after] = client.read_deployment_schedules(deployed.scheduled.id)
         client.pause_deployment(deployed.scheduled.id)  # still no scheduled run for the workers
+        fan_out = client.read_deployment_by_name("sync-all-companies/all-companies")
+        client.pause_deployment(fan_out.id)
     assert again.returncode == 0, again.stdout + again.stderr
     assert (after.id, after.slug, after.active) == (schedule.id, "every-15-minutes", False)
 
@@ -213,7 +243,8 @@ def test_two_workers_share_a_fan_out_over_companies_and_send_every_customer_once
     seed_source(pg_url, rows, source_company_column="tenant")
     with sandbox_for(API_KEY, *companies) as sandbox:
         env = worker_env(server, sandbox, pg_url) | {"SOURCE_COMPANY_COLUMN": "tenant"}
-        parent_id, _ = trigger(server, "sync-all-companies/all-companies", "max_concurrent=3")
+        fan_out = ("max_concurrent=3", "group_customers=40")  # a child run per company
+        parent_id, _ = trigger(server, "sync-all-companies/all-companies", *fan_out)
         rival, _ = trigger(server, MANUAL, f"company_id={COMPANY}")  # races the fan-out's own
         with workers(POOL, env, worker_home, count=2, limit=3) as logs:
             states = wait_for_runs([parent_id, rival], timeout=240)

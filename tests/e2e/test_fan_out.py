@@ -1,6 +1,6 @@
-"""The all-companies fan-out on a real server and a process worker: each company's run is a
-child of the fan-out's run, at most `max_concurrent` run at once, and a child that fails
-fails the parent, named, with a table of every company's end."""
+"""The all-companies fan-out on a real server and a process worker: each group of companies
+is a child run of the fan-out's run, at most `max_concurrent` run at once, a company the key
+cannot reach gets no run and fails the parent, named, with a table of every company's end."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tests.factories import make_customer, sandbox_for
 from tests.integration.helpers import ledger_rows, seed_source
 
 pytestmark = pytest.mark.e2e
-KNOWN, UNKNOWN = (1089, 2001), 2002  # the key cannot reach 2002: its run fails
+KNOWN, UNKNOWN = (1089, 2001, 2003), 2002  # the key cannot reach 2002: it fails, with no run
 
 
 def children_of(parent_id: UUID) -> list[FlowRun]:
@@ -39,18 +39,21 @@ def most_at_once(runs: list[FlowRun]) -> int:
     return max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
 
 
-def test_each_company_is_a_child_run_a_failed_one_fails_the_parent_named(
+def test_each_group_is_a_child_run_an_unreachable_company_fails_the_parent_named(
     server: PrefectServer, deployed: Deployed, source_url: str, worker_home: Path
 ) -> None:
     companies = (*KNOWN, UNKNOWN)
-    rows = [{**make_customer(), "company_id": companies[i % 3]} for i in range(30)]
+    rows = [{**make_customer(), "company_id": companies[i % 4]} for i in range(40)]
     seed_source(source_url, rows, source_company_column="tenant")
     with sandbox_for(API_KEY, *KNOWN) as sandbox:
         env = worker_env(server, sandbox, source_url) | {"SOURCE_COMPANY_COLUMN": "tenant"}
-        parent_id, _ = trigger(server, "sync-all-companies/all-companies", "max_concurrent=2")
+        # Ten new customers each, and groups of at most ten: each company runs alone.
+        params = ("max_concurrent=2", "group_customers=10")
+        parent_id, _ = trigger(server, "sync-all-companies/all-companies", *params)
         with workers(POOL, env, worker_home, count=1, limit=4):
             states = wait_for_runs([parent_id], timeout=240)
         stored = Counter(c["email"] for c in sandbox.admin.customers())
+        requests = sandbox.admin.state()["requests"]
 
     children = children_of(parent_id)
     with get_client(sync_client=True) as client:
@@ -61,19 +64,22 @@ def test_each_company_is_a_child_run_a_failed_one_fails_the_parent_named(
     [artifact] = [a for a in artifacts if a.key == "rootfi-sync-all-companies"]
     assert states == {parent_id: StateType.FAILED}
     assert parent.state is not None and parent.state.message is not None
-    assert f"1 of 3 company runs did not complete: {UNKNOWN} (Failed)" in parent.state.message
-    assert sorted(c.parameters["company_id"] for c in children) == sorted(companies)
-    ended = {c.parameters["company_id"]: c.state.type for c in children if c.state}
-    assert ended == {1089: StateType.COMPLETED, 2001: StateType.COMPLETED, 2002: StateType.FAILED}
+    assert f"1 of 4 companies did not complete: {UNKNOWN} (Failed)" in parent.state.message
+    assert sorted(c.parameters["company_ids"] for c in children) == [[c] for c in KNOWN]
+    assert all(c.parameters["reachable"] == c.parameters["company_ids"] for c in children)
+    assert {c.state.type for c in children if c.state} == {StateType.COMPLETED}
     assert most_at_once(children) <= 2
     table = {row["company_id"]: row for row in json.loads(str(artifact.data))}
-    assert {c: (r["state"], r["completed"]) for c, r in table.items()} == {
-        1089: ("Completed", True),
-        2001: ("Completed", True),
-        2002: ("Failed", False),
+    assert {c: (r["state"], r["completed"], r["synced"]) for c, r in table.items()} == {
+        1089: ("Completed", True, 10),
+        2001: ("Completed", True, 10),
+        2002: ("Failed", False, 0),
+        2003: ("Completed", True, 10),
     }
     assert "ROOTFI_COMPANY_ID 2002 is not among" in table[UNKNOWN]["message"]
-    assert {r["flow_run_id"] for r in table.values()} == {str(c.id) for c in children}
+    assert table[UNKNOWN]["flow_run_id"] == ""
+    assert {table[c]["flow_run_id"] for c in KNOWN} == {str(c.id) for c in children}
     expected = Counter(r["email"] for r in rows if r["company_id"] in KNOWN)
     assert stored == expected  # each known company's customers, once
+    assert requests["total"] - requests["creates"] == 1  # one companies list, by the parent
     assert {r.status for r in ledger_rows(source_url).values()} == {"SYNCED"}

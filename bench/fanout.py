@@ -1,0 +1,351 @@
+"""A fan-out tick over many companies on one key: what it costs in API requests and runs.
+
+    python -m bench.fanout [--n 100 1000 10000] [--new 5 10 50] [--synced 10] [--ledger-apart]
+    python -m bench.fanout --due-only --n 10000 --new 50 --synced 100 [--ledger-apart]
+
+For each N (with the K of the same position in --new): a sandbox in a subprocess whose key
+reaches companies 1..N (no latency, no rate limit), one `prefect server start` for the whole
+invocation, and a SQLite source with a company column holding `--synced` customers per
+company that the ledger already has SYNCED (inserted untimed), plus K new customers, one in
+each of K companies spread over the N. Then, in this process, `sync_all_companies` with
+`deployment=None` (its groups are subflows here), twice:
+
+* tick 1: the K new customers are due;
+* tick 2: nothing is due.
+
+Reported per tick: API requests by kind (counted in this process, on every request the
+project's httpx clients send to the sandbox), child runs (distinct flow runs in the fan-out's
+rows), wall seconds, the due query's own seconds (`find_due`, timed apart on the same data),
+peak RSS of this process during the tick (VmHWM, reset before it), requests per new
+customer, and the share of the machine's CPU other people's processes took meanwhile.
+Checks: every new customer stored once, every ledger row SYNCED. Prints a Markdown table and
+writes the records to bench/out/<time>-fanout.json. With --due-only: no sandbox, no Prefect,
+no tick; the due query alone on the seeded data (best of three), e.g. on 1,000,000 rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from bench.common import (
+    API_KEY,
+    Children,
+    OthersCpu,
+    clean_env,
+    start_prefect,
+    wait_until,
+    write_record,
+)
+
+TENANT = "tenant"
+
+
+class RequestCount:
+    """Counts the requests httpx clients in this process send to one base URL, by kind."""
+
+    def __init__(self) -> None:
+        self.base = ""
+        self.kinds: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._send = httpx.Client.send
+
+    @contextmanager
+    def counting(self, base: str) -> Iterator[Counter[str]]:
+        """Count the requests to `base` made in the block; yield the counter."""
+        self.base, self.kinds = base, Counter()
+        count = self
+
+        def send(client: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+            if str(request.url).startswith(count.base):
+                with count._lock:
+                    count.kinds[kind(request)] += 1
+            return count._send(client, request, **kwargs)
+
+        httpx.Client.send = send  # type: ignore[method-assign,assignment]
+        try:
+            yield self.kinds
+        finally:
+            httpx.Client.send = self._send  # type: ignore[method-assign]
+
+
+def kind(request: httpx.Request) -> str:
+    """A request's kind: its method and path, ids left out (e.g. GET core/companies)."""
+    path = re.sub(r"/[^/]*\d[^/]*", "/{id}", request.url.path.split("/v3/", 1)[-1])
+    return f"{request.method} {path}"
+
+
+def start_sandbox(children: Children, work: Path, companies: int) -> str:
+    """`python -m rootfi_sandbox` whose key reaches companies 1..N; its API URL."""
+    log = work / f"sandbox-{companies}.log"
+    argv = [sys.executable, "-m", "rootfi_sandbox", "--port", "0", "--api-key", API_KEY]
+    for company in range(1, companies + 1):
+        argv += ["--company-id", str(company)]
+    proc = children.start(argv, env=clean_env() | {"COLUMNS": "200"}, log=log)
+    found: list[str] = []
+
+    def announced() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the sandbox exited ({proc.returncode}); see {log}")
+        found.extend(re.findall(r"http://127\.0\.0\.1:\d+", log.read_text(errors="replace")))
+        return bool(found)
+
+    wait_until(announced, 60, "sandbox")
+    wait_until(lambda: _answers(f"{found[0]}/_sandbox/state"), 30, "sandbox")
+    return f"{found[0]}/v3"
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def seed(url: str, ledger_url: str | None, companies: int, synced: int, new: int) -> list[int]:
+    """Seed the source and the ledger (untimed); return the companies given a new customer."""
+    from rootfi_sync.db import create_sample, init_db, make_engine, sample_for
+    from rootfi_sync.settings import load_settings
+    from rootfi_sync.tables import ledger
+
+    settings = load_settings(
+        source_database_url=url, source_company_column=TENANT, ledger_database_url=ledger_url
+    )
+    create_sample(settings)
+    init_db(settings)
+    table = sample_for(settings)
+    step = max(1, companies // max(new, 1))
+    lucky = list(range(1, companies + 1, step))[:new]
+    now = datetime.now(UTC)
+    source = make_engine(url)
+    book = make_engine(ledger_url) if ledger_url else source
+    with source.begin() as src, book.begin() if ledger_url else nullcontext(src) as led:
+        for first in range(1, companies + 1, 1000):  # a thousand companies at a time
+            chunk = range(first, min(first + 1000, companies + 1))
+            rows = [_row(c * 1_000_000 + i, c) for c in chunk for i in range(synced)]
+            if rows:
+                src.execute(table.insert(), rows)
+                led.execute(ledger.insert(), [_synced(r, now) for r in rows])
+        src.execute(table.insert(), [_row(c * 1_000_000 + synced, c) for c in lucky])
+    source.dispose()
+    book.dispose()
+    return lucky
+
+
+def _synced(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {"customer_id": str(row["id"]), "company_id": row["company_id"], "status": "SYNCED"} | {
+        "rootfi_id": f"old-{row['id']}",
+        "attempts": 1,
+        "updated_at": now,
+    }
+
+
+def _row(key: int, company: int) -> dict[str, Any]:
+    return {"id": key, "company_id": company, "name": f"Customer {key}", "email": f"c{key}@x.io"}
+
+
+def clear_peak() -> None:
+    """Reset this process's VmHWM to its current RSS (Linux: clear_refs 5)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_mib() -> float:
+    found = re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text())
+    return int(found.group(1)) / 1024 if found else 0.0
+
+
+def tick(count: RequestCount, api: str, children: Children) -> dict[str, Any]:
+    """One fan-out tick in this process: its requests, child runs, wall seconds, peak RSS,
+    and the share of the machine's CPU other people's processes took meanwhile."""
+    from flows.sync_all_companies import sync_all_companies
+
+    clear_peak()
+    others = OthersCpu(children)
+    started = time.monotonic()
+    with count.counting(api) as kinds:
+        state = sync_all_companies(deployment=None, return_state=True)
+    wall = time.monotonic() - started
+    rows = state.result(raise_on_failure=False)
+    rows = rows if isinstance(rows, list) else []
+    return {
+        "state": state.type.value,
+        "requests": dict(kinds),
+        "total_requests": sum(kinds.values()),
+        "companies_run": len(rows),
+        "child_runs": len({r["flow_run_id"] for r in rows}),
+        "synced": sum(r["synced"] for r in rows),
+        "wall_s": round(wall, 2),
+        "peak_rss_mib": round(peak_mib(), 1),
+        "others_cpu": round(others.share(), 2),
+    }
+
+
+def due_seconds() -> float:
+    """The due query alone, as the fan-out runs it (its task's function)."""
+    from rootfi_sync.settings import load_settings
+    from tasks.companies import find_due
+
+    started = time.monotonic()
+    find_due.fn(load_settings(), None)
+    return round(time.monotonic() - started, 3)
+
+
+def measure(
+    children: Children, work: Path, n: int, k: int, synced: int, apart: bool
+) -> dict[str, Any]:
+    from rootfi_sync.db import make_engine
+    from rootfi_sync.tables import ledger
+
+    api = start_sandbox(children, work, n)
+    url = f"sqlite:///{work / f'source-{n}.db'}"
+    ledger_url = f"sqlite:///{work / f'ledger-{n}.db'}" if apart else None
+    lucky = seed(url, ledger_url, n, synced, k)
+    os.environ.update(
+        SOURCE_DATABASE_URL=url,
+        SOURCE_COMPANY_COLUMN=TENANT,
+        ROOTFI_BASE_URL=api,
+        ROOTFI_API_KEY=API_KEY,
+        ROOTFI_RATE_LIMIT_PER_MINUTE="0",
+    )
+    if ledger_url:
+        os.environ["LEDGER_DATABASE_URL"] = ledger_url
+    else:
+        os.environ.pop("LEDGER_DATABASE_URL", None)
+    due_s = due_seconds()
+    count = RequestCount()
+    first, second = tick(count, api, children), tick(count, api, children)
+    stored = httpx.get(api.removesuffix("/v3") + "/_sandbox/customers", timeout=30).json()["data"]
+    engine = make_engine(ledger_url or url)
+    with engine.connect() as conn:
+        query = sa.select(ledger.c.status, sa.func.count()).group_by(ledger.c.status)
+        states = {status: count for status, count in conn.execute(query)}
+    engine.dispose()
+    emails = Counter(c["email"] for c in stored)
+    ok = (
+        len(stored) == k
+        and max(emails.values(), default=1) == 1
+        and states == {"SYNCED": n * synced + k}
+    )
+    return {
+        "n": n,
+        "new": k,
+        "synced_before": n * synced,
+        "ledger": "apart" if apart else "beside",
+        "due_query_s": due_s,
+        "ticks": [first, second],
+        "new_companies": lucky[:10],
+        "ok": ok,
+    }
+
+
+def measure_due(work: Path, n: int, k: int, synced: int, apart: bool) -> dict[str, Any]:
+    """The due query alone (best of three) on N companies with `synced` customers each, K new."""
+    from rootfi_sync.settings import load_settings
+    from tasks.companies import find_due
+
+    url = f"sqlite:///{work / f'source-{n}.db'}"
+    ledger_url = f"sqlite:///{work / f'ledger-{n}.db'}" if apart else None
+    seed(url, ledger_url, n, synced, k)
+    settings = load_settings(
+        source_database_url=url, source_company_column=TENANT, ledger_database_url=ledger_url
+    )
+    seconds, due = [], []
+    for _ in range(3):
+        started = time.monotonic()
+        due = find_due.fn(settings, None)
+        seconds.append(time.monotonic() - started)
+    rows = n * synced + k
+    ok = len(due) == k and sum(d.customers for d in due) == k
+    return {"n": n, "new": k, "rows": rows, "ledger": "apart" if apart else "beside"} | {
+        "due_query_s": round(min(seconds), 3),
+        "ok": ok,
+    }
+
+
+def due_table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| N companies | source rows (and ledger rows) | K new | ledger | due query s | checks |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['n']:,} | {r['rows']:,} | {r['new']} | {r['ledger']} | {r['due_query_s']} "
+            f"| {'ok' if r['ok'] else 'FAILED'} |"
+        )
+    return "\n".join(lines)
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    head = (
+        "| N companies | rows | K new | ledger | tick | requests (by kind) | child runs | wall s "
+        "| due query s | peak RSS MiB | requests / new customer | others' CPU | checks |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in results:
+        for i, t in enumerate(r["ticks"], start=1):
+            kinds = ", ".join(f"{v} {k}" for k, v in sorted(t["requests"].items())) or "none"
+            per = f"{t['total_requests'] / r['new']:.2f}" if i == 1 and r["new"] else "-"
+            lines.append(
+                f"| {r['n']:,} | {r['synced_before'] + r['new']:,} | {r['new'] if i == 1 else 0} "
+                f"| {r['ledger']} | {i} | {t['total_requests']} ({kinds}) | {t['child_runs']} "
+                f"| {t['wall_s']} | {r['due_query_s']} | {t['peak_rss_mib']} | {per} "
+                f"| {t['others_cpu']:.0%} | {'ok' if r['ok'] else 'FAILED'} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__)
+    parser.add_argument("--n", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--new", type=int, nargs="+", default=[5, 10])
+    parser.add_argument("--synced", type=int, default=10, help="customers synced per company")
+    parser.add_argument("--ledger-apart", action="store_true", help="LEDGER_DATABASE_URL set")
+    parser.add_argument("--due-only", action="store_true", help="time the due query alone")
+    args = parser.parse_args(argv)
+    if len(args.new) != len(args.n):
+        parser.error("--new needs one K per N")
+    if args.due_only:
+        with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
+            points = zip(args.n, args.new, strict=True)
+            due = [measure_due(Path(tmp), n, k, args.synced, args.ledger_apart) for n, k in points]
+        print(due_table(due))
+        print(write_record("fanout-due", {"results": due}))
+        return 0 if all(r["ok"] for r in due) else 1
+    children = Children()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
+        work = Path(tmp)
+        try:
+            os.environ.update(clean_env())
+            for name in [k for k in os.environ if k.startswith(("PREFECT_", "ROOTFI_"))]:
+                del os.environ[name]
+            os.environ["PREFECT_API_URL"] = start_prefect(children, work)
+            os.environ["PREFECT_HOME"] = str(work / "prefect-client")
+            os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+            for n, k in zip(args.n, args.new, strict=True):
+                results.append(measure(children, work, n, k, args.synced, args.ledger_apart))
+                print(table(results[-1:]), flush=True)
+        finally:
+            children.stop_all()
+    print(table(results))
+    print(write_record("fanout", {"results": results}))
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Which companies have work due now: what a scheduled fan-out over companies starts runs for.
+
+A company has work due when its source holds a customer the ledger has no row for (new), or
+the ledger holds a row of it that a run may take now (`statements.eligible`: a claim or an
+intent whose lease ran out, a retry, a lookup or a sync poll whose time has come). A parked
+FAILED row is not work due: one whose source row changed is taken again the next time its
+company has a run, or at once after `rootfi-sync retry` (which makes it a RETRY).
+
+With the ledger beside the source this is one query: the source anti-joined to the ledger on
+its primary key (customer, company), grouped by the source's company column (indexed), and
+the ledger's eligible rows grouped by company. With the ledger in a database of its own the
+source's (company, key) pairs are streamed once and anti-joined to the ledger a page at a time
+(sent as one parameter, as `rootfi_sync.pending` sends a page of keys: only the missing come
+back, counted by company); the eligible rows are the same query on the ledger alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from rootfi_sync.ledger.statements import eligible
+from rootfi_sync.pending import _sqlite_has_json_each
+from rootfi_sync.tables import ledger
+
+PAIRS_PAGE = 2000
+"""Source (company, key) pairs looked up in a separate ledger per query: 4,000 parameters,
+within every database's limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """One company's work due: customers with no ledger row yet, and ledger rows a run may
+    take now."""
+
+    company_id: int
+    new: int = 0
+    waiting: int = 0
+
+    @property
+    def customers(self) -> int:
+        """Return how many customers a run of the company would take (about)."""
+        return self.new + self.waiting
+
+
+def due_work(
+    engine: sa.Engine,
+    source: sa.Table,
+    now: datetime,
+    *,
+    source_engine: sa.Engine | None = None,
+    companies: Sequence[int] | None = None,
+) -> list[Due]:
+    """Return the companies with work due at `now` (of `companies` only, if given), by id.
+
+    `engine` is the ledger's database, and the source's unless `source_engine` is given.
+    The source must have a company column (SOURCE_COMPANY_COLUMN).
+    """
+    new: Counter[int] = Counter()
+    waiting: Counter[int] = Counter()
+    if source_engine is None:
+        query = sa.union_all(_new_rows(source, companies), _waiting_rows(now, companies)).subquery()
+        with engine.connect() as conn:
+            for company, kind, count in conn.execute(sa.select(query)):
+                (new if kind == "new" else waiting)[int(company)] += int(count)
+    else:
+        with source_engine.connect() as src, engine.connect() as book:
+            new.update(_new_apart(src, book, source, companies))
+            for company, _kind, count in book.execute(_waiting_rows(now, companies)):
+                waiting[int(company)] += int(count)
+    return [Due(c, new[c], waiting[c]) for c in sorted(new.keys() | waiting.keys())]
+
+
+def _new_rows(source: sa.Table, companies: Sequence[int] | None) -> sa.Select[Any]:
+    """Per company, its source rows (with a key) that have no ledger row: one anti-join."""
+    src, c = source, ledger.c
+    joined = src.outerjoin(
+        ledger,
+        sa.and_(c.customer_id == sa.cast(src.c.id, sa.String), c.company_id == src.c.company_id),
+    )
+    query = (
+        sa.select(src.c.company_id, sa.literal("new"), sa.func.count())
+        .select_from(joined)
+        .where(src.c.id.is_not(None), src.c.company_id.is_not(None), c.customer_id.is_(None))
+        .group_by(src.c.company_id)
+    )
+    return query if companies is None else query.where(src.c.company_id.in_(companies))
+
+
+def _waiting_rows(now: datetime, companies: Sequence[int] | None) -> sa.Select[Any]:
+    """Per company, its ledger rows that a run may take now (`eligible`)."""
+    c = ledger.c
+    query = (
+        sa.select(c.company_id, sa.literal("waiting"), sa.func.count())
+        .where(eligible(now))
+        .group_by(c.company_id)
+    )
+    return query if companies is None else query.where(c.company_id.in_(companies))
+
+
+def _new_apart(
+    src: sa.Connection, book: sa.Connection, source: sa.Table, companies: Sequence[int] | None
+) -> Counter[int]:
+    """Per company, its source rows with no row in the ledger's own database."""
+    new: Counter[int] = Counter()
+    missing = _missing_query(book.dialect.name)
+    for pairs in _source_pairs(src, source, companies):
+        if missing is None:
+            present = _present(book, pairs)
+            new.update(company for company, key in pairs if (company, key) not in present)
+            continue
+        query, encode = missing
+        for company, count in book.execute(query, encode(pairs)):
+            new[int(company)] += int(count)
+    return new
+
+
+Encode = Callable[[list[tuple[int, str]]], dict[str, Any]]
+
+
+def _missing_query(dialect: str) -> tuple[sa.Select[Any], Encode] | None:
+    """The anti-join of a page of (company, key) pairs, sent as one parameter, to the ledger,
+    counted by company, and how to send the pairs; None where the database has no way to take
+    a list of pairs as a table (then `_present`).
+
+    SQLite: a JSON array of [company, key] (`json_each`); PostgreSQL: two arrays (`unnest`).
+    Either way the ledger is probed on its primary key, and only the missing come back.
+    """
+    c = ledger.c
+    company: sa.ColumnElement[Any]
+    key: sa.ColumnElement[Any]
+    if dialect == "sqlite" and _sqlite_has_json_each():
+        page = sa.func.json_each(sa.bindparam("pairs", type_=sa.String))
+        pairs = page.table_valued("value").alias("page_pairs")
+        company = sa.func.json_extract(pairs.c.value, sa.literal_column("'$[0]'"))
+        key = sa.func.json_extract(pairs.c.value, sa.literal_column("'$[1]'"))
+
+        def sent(page_pairs: list[tuple[int, str]]) -> dict[str, Any]:
+            return {"pairs": json.dumps(page_pairs)}
+    elif dialect == "postgresql":
+        companies = sa.bindparam("companies", type_=postgresql.ARRAY(sa.BigInteger))
+        keys = sa.bindparam("keys", type_=postgresql.ARRAY(sa.String))
+        both = sa.func.unnest(companies, keys).table_valued("company", "value")
+        pairs = both.render_derived(name="page_pairs")
+        company, key = pairs.c.company, pairs.c.value
+
+        def sent(page_pairs: list[tuple[int, str]]) -> dict[str, Any]:
+            return {"companies": [p[0] for p in page_pairs], "keys": [p[1] for p in page_pairs]}
+    else:
+        return None
+    joined = pairs.outerjoin(ledger, sa.and_(c.customer_id == key, c.company_id == company))
+    query = (
+        sa.select(company, sa.func.count())
+        .select_from(joined)
+        .where(c.customer_id.is_(None))
+        .group_by(company)
+    )
+    return query, sent
+
+
+def _source_pairs(
+    conn: sa.Connection, source: sa.Table, companies: Sequence[int] | None
+) -> Iterator[list[tuple[int, str]]]:
+    """Yield the source's (company, key as text) pairs, a page at a time, read in one pass."""
+    query = sa.select(source.c.company_id, source.c.id).where(
+        source.c.id.is_not(None), source.c.company_id.is_not(None)
+    )
+    if companies is not None:
+        query = query.where(source.c.company_id.in_(companies))
+    result = conn.execution_options(stream_results=True, yield_per=PAIRS_PAGE).execute(query)
+    for part in result.partitions(PAIRS_PAGE):
+        yield list(dict.fromkeys((int(company), str(key)) for company, key in part))
+
+
+def _present(book: sa.Connection, pairs: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Return which (company, key) pairs the ledger has a row for.
+
+    Asked by key alone, an IN list that every database answers with one seek a key on the
+    primary key (customer, company); the companies are matched here. A row-value IN of the
+    pairs is a full scan on SQLite, and a second IN list of companies one seek per key and
+    company. A key the ledger holds for other companies too brings those rows back as well.
+    """
+    c = ledger.c
+    query = sa.select(c.company_id, c.customer_id).where(
+        c.customer_id.in_({key for _company, key in pairs})
+    )
+    return {(int(company), key) for company, key in book.execute(query)} & set(pairs)

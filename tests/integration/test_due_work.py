@@ -1,0 +1,149 @@
+"""Which companies have work due: new source rows, or ledger rows a run may take now; on
+SQLite, PostgreSQL and MariaDB, with the ledger beside the source and in a database of its own."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from rootfi_sync.db import make_engine, source_for
+from rootfi_sync.ledger.due import Due, due_work
+from rootfi_sync.settings import load_settings
+from rootfi_sync.tables import LEDGER_SCHEMA, ledger
+from tests.factories import make_customer
+from tests.integration.helpers import seed_source
+
+NOW = datetime.now(UTC)
+HOUR = timedelta(hours=1)
+
+# company -> the ledger states of its customers (None: no ledger row, a new customer)
+COMPANIES: dict[int, list[dict[str, Any] | None]] = {
+    1: [None, None, {"status": "SYNCED"}],  # two new
+    2: [{"status": "SYNCED"}, {"status": "SYNCED"}],  # nothing due
+    3: [{"status": "RETRY", "next_attempt_at": NOW - HOUR}, {"status": "SYNCED"}],  # retry due
+    4: [{"status": "RETRY", "next_attempt_at": NOW + HOUR}],  # retry not yet due
+    5: [{"status": "IN_DOUBT", "next_attempt_at": NOW - HOUR}],  # a lookup (or poll) due
+    6: [{"status": "SENDING", "lease_expires_at": NOW - HOUR}],  # its run's lease ran out
+    7: [{"status": "SENDING", "lease_expires_at": NOW + HOUR}],  # a run holds it
+    8: [{"status": "FAILED"}],  # parked
+    9: [None],  # new, but not asked for below
+}
+
+
+def seed(url: str, ledger_url: str | None) -> None:
+    """Seed the source with COMPANIES' customers and the ledger with their states."""
+    rows, states = [], []
+    for company, customers in COMPANIES.items():
+        for state in customers:
+            row = make_customer() | {"company_id": company}
+            rows.append(row)
+            if state is not None:
+                states.append(state | {"company_id": company, "customer_id": str(row["id"])})
+    settings: dict[str, Any] = {"source_company_column": "tenant"}
+    if ledger_url:
+        settings["ledger_database_url"] = ledger_url
+    seed_source(url, rows, **settings)
+    engine = make_engine(ledger_url or url)
+    with engine.begin() as conn:
+        conn.execute(ledger.insert(), [_ledger_row(s) for s in states])
+    engine.dispose()
+
+
+def _ledger_row(state: dict[str, Any]) -> dict[str, Any]:
+    empty = {"next_attempt_at": None, "lease_expires_at": None}
+    return empty | state | {"attempts": 1, "updated_at": NOW}
+
+
+def due_now(url: str, ledger_url: str | None, companies: list[int] | None) -> list[Due]:
+    settings = load_settings(
+        source_database_url=url, source_company_column="tenant", ledger_database_url=ledger_url
+    )
+    engine = make_engine(ledger_url or url)
+    source = make_engine(url) if ledger_url else None
+    try:
+        return due_work(
+            engine, source_for(settings), NOW, source_engine=source, companies=companies
+        )
+    finally:
+        engine.dispose()
+        if source is not None:
+            source.dispose()
+
+
+EXPECTED = [Due(1, new=2), Due(3, waiting=1), Due(5, waiting=1), Due(6, waiting=1)]
+
+
+@pytest.mark.parametrize("apart", [False, True], ids=["ledger-beside", "ledger-apart"])
+def test_due_work_names_companies_with_new_rows_or_ledger_rows_due_and_no_other(
+    tmp_path: Path, apart: bool
+) -> None:
+    url = f"sqlite:///{tmp_path / 'source.db'}"
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}" if apart else None
+    seed(url, ledger_url)
+
+    assert due_now(url, ledger_url, [1, 2, 3, 4, 5, 6, 7, 8]) == EXPECTED
+    assert due_now(url, ledger_url, None) == [*EXPECTED, Due(9, new=1)]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("apart", [False, True], ids=["ledger-beside", "ledger-apart"])
+def test_due_work_on_postgresql(pg_url: str, tmp_path: Path, apart: bool) -> None:
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}" if apart else None
+    seed(pg_url, ledger_url)
+
+    assert due_now(pg_url, ledger_url, None) == [*EXPECTED, Due(9, new=1)]
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize("apart", [False, True], ids=["ledger-beside", "ledger-apart"])
+def test_due_work_on_mariadb(mysql_url: str, tmp_path: Path, apart: bool) -> None:
+    url = f"sqlite:///{tmp_path / 'source.db'}" if apart else mysql_url
+    ledger_url = mysql_url if apart else None  # apart: pairs looked up by an IN list
+    seed(url, ledger_url)
+
+    assert due_now(url, ledger_url, None) == [*EXPECTED, Due(9, new=1)]
+
+
+def test_a_page_of_pairs_is_anti_joined_on_the_ledger_s_primary_key_in_sqlite(
+    tmp_path: Path,
+) -> None:
+    from rootfi_sync.ledger.due import _missing_query
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    seed(f"sqlite:///{tmp_path / 'source.db'}", url)
+    found = _missing_query("sqlite")
+    assert found is not None
+    query, encode = found
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        text = str(query.compile(conn)).replace(f"{LEDGER_SCHEMA}.", "")
+        params = tuple(encode([(1, "1")]).values())  # one: the page, as JSON
+        plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + text, params).all()
+    engine.dispose()
+    steps = " | ".join(str(step[-1]) for step in plan)
+    assert "sqlite_autoindex_rootfi_customer_sync" in steps and "SCAN rootfi" not in steps, steps
+
+
+def test_due_work_reads_the_source_through_its_company_index(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'source.db'}"
+    seed(url, None)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        plan = conn.execute(sa.text("EXPLAIN QUERY PLAN " + _compiled(conn))).all()
+    engine.dispose()
+    steps = " | ".join(str(step[-1]) for step in plan)
+    assert "USING COVERING INDEX" in steps or "USING INDEX" in steps, steps
+    assert "USING PRIMARY KEY" in steps or "sqlite_autoindex_rootfi_customer_sync" in steps, steps
+
+
+def _compiled(conn: sa.Connection) -> str:
+    from rootfi_sync.ledger.due import _new_rows
+
+    settings = load_settings(source_database_url="sqlite://", source_company_column="tenant")
+    query = _new_rows(source_for(settings), None)
+    text = str(query.compile(conn, compile_kwargs={"literal_binds": True}))
+    return text.replace(f"{LEDGER_SCHEMA}.", "")  # what the engine's schema map does
