@@ -114,7 +114,8 @@ def sync_customers(
         finally:
             summary.duration_seconds = time.monotonic() - started
             publish_report(summary, settings.rootfi_alert_failed_share)
-    return summary.counts() | {"failures": summary.failures, "preview": summary.preview}
+    details = {"failures": summary.failures, "attention": summary.attention}
+    return summary.counts() | details | {"preview": summary.preview}
 
 
 def _sync_batches(

@@ -28,6 +28,7 @@ from rootfi_sync.ledger.reading import (
     LedgerReader,
     Page,
     latest_failures,
+    needing_a_look,
     source_companies,
     status_counts,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "Status",
     "db_now",
     "latest_failures",
+    "needing_a_look",
     "redrive",
     "source_companies",
     "status_counts",
