@@ -17,11 +17,10 @@ The sandbox's own rules where the RootFi docs are silent:
   routing); unknown paths and methods answer 404 NOT_FOUND / 405 METHOD_NOT_ALLOWED.
 - Create: envelope problems are 400 INVALID_REQUEST, an unknown company 404
   COMPANY_NOT_FOUND, >1 record without run_async 400 BATCH_NOT_SUPPORTED, then schema
-  checks (400 VALIDATION_ERROR, field `data[i].<field>`, whole request refused), then the
-  platform rule (email domain `refused.example` or `*.invalid`: 400
-  PLATFORM_VALIDATION_ERROR for a sync create, a FAILED job for an async one). Every
-  customer field is optional and `null` is accepted for each; a `name` that is given must
-  be a non-blank string of at most 255 characters.
+  checks of what the docs state (400 VALIDATION_ERROR, field `data[i].<field>`, whole
+  request refused), then the platform profile's verdict (`rootfi_sandbox.platforms`: 400
+  PLATFORM_VALIDATION_ERROR for a sync create, a FAILED job for an async one) and the form
+  it keeps the record in. Every customer field is optional and `null` is accepted for each.
 - Async answers 200 `{"data": {"sync_id"}, "sync_id"}`; the sync stays CREATED for
   `async_delay_seconds`, then RUNNING for `Faults.async_write_seconds` and while records are
   written, then SUCCESS or FAILED. Jobs carry no customer id (listing is the only way to

@@ -15,13 +15,16 @@ from rootfi_sandbox.errors import ApiError, error_response, invalid, json_respon
 from rootfi_sandbox.faults import DroppedAnswer, fault_response
 from rootfi_sandbox.listing import (
     DEFAULT_LIMIT,
+    first_page_cursor,
     page_json,
     page_of,
     parse_limit,
     parse_list_query,
 )
+from rootfi_sandbox.models import Sync, ordered_jobs
 from rootfi_sandbox.runtime import SandboxState
-from rootfi_sandbox.validation import check_records, parse_create, platform_error
+from rootfi_sandbox.timefmt import now_ms
+from rootfi_sandbox.validation import check_records, parse_create
 
 _TRUE = ("true", "1")
 COMPANIES_LIMIT = 100
@@ -51,6 +54,9 @@ def _window(request: Request, default_limit: int) -> tuple[int, int]:
 def _next_cursor(end: int, total: int) -> str | None:
     """The `next` cursor of a page that ends before index `end`, or None on the last page."""
     return base64.urlsafe_b64encode(str(end).encode()).decode() if end < total else None
+
+
+FIRST_POSITION = base64.urlsafe_b64encode(b"0").decode()
 
 
 def _company(rootfi_id: int) -> dict[str, Any]:
@@ -97,7 +103,14 @@ class Api:
         end = start + limit
         data = [_company(cid) for cid in ids[start:end]]
         body = {"data": data, "next": _next_cursor(end, len(ids)), "total_count": len(ids)}
-        return json_response(body)
+        return json_response(self._repeating(request, body, FIRST_POSITION))
+
+    def _repeating(self, request: Request, body: dict[str, Any], first: str) -> dict[str, Any]:
+        """`body`, whose `next` is, with the `repeat_cursor` fault, the cursor it was asked
+        with (on a first page its own `next`, or `first` when it has none)."""
+        if self.state.faults.current.repeat_cursor:
+            body["next"] = request.query_params.get("next") or body["next"] or first
+        return body
 
     async def create_customers(self, request: Request) -> Response:
         """`POST /v3/ecommerce/customers`, with the configured faults."""
@@ -124,19 +137,21 @@ class Api:
         if not req.run_async and len(req.records) != 1:
             message = "Batch writes only supported for Async writes"
             raise ApiError(400, "BATCH_NOT_SUPPORTED", message, "data")
-        check_records(req.records)
+        check_records(req.records, self.state.faults.current.strict_schema)
         store = self.state.store
         if req.run_async:
             sync = store.open_sync(req.company_id, req.records)
             self.state.runner.schedule(sync)
             return json_response({"data": {"sync_id": sync.sync_id}, "sync_id": sync.sync_id})
-        error = platform_error(req.records[0])
+        platform = self.state.platform
+        error = platform.refusal(req.records[0])
         if error is not None:
             raise error
+        kept = platform.keep(req.records[0])
         if landing_seconds > 0:
-            self.state.runner.land(req.company_id, req.records[0], landing_seconds)
+            self.state.runner.land(req.company_id, kept, landing_seconds)
             return DroppedAnswer()
-        customer, sync = store.write_now(req.company_id, req.records[0])
+        customer, sync = store.write_now(req.company_id, kept)
         return json_response({"data": [customer.record], "sync_id": sync.sync_id})
 
     async def list_customers(self, request: Request) -> Response:
@@ -145,17 +160,29 @@ class Api:
         if query.company_id is not None:
             self.state.require_company(query.company_id)
         page = page_of(self.state.store.customers_of(query.company_id), query)
-        return json_response(page_json(page))
+        body = self._repeating(request, page_json(page), first_page_cursor(query))
+        return json_response(body)
+
+    def _readable_sync(self, request: Request) -> Sync:
+        """The sync the path names; a 404 SYNC_NOT_FOUND for an unknown one, and for one
+        written less than `sync_unreadable_seconds` ago (the write goes on meanwhile)."""
+        sync = self.state.store.get_sync(request.path_params["sync_id"])
+        unreadable_ms = self.state.faults.current.sync_unreadable_seconds * 1000
+        if now_ms() - sync.created_ms < unreadable_ms:
+            raise ApiError(404, "SYNC_NOT_FOUND", f"No sync with id {sync.sync_id}", "sync_id")
+        return sync
 
     async def sync(self, request: Request) -> Response:
         """`GET /v3/core/syncs/{sync_id}`."""
-        sync = self.state.store.get_sync(request.path_params["sync_id"])
-        return json_response({"data": sync.to_json()})
+        return json_response({"data": self._readable_sync(request).to_json()})
 
     async def jobs(self, request: Request) -> Response:
-        """`GET /v3/core/syncs/{sync_id}/jobs`: one job per record, in the order sent."""
-        sync = self.state.store.get_sync(request.path_params["sync_id"])
+        """`GET /v3/core/syncs/{sync_id}/jobs`: one job per record, in `Faults.jobs_order`."""
+        sync = self._readable_sync(request)
+        faults = self.state.faults.current
+        jobs = ordered_jobs(sync, faults.jobs_order, faults.seed)
         limit, start = _window(request, DEFAULT_LIMIT)
         end = start + limit
-        data = [job.to_json() for job in sync.jobs[start:end]]
-        return json_response({"data": data, "next": _next_cursor(end, len(sync.jobs))})
+        data = [job.to_json() for job in jobs[start:end]]
+        body = {"data": data, "next": _next_cursor(end, len(jobs))}
+        return json_response(self._repeating(request, body, FIRST_POSITION))

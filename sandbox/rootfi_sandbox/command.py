@@ -12,7 +12,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from rootfi_sandbox.config import Faults, SandboxConfig
+from rootfi_sandbox.config import Faults, JobsOrder, SandboxConfig
+from rootfi_sandbox.platforms import PlatformName
 from rootfi_sandbox.server import serve
 
 ENV = "ROOTFI_SANDBOX_"
@@ -97,6 +98,23 @@ def sandbox_command(
     latency: Annotated[
         float, _opt("--latency", "Seconds added to every /v3 request.", min=0.0)
     ] = 0.0,
+    platform: Annotated[
+        PlatformName,
+        _opt("--platform", "Platform profile behind every company: what it refuses and keeps."),
+    ] = "lenient",
+    jobs_order: Annotated[
+        JobsOrder, _opt("--jobs-order", "Order a sync's jobs are listed in.")
+    ] = "sent",
+    sync_unreadable_seconds: Annotated[
+        float,
+        _opt("--sync-unreadable-seconds", "Seconds a new sync and its jobs answer 404.", min=0.0),
+    ] = 0.0,
+    repeat_cursor: Annotated[
+        bool, _opt("--repeat-cursor", "Lists hand back the same next cursor forever.")
+    ] = False,
+    strict_schema: Annotated[
+        bool, _opt("--strict-schema", "Refuse whole requests for rules RootFi does not state.")
+    ] = False,
     seed: Annotated[int | None, _opt("--seed", "Seed of the fault dice.")] = None,
 ) -> None:
     """Run the local RootFi sandbox until interrupted."""
@@ -112,6 +130,11 @@ def sandbox_command(
         get_lost_answer_rate=get_lose_answers,
         async_write_seconds=async_write_seconds,
         latency_seconds=latency,
+        platform=platform,
+        jobs_order=jobs_order,
+        sync_unreadable_seconds=sync_unreadable_seconds,
+        repeat_cursor=repeat_cursor,
+        strict_schema=strict_schema,
         seed=seed,
     )
     config = SandboxConfig(

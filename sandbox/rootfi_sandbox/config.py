@@ -7,8 +7,13 @@ Both models are frozen. Faults can still be changed while the sandbox runs: the 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
+from rootfi_sandbox.platforms import PlatformName
+
+JobsOrder = Literal["sent", "reversed", "failures_first", "shuffled"]
 Rate = Field(default=0.0, ge=0.0, le=1.0)
 Seconds = Field(default=0.0, ge=0.0)
 
@@ -30,6 +35,19 @@ class Faults(BaseModel):
     `async_write_seconds`: how long an async write stays RUNNING before its records are
     written (after `SandboxConfig.async_delay_seconds` in CREATED). `latency_seconds` is
     added to every `/v3` request, GETs included.
+
+    What RootFi and its platform do that the docs leave open (each a test's lever):
+    `platform` is the profile behind every company (`rootfi_sandbox.platforms`: what it
+    refuses and the form it keeps records in). `jobs_order` is the order
+    `GET /v3/core/syncs/{id}/jobs` lists jobs in: as the records were `sent`, `reversed`,
+    `failures_first` (then the rest, each group as sent), or `shuffled` (seeded by `seed` and
+    the sync id, so every page of one listing agrees). `sync_unreadable_seconds`: for that
+    long after a write, its sync and jobs answer 404 SYNC_NOT_FOUND while the write goes on.
+    `repeat_cursor`: every list hands back the `next` cursor it was asked with (on a first
+    page, the cursor of the second page or, with one page, of the first) forever.
+    `strict_schema`: the API also refuses whole requests for rules RootFi does not state
+    (`validation.STRICT_RULES`: one `@`, three capitals, phone characters, 1-255 character
+    names), so a test can have a batch refused whole.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -45,6 +63,11 @@ class Faults(BaseModel):
     get_lost_answer_rate: float = Rate
     async_write_seconds: float = Seconds
     latency_seconds: float = Seconds
+    platform: PlatformName = "lenient"
+    jobs_order: JobsOrder = "sent"
+    sync_unreadable_seconds: float = Seconds
+    repeat_cursor: bool = False
+    strict_schema: bool = False
     seed: int | None = None
 
     @property

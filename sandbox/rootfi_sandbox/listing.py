@@ -81,10 +81,16 @@ def _parse_filters(params: Mapping[str, str]) -> tuple[int | None, int | None, b
     return company_id, gte, sort == "DESC"
 
 
-def encode_cursor(query: ListQuery, last: Customer) -> str:
-    """The opaque `next` cursor after `last`."""
-    state = [query.company_id, query.updated_gte_ms, query.descending, *last.key]
+def encode_cursor(query: ListQuery, key: tuple[int, int]) -> str:
+    """The opaque `next` cursor after the customer whose sort key is `key`."""
+    state = [query.company_id, query.updated_gte_ms, query.descending, *key]
     return base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
+
+
+def first_page_cursor(query: ListQuery) -> str:
+    """A `next` cursor that leads to the first page of `query` again (for `repeat_cursor`)."""
+    before_all = (2**62, 2**62) if query.descending else (-1, -1)
+    return encode_cursor(query, before_all)
 
 
 def _decode_cursor(cursor: str) -> tuple[int | None, int | None, bool, tuple[int, int]]:
@@ -136,7 +142,7 @@ def page_of(customers: list[Customer], query: ListQuery) -> Page:
             start = max(low, bisect_right(customers, query.after, key=_key))
         chunk = customers[start : start + query.limit]
         more = start + query.limit < len(customers)
-    cursor = encode_cursor(query, chunk[-1]) if more and chunk else None
+    cursor = encode_cursor(query, chunk[-1].key) if more and chunk else None
     return Page(chunk, cursor, total)
 
 

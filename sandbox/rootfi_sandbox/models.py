@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,3 +86,17 @@ class Sync:
             "created_at": iso_from_ms(self.created_ms),
             "updated_at": iso_from_ms(self.updated_ms),
         }
+
+
+def ordered_jobs(sync: Sync, order: str, seed: int | None) -> list[Job]:
+    """The sync's jobs in the order a listing shows them (`Faults.jobs_order`): as `sent`,
+    `reversed`, `failures_first` (each group as sent) or `shuffled` by `seed` and the sync id
+    (the same order on every page of a listing)."""
+    jobs = list(sync.jobs)
+    if order == "reversed":
+        jobs.reverse()
+    elif order == "failures_first":
+        jobs.sort(key=lambda job: job.status != FAILED)
+    elif order == "shuffled":
+        random.Random(f"{seed}:{sync.sync_id}").shuffle(jobs)
+    return jobs

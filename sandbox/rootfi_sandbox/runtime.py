@@ -13,6 +13,7 @@ from rootfi_sandbox.config import SandboxConfig
 from rootfi_sandbox.errors import ApiError
 from rootfi_sandbox.faults import FaultInjector
 from rootfi_sandbox.models import RUNNING, Sync
+from rootfi_sandbox.platforms import PLATFORMS, Platform
 from rootfi_sandbox.ratelimit import RateLimiter
 from rootfi_sandbox.store import Store
 
@@ -77,7 +78,8 @@ class SyncRunner:
             await asyncio.sleep(write_seconds)
         pending = [job for job in sync.jobs if job.status == RUNNING]
         for start in range(0, len(pending), JOBS_PER_STEP):
-            self.store.run_jobs(sync, pending[start : start + JOBS_PER_STEP])
+            platform = PLATFORMS[self.faults.current.platform]
+            self.store.run_jobs(sync, pending[start : start + JOBS_PER_STEP], platform)
             await asyncio.sleep(0)  # let requests in between steps
         self.store.finish_sync(sync)
 
@@ -105,6 +107,11 @@ class SandboxState:
         self.counters = Counters()
         self.runner = SyncRunner(self.store, config.async_delay_seconds, self.faults)
         self.stopping = asyncio.Event()
+
+    @property
+    def platform(self) -> Platform:
+        """The platform profile behind every company now (`Faults.platform`)."""
+        return PLATFORMS[self.faults.current.platform]
 
     async def pause(self, seconds: float) -> None:
         """Sleep (latency, slow answers), cut short when the server starts shutting down."""

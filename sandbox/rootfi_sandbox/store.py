@@ -23,8 +23,8 @@ from rootfi_sandbox.models import (
     Sync,
 )
 from rootfi_sandbox.persistence import Database
+from rootfi_sandbox.platforms import Platform
 from rootfi_sandbox.timefmt import iso_from_ms, now_ms
-from rootfi_sandbox.validation import platform_error
 
 PLATFORM_ID_BASE = 500_000
 
@@ -103,7 +103,8 @@ class Store:
         return sync
 
     def write_now(self, company_id: int, fields: dict[str, Any]) -> tuple[Customer, Sync]:
-        """A synchronous create: the customer, and a sync (one job) already SUCCESS."""
+        """A synchronous create of `fields` (in the form the platform keeps them): the customer,
+        and a sync (one job) already SUCCESS."""
         customer = self._new_customer(company_id, fields)
         sync = self._new_sync(company_id, [fields], SUCCESS)
         if self._db is not None:
@@ -131,13 +132,15 @@ class Store:
             self._db.save_sync(sync, sync.jobs)
             self._db.commit()
 
-    def run_jobs(self, sync: Sync, jobs: list[Job]) -> None:
-        """Push these jobs' records: each makes a customer, or FAILS with the platform's error."""
+    def run_jobs(self, sync: Sync, jobs: list[Job], platform: Platform) -> None:
+        """Push these jobs' records to `platform`: each makes a customer in the form the
+        platform keeps, or FAILS with the platform's refusal."""
         created: list[Customer] = []
         for job in jobs:
-            error = platform_error(job.record)
+            error = platform.refusal(job.record)
             if error is None:
-                created.append(self._new_customer(sync.company_id, job.record))
+                kept = platform.keep(job.record)
+                created.append(self._new_customer(sync.company_id, kept))
                 job.status = SUCCESS
             else:
                 job.status, job.error = FAILED, error.body()

@@ -112,6 +112,7 @@ def test_a_batch_refused_whole_is_split_until_the_bad_customer_is_found(
 ) -> None:
     rows = [make_customer() for _ in range(16)]
     rows[11]["phone"] = "call me maybe"  # the API's schema refuses the whole async request
+    sandbox.admin.set_faults(strict_schema=True)  # (a rule RootFi does not state: a switch)
     seed_source(sqlite_url, rows)
     configure(sqlite_url, rootfi_write_mode="batch", rootfi_batch_size=16)
 

@@ -398,6 +398,7 @@ def test_the_circuit_breaker_stops_the_split_of_a_batch_refused_whole(
     sqlite_url: str, sandbox: SandboxServer, configure: Any
 ) -> None:
     rows = [make_customer(phone=f"call me {i}") for i in range(400)]  # the schema refuses each
+    sandbox.admin.set_faults(strict_schema=True)  # (a rule RootFi does not state: a switch)
     seed_source(sqlite_url, rows)
     configure(
         sqlite_url, rootfi_write_mode="batch", rootfi_batch_size=400, rootfi_max_refused_share=0.5
@@ -431,6 +432,7 @@ def test_the_breaker_asked_during_a_split_counts_only_that_batch_not_the_ones_re
 
     good = [Item(f"g{n}", CustomerPayload(name=f"Good {n}")) for n in range(6)]
     bad = [Item(f"b{n}", CustomerPayload(name=f"Bad {n}", phone="call me")) for n in range(4)]
+    sandbox.admin.set_faults(strict_schema=True)  # "call me" refused whole (RootFi does not)
     client = RootFiClient(sandbox.api_url, SecretStr(API_KEY))
     with client, ThreadPoolExecutor(2) as pool:
         delivery = Delivery(
