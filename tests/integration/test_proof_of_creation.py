@@ -18,6 +18,7 @@ from rootfi_sync.cli import app
 from rootfi_sync.db import make_engine
 from rootfi_sync.tables import ledger
 from tests.factories import make_customer
+from tests.integration.conftest import COMPANY
 from tests.integration.helpers import assert_exactly_once, ledger_rows, make_due_now, seed_source
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -70,32 +71,70 @@ def test_with_resend_never_a_customer_not_found_is_parked_and_retry_resends_it_o
     assert_exactly_once(sandbox, db_url, rows)
 
 
-def test_a_sync_that_answers_404_is_asked_again_and_its_customers_never_resent(
+def test_a_sync_that_answers_404_for_a_while_is_asked_again_and_never_resent(
     db_url: str, sandbox: SandboxServer, configure: Any
 ) -> None:
     # 8591cdd read the 404 as "RootFi no longer knows this sync", looked the customers up
-    # before their write landed, found nothing and wrote all 20 again: 40 records.
+    # before their write landed, found nothing and wrote all 20 again.
     rows = [make_customer() for _ in range(20)]
     seed_source(db_url, rows)
     configure(
         db_url, rootfi_write_mode="batch", rootfi_batch_size=20, rootfi_poll_timeout_seconds=0.5
     )
-    sandbox.admin.set_faults(async_write_seconds=6)
+    sandbox.admin.set_faults(async_write_seconds=4, sync_unreadable_seconds=4)
     assert sync_customers()["in_doubt"] == 20
     [sync_id] = {r.sync_id for r in ledger_rows(db_url).values()}
-    set_ledger(db_url, sync_id="not-readable-yet")  # what RootFi answers 404 for, for now
     make_due_now(db_url)
 
-    second = sync_customers()
+    second = sync_customers()  # the sync still answers 404
 
     assert second["in_doubt"] == 20 and creates(sandbox) == 1
-    assert {r.sync_id for r in ledger_rows(db_url).values()} == {"not-readable-yet"}
-    set_ledger(db_url, sync_id=sync_id)  # readable now
-    time.sleep(6)
+    assert {r.sync_id for r in ledger_rows(db_url).values()} == {sync_id}
+    time.sleep(4.5)
     make_due_now(db_url)
     third = sync_customers()
     assert (third["synced"], creates(sandbox)) == (20, 1)
     assert_exactly_once(sandbox, db_url, rows)
+
+
+@pytest.mark.parametrize(("mode", "lost"), [("batch", 0.0), ("single", 0.15)])
+def test_a_platform_that_keeps_records_in_its_own_form_gets_each_customer_once(
+    db_url: str, sandbox: SandboxServer, configure: Any, mode: str, lost: float
+) -> None:
+    # 8591cdd compared phones and countries exactly: in batch mode, with no fault at all,
+    # every write ended SUCCESS, nothing matched, and every customer was written again.
+    rows = [make_customer(country=c) for c in ("USA", "US", "United States") for _ in range(20)]
+    seed_source(db_url, rows)
+    configure(db_url, rootfi_write_mode=mode, rootfi_batch_size=20, rootfi_retries=1)
+    sandbox.admin.set_faults(platform="shopify", lost_answer_rate=lost, seed=5)
+
+    for _ in range(4):
+        make_due_now(db_url)
+        sync_customers()
+
+    stored = sandbox.admin.customers(COMPANY)
+    assert all(c["phone"].startswith("+1") and "-" not in c["phone"] for c in stored)
+    assert_exactly_once(sandbox, db_url, rows)
+
+
+def test_an_async_write_with_refused_records_and_jobs_failures_first_fails_only_those(
+    db_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    # 8591cdd matched jobs to records by position: customers 1, 2 and 3, created in RootFi,
+    # were recorded FAILED "refused by the platform", and the 3 refused ones stayed in doubt.
+    rows = [make_customer() for _ in range(60)]
+    refused = [make_customer(email=f"no{n}@refused.example") for n in range(3)]
+    seed_source(db_url, rows + refused)
+    configure(db_url, rootfi_write_mode="batch", rootfi_batch_size=63)
+    sandbox.admin.set_faults(jobs_order="failures_first")
+
+    counts = sync_customers()
+
+    ledger_by_id = ledger_rows(db_url)
+    failed = {cid for cid, r in ledger_by_id.items() if r.status == "FAILED"}
+    assert failed == {str(r["id"]) for r in refused}
+    assert counts["synced"] == 60 and creates(sandbox) == 1
+    assert all("refused" in (ledger_by_id[c].last_error or "") for c in failed)
 
 
 def test_status_lists_customers_created_with_their_id_unknown_and_duplicates_found(
