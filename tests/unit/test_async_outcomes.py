@@ -209,3 +209,24 @@ def test_a_later_lookup_never_resends_a_customer_whose_sync_answers_404() -> Non
 
     assert (outcomes["1"].status, outcomes["1"].sync_id) == (Status.IN_DOUBT, "s-9")
     assert app.creates == 0
+
+
+def test_a_runs_counts_and_attention_list_name_created_unknown_and_duplicates() -> None:
+    from rootfi_sync.report import RunSummary
+
+    summary = RunSummary(company_id=1089)
+    summary.add_outcomes(
+        [
+            Outcome("1", Status.CREATED_UNKNOWN, sync_id="s-1"),
+            Outcome("2", Status.SYNCED, rootfi_id="7", duplicates=("9",)),
+            Outcome("3", Status.SYNCED, rootfi_id="8"),
+        ],
+        {},
+    )
+
+    counts = summary.counts()
+    assert (counts["created_unknown"], counts["duplicates_found"], counts["synced"]) == (1, 1, 2)
+    assert [(a["customer_id"], a["sync_id"], a["rootfi_ids"]) for a in summary.attention] == [
+        ("1", "s-1", ""),
+        ("2", "", "7, 9"),
+    ]
