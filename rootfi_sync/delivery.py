@@ -275,7 +275,7 @@ class Delivery:
         sync = self._wait_for_sync(sync_id)
         state = sync.get("status") if sync else "unreadable"
         if sync is None or state not in FINAL:
-            error = f"async write {sync_id} still {state} after {self.poll_timeout:.0f} s"
+            error = f"async write {sync_id} still {state} after {self.poll_timeout:g} s"
             waiting = all_pending(items, Event.ASYNC_OPEN, error, self.timing, sync_id)
             raise BatchIncomplete(error, [], waiting)
         jobs = list(self.client.iter_sync_jobs(sync_id))
