@@ -283,7 +283,8 @@ class Delivery:
         outcomes = [replace(o, sync_id=sync_id) for o in adopted]
         if not missing:
             return outcomes
-        proof = verdict(WriteCounts.of(sync, jobs), len(items), len(missing))
+        counts = WriteCounts.of(sync, jobs)
+        proof = verdict(counts, len(items), len(missing))
         if proof is Verdict.NOTHING_CREATED:  # RootFi says it created none of them
             error = f"async write {sync_id} ended {state} creating nothing: {job_reasons(jobs)}"
             return outcomes + [refusal(i, error) for i in missing]
@@ -294,7 +295,7 @@ class Delivery:
             return outcomes + [created_unknown(i.customer_id, sync_id) for i in missing]
         error = (
             f"async write {sync_id} ended {state}: {len(missing)} of {len(items)} not found, "
-            f"{WriteCounts.of(sync, jobs).failed} refused; RootFi does not say which is which"
+            f"{counts.failed} refused; RootFi does not say which is which"
         )
         waiting = all_pending(missing, Event.ASYNC_UNSURE, error, self.timing, sync_id)
         raise BatchIncomplete(f"{len(missing)} of {len(items)}: {error}", outcomes, waiting)
