@@ -8,6 +8,7 @@ import json
 import time
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from rootfi_sandbox import SandboxServer
@@ -18,7 +19,7 @@ from rootfi_sync.cli import app
 from rootfi_sync.db import make_engine
 from rootfi_sync.tables import ledger
 from tests.factories import make_customer
-from tests.integration.conftest import COMPANY
+from tests.integration.conftest import API_KEY, COMPANY
 from tests.integration.helpers import assert_exactly_once, ledger_rows, make_due_now, seed_source
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -142,6 +143,33 @@ def test_an_async_write_with_refused_records_and_jobs_failures_first_fails_only_
     assert failed == {str(r["id"]) for r in refused}
     assert counts["synced"] == 60 and creates(sandbox) == 1
     assert all("refused" in (ledger_by_id[c].last_error or "") for c in failed)
+
+
+def test_a_customer_found_twice_in_rootfi_is_synced_once_and_the_duplicate_reported(
+    db_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    # 8591cdd adopted the lowest record and said nothing of the other.
+    rows = [make_customer()]
+    seed_source(db_url, rows)
+    configure(db_url, rootfi_retries=0)
+    sandbox.admin.set_faults(lost_answer_rate=1.0, seed=1)
+    assert sync_customers()["in_doubt"] == 1  # created; the answer was lost
+    sandbox.admin.set_faults(lost_answer_rate=0.0)
+    [first] = sandbox.admin.customers(COMPANY)
+    body = {"company_id": COMPANY, "data": [{"name": first["name"], "email": first["email"]}]}
+    copy = httpx.post(
+        f"{sandbox.api_url}/ecommerce/customers", json=body, headers={"api_key": API_KEY}
+    )  # a copy made elsewhere (an earlier resend, a person)
+    assert copy.status_code == 200, copy.text
+    make_due_now(db_url)
+
+    second = sync_customers()
+
+    assert (second["synced"], second["duplicates_found"], creates(sandbox)) == (1, 1, 2)
+    [row] = ledger_rows(db_url).values()
+    assert row.rootfi_id == str(first["rootfi_id"])
+    assert "duplicate found in RootFi" in (row.last_error or "")
+    assert [a["customer_id"] for a in second["attention"]] == [str(rows[0]["id"])]
 
 
 def test_status_lists_customers_created_with_their_id_unknown_and_duplicates_found(
