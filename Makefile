@@ -5,7 +5,7 @@ UV_VERSION := 0.13.8
 PYTHON ?= python3
 UV := .uv/bin/uv
 
-.PHONY: demo test lint env bench mariadb
+.PHONY: demo test lint env bench mariadb sdk
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -17,8 +17,16 @@ env: $(UV)
 demo: env
 	$(UV) run --no-sync rootfi-sync demo
 
-test: env mariadb
+test: env mariadb sdk
 	$(UV) run --no-sync pytest
+
+# RootFi's official SDK, which tests/sandbox/test_sdk_conformance.py drives (`npm ci` from the
+# lock file, again when it changes); without npm that test is skipped, saying what to install.
+SDK := tests/sandbox/sdk
+sdk: $(SDK)/node_modules/.package-lock.json
+$(SDK)/node_modules/.package-lock.json: $(SDK)/package-lock.json
+	@if command -v npm >/dev/null; then cd $(SDK) && npm ci --no-audit --no-fund --silent; \
+	else echo "npm not found: the official-SDK conformance test will be skipped"; fi
 
 # The MariaDB server the tests start (tests/mariadb.py): installed from Debian's packages when
 # missing and we are root; otherwise .ci/install-mariadb says what to install (the tests skip).

@@ -13,6 +13,8 @@
                                            only when RootFi surely processed nothing
         ├── TransportError (OSError)       the answer never came: the request may or may not
         │                                  have been processed (in doubt) unless `sent` is False
+        ├── PagingError (RuntimeError)     a list's `next` cursor came back, or a page repeated
+        │                                  the one before: the listing stopped, not looped
         └── HTTPStatusError                RootFi answered with an error status
             ├── AuthError (PermissionError)     401/403: stop the run, fix the key
             ├── RateLimited                     429: nothing was processed; wait `retry_after`
@@ -65,6 +67,10 @@ class TransportError(RootFiError, OSError):
     def __init__(self, message: str, *, sent: bool = True) -> None:
         super().__init__(message)
         self.sent = sent
+
+
+class PagingError(RootFiError, RuntimeError):
+    """A listing would loop (a `next` cursor came back, or a page repeated); names the path."""
 
 
 class HTTPStatusError(RootFiError):

@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     rootfi_batch_size: int = Field(default=100, ge=1, le=1000)
     rootfi_write_mode: Literal["single", "batch"] = "single"
     rootfi_concurrency: int = Field(default=4, ge=1, le=64)
-    rootfi_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    rootfi_timeout_seconds: float = Field(default=60.0, gt=0, le=600)  # the official SDK's
     rootfi_retries: int = Field(default=4, ge=0, le=20)
     rootfi_retry_delay_seconds: float = Field(default=2.0, ge=0, le=600)
     rootfi_max_attempts: int = Field(default=5, ge=1, le=100)

@@ -7,30 +7,36 @@ GETs, records that land late, slow async writes).
     with SandboxServer(SandboxConfig(faults=Faults(lost_answer_rate=0.1, seed=1))) as sb:
         ...  # point ROOTFI_BASE_URL at sb.api_url; inspect with sb.admin.state()
 
-Endpoints: `GET /v3/core/companies`, `POST|GET /v3/ecommerce/customers`,
-`GET /v3/core/syncs/{id}`, `GET /v3/core/syncs/{id}/jobs`; admin under `/_sandbox/`
-(see `rootfi_sandbox.admin`). The CLI is `rootfi_sandbox.command.sandbox_command`
-(also `python -m rootfi_sandbox`).
+Endpoints (`api`, `core`), answering in the shapes of RootFi's official SDK (npm
+`rootfi-api` 3.1.8): `POST|GET /v3/ecommerce/customers`, `GET /v3/core/companies[/{id}]`,
+`GET /v3/core/syncs`, `/v3/core/syncs/{id}`, `/v3/core/syncs/{id}/jobs[/{job_id}]`,
+`/v3/core/syncs/jobs/{job_id}`; admin under `/_sandbox/` (see `rootfi_sandbox.admin`). The
+CLI is `rootfi_sandbox.command.sandbox_command` (also `python -m rootfi_sandbox`).
 
 The sandbox's own rules where the RootFi docs are silent:
 - Every `/v3` path needs a configured `api_key` header (401 UNAUTHORIZED, checked before
-  routing); unknown paths and methods answer 404 NOT_FOUND / 405 METHOD_NOT_ALLOWED.
+  routing); unknown paths and methods answer 404 NOT_FOUND / 405 METHOD_NOT_ALLOWED. An
+  error's `field` is always a string (`""` when no field is to blame).
 - Create: envelope problems are 400 INVALID_REQUEST, an unknown company 404
   COMPANY_NOT_FOUND, >1 record without run_async 400 BATCH_NOT_SUPPORTED, then schema
   checks of what the docs state (400 VALIDATION_ERROR, field `data[i].<field>`, whole
   request refused), then the platform profile's verdict (`rootfi_sandbox.platforms`: 400
   PLATFORM_VALIDATION_ERROR for a sync create, a FAILED job for an async one) and the form
   it keeps the record in. Every customer field is optional and `null` is accepted for each.
-- Async answers 200 `{"data": {"sync_id"}, "sync_id"}`; the sync stays CREATED for
+- Async answers 200 `{"data": [], "sync_id"}`; the sync stays CREATED for
   `async_delay_seconds`, then RUNNING for `Faults.async_write_seconds` and while records are
   written, then SUCCESS or FAILED. Jobs carry no customer id (listing is the only way to
-  find the ids).
+  find the ids); they are listed in `Faults.jobs_order`, and a sync and its jobs answer 404
+  for `Faults.sync_unreadable_seconds` after the write.
 - Listing customers: `limit` 1..1000 (else 400; default 50), `next` keyset cursor carrying
-  the filters and sort (not the limit), `prev` always null (a `prev` parameter is refused),
-  `include_deleted_records` ignored (nothing is ever deleted).
+  the filters and sort (not the limit), `sort[rootfi_created_at]` the same order as
+  `sort[rootfi_updated_at]` (nothing is updated), `prev` always null, `include_deleted_records`
+  read but changing nothing (nothing is ever deleted). `prev`, `select` and the companies
+  filters answer 400 NOT_IMITATED naming the parameter.
 - Listing companies: ascending `rootfi_id`, `limit` 1..1000 (default 100), an opaque `next`
-  cursor (null on the last page), `total_count` always given. Sync jobs are paged by
-  position too (default 50, no `total_count`).
+  cursor (null on the last page); each company has one HEALTHY connection whose
+  `integration_type` is the platform profile's. Syncs and their jobs are paged by position
+  too (default 50). With `Faults.repeat_cursor` every list hands its `next` back forever.
 - Rate limit: a fixed 60 s window per key opened by its first request; `X-RateLimit-*` on
   every authenticated `/v3` answer, omitted entirely when no limit is configured.
 - Faults (see `Faults`): creates have their own 500, 429, lost-answer and slow-answer

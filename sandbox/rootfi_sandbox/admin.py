@@ -32,7 +32,7 @@ RATE_LIMIT_KEY = "rate_limit_per_minute"
 
 def _validation_error(exc: ValidationError) -> ApiError:
     first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
+    field = ".".join(str(part) for part in first["loc"])
     return ApiError(400, VALIDATION_ERROR, first["msg"], field)
 
 

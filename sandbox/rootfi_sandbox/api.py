@@ -1,33 +1,22 @@
-"""The RootFi v3 endpoints the project uses (auth and rate limit are in `guard`)."""
+"""The RootFi v3 routes: customers here, companies, syncs and jobs in `core` (auth and rate
+limit are in `guard`)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rootfi_sandbox.errors import ApiError, error_response, invalid, json_response
+from rootfi_sandbox.core import Core
+from rootfi_sandbox.errors import ApiError, error_response, json_response
 from rootfi_sandbox.faults import DroppedAnswer, fault_response
-from rootfi_sandbox.listing import (
-    DEFAULT_LIMIT,
-    first_page_cursor,
-    page_json,
-    page_of,
-    parse_limit,
-    parse_list_query,
-)
-from rootfi_sandbox.models import Sync, ordered_jobs
+from rootfi_sandbox.listing import first_page_cursor, page_json, page_of, parse_list_query
 from rootfi_sandbox.runtime import SandboxState
-from rootfi_sandbox.timefmt import now_ms
 from rootfi_sandbox.validation import check_records, parse_create
 
 _TRUE = ("true", "1")
-COMPANIES_LIMIT = 100
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -37,50 +26,24 @@ def _query_async(request: Request) -> bool:
     return request.query_params.get("run_async", "").lower() in _TRUE
 
 
-def _window(request: Request, default_limit: int) -> tuple[int, int]:
-    """(limit, index to start at) for a list paged by position; `next` is base64 of that index."""
-    params = request.query_params
-    limit = parse_limit(params, default_limit)
-    cursor = params.get("next")
-    if not cursor:
-        return limit, 0
-    try:
-        start = int(base64.urlsafe_b64decode(cursor))
-    except (ValueError, binascii.Error):
-        raise invalid("next is not a valid cursor", "next") from None
-    return limit, max(0, start)
-
-
-def _next_cursor(end: int, total: int) -> str | None:
-    """The `next` cursor of a page that ends before index `end`, or None on the last page."""
-    return base64.urlsafe_b64encode(str(end).encode()).decode() if end < total else None
-
-
-FIRST_POSITION = base64.urlsafe_b64encode(b"0").decode()
-
-
-def _company(rootfi_id: int) -> dict[str, Any]:
-    return {
-        "rootfi_id": rootfi_id,
-        "name": f"Sandbox company {rootfi_id}",
-        "platform": "SANDBOX",
-        "platform_type": "ECOMMERCE",
-        "connection_status": "HEALTHY",
-    }
-
-
 class Api:
     """Endpoint handlers bound to one sandbox's state."""
 
     def __init__(self, state: SandboxState) -> None:
         self.state = state
+        self.core = Core(state)
 
     def routes(self) -> list[Route]:
         """The /v3 routes; every GET goes through the GET faults first."""
+        core = self.core
         gets = {
-            "/v3/core/companies": self.companies,
-            "/v3/core/syncs/{sync_id}": self.sync,
-            "/v3/core/syncs/{sync_id}/jobs": self.jobs,
+            "/v3/core/companies": core.companies,
+            "/v3/core/companies/{company_id}": core.company,
+            "/v3/core/syncs": core.syncs,
+            "/v3/core/syncs/jobs/{job_id}": core.job,
+            "/v3/core/syncs/{sync_id}": core.sync,
+            "/v3/core/syncs/{sync_id}/jobs": core.jobs,
+            "/v3/core/syncs/{sync_id}/jobs/{job_id}": core.job,
             "/v3/ecommerce/customers": self.list_customers,
         }
         routes = [
@@ -95,22 +58,6 @@ class Api:
             return await handler(request) if fault is None else fault_response(fault)
 
         return faulty
-
-    async def companies(self, request: Request) -> Response:
-        """`GET /v3/core/companies`: the configured companies by rootfi_id, paged."""
-        limit, start = _window(request, COMPANIES_LIMIT)
-        ids = self.state.company_ids
-        end = start + limit
-        data = [_company(cid) for cid in ids[start:end]]
-        body = {"data": data, "next": _next_cursor(end, len(ids)), "total_count": len(ids)}
-        return json_response(self._repeating(request, body, FIRST_POSITION))
-
-    def _repeating(self, request: Request, body: dict[str, Any], first: str) -> dict[str, Any]:
-        """`body`, whose `next` is, with the `repeat_cursor` fault, the cursor it was asked
-        with (on a first page its own `next`, or `first` when it has none)."""
-        if self.state.faults.current.repeat_cursor:
-            body["next"] = request.query_params.get("next") or body["next"] or first
-        return body
 
     async def create_customers(self, request: Request) -> Response:
         """`POST /v3/ecommerce/customers`, with the configured faults."""
@@ -142,7 +89,9 @@ class Api:
         if req.run_async:
             sync = store.open_sync(req.company_id, req.records)
             self.state.runner.schedule(sync)
-            return json_response({"data": {"sync_id": sync.sync_id}, "sync_id": sync.sync_id})
+            # The docs put the sync id at the top; the SDK declares `data` a list of created
+            # customers, which an async write has none of yet: an empty list suits both.
+            return json_response({"data": [], "sync_id": sync.sync_id})
         platform = self.state.platform
         error = platform.refusal(req.records[0])
         if error is not None:
@@ -160,29 +109,8 @@ class Api:
         if query.company_id is not None:
             self.state.require_company(query.company_id)
         page = page_of(self.state.store.customers_of(query.company_id), query)
-        body = self._repeating(request, page_json(page), first_page_cursor(query))
+        body = page_json(page)
+        if self.state.faults.current.repeat_cursor:
+            cursor = request.query_params.get("next")
+            body["next"] = cursor or body["next"] or first_page_cursor(query)
         return json_response(body)
-
-    def _readable_sync(self, request: Request) -> Sync:
-        """The sync the path names; a 404 SYNC_NOT_FOUND for an unknown one, and for one
-        written less than `sync_unreadable_seconds` ago (the write goes on meanwhile)."""
-        sync = self.state.store.get_sync(request.path_params["sync_id"])
-        unreadable_ms = self.state.faults.current.sync_unreadable_seconds * 1000
-        if now_ms() - sync.created_ms < unreadable_ms:
-            raise ApiError(404, "SYNC_NOT_FOUND", f"No sync with id {sync.sync_id}", "sync_id")
-        return sync
-
-    async def sync(self, request: Request) -> Response:
-        """`GET /v3/core/syncs/{sync_id}`."""
-        return json_response({"data": self._readable_sync(request).to_json()})
-
-    async def jobs(self, request: Request) -> Response:
-        """`GET /v3/core/syncs/{sync_id}/jobs`: one job per record, in `Faults.jobs_order`."""
-        sync = self._readable_sync(request)
-        faults = self.state.faults.current
-        jobs = ordered_jobs(sync, faults.jobs_order, faults.seed)
-        limit, start = _window(request, DEFAULT_LIMIT)
-        end = start + limit
-        data = [job.to_json() for job in jobs[start:end]]
-        body = {"data": data, "next": _next_cursor(end, len(jobs))}
-        return json_response(self._repeating(request, body, FIRST_POSITION))

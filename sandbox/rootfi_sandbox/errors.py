@@ -1,4 +1,8 @@
-"""RootFi-shaped errors: `{"error": {"message", "code", "field"}}` with an HTTP status."""
+"""RootFi-shaped errors: `{"error": {"message", "code", "field"}}` with an HTTP status.
+
+`field` is always a string, as the SDK's `RootFiApiResponseErrorType` declares: `""` when no
+field is to blame (a 401, a 429, a 500, an unknown route).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ VALIDATION_ERROR = "VALIDATION_ERROR"
 class ApiError(Exception):
     """Raised by handlers; rendered as the RootFi error body with `status`."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, field: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -29,7 +33,7 @@ class ApiError(Exception):
         return {"message": self.message, "code": self.code, "field": self.field}
 
 
-def invalid(message: str, field: str | None = None) -> ApiError:
+def invalid(message: str, field: str = "") -> ApiError:
     """A 400 INVALID_REQUEST (a malformed body, envelope or query parameter)."""
     return ApiError(400, INVALID_REQUEST, message, field)
 

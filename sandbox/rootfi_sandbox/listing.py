@@ -1,5 +1,5 @@
-"""`GET /v3/ecommerce/customers`: filters, sort, and keyset cursors (`parse_limit` serves
-every list).
+"""Paging: `GET /v3/ecommerce/customers`'s filters, sort and keyset cursors, and the
+position cursors of the other lists (companies, syncs, jobs); `parse_limit` serves every list.
 
 A `next` cursor is URL-safe base64 of JSON holding the last sort key handed out
 (rootfi_updated_at in ms, rootfi_id) and the filters and sort it was made under, so
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from rootfi_sandbox.errors import invalid
+from rootfi_sandbox.errors import ApiError, invalid
 from rootfi_sandbox.models import Customer
 from rootfi_sandbox.timefmt import ms_from_iso
 
@@ -26,6 +26,8 @@ MAX_LIMIT = 1000
 COMPANY = "rootfi_company_id[eq]"
 UPDATED_GTE = "rootfi_updated_at[gte]"
 SORT = "sort[rootfi_updated_at]"
+SORT_CREATED = "sort[rootfi_created_at]"
+FIRST_POSITION = base64.urlsafe_b64encode(b"0").decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +77,34 @@ def _parse_filters(params: Mapping[str, str]) -> tuple[int | None, int | None, b
             gte = ms_from_iso(raw)
         except ValueError:
             raise invalid(f"{UPDATED_GTE} must be ISO 8601", "rootfi_updated_at") from None
-    sort = params.get(SORT, "ASC").upper()
-    if sort not in ("ASC", "DESC"):
-        raise invalid(f"{SORT} must be ASC or DESC", "sort")
-    return company_id, gte, sort == "DESC"
+    return company_id, gte, _descending(params)
+
+
+def _descending(params: Mapping[str, str]) -> bool:
+    """The sort direction; by rootfi_created_at is the same order as by rootfi_updated_at here
+    (customers are never updated), so either parameter sets it, and two that differ are a 400."""
+    sorts = {name: params[name].upper() for name in (SORT, SORT_CREATED) if name in params}
+    for name, sort in sorts.items():
+        if sort not in ("ASC", "DESC"):
+            raise invalid(f"{name} must be ASC or DESC", "sort")
+    if len(set(sorts.values())) > 1:
+        raise invalid(f"{SORT} and {SORT_CREATED} ask for different orders", "sort")
+    return "DESC" in sorts.values()
+
+
+def not_imitated(params: Mapping[str, str], names: tuple[str, ...]) -> None:
+    """A 400 NOT_IMITATED naming the first of these query parameters that was given."""
+    for name in names:
+        if params.get(name):
+            message = f"{name} is not imitated by the sandbox (see its README)"
+            raise ApiError(400, "NOT_IMITATED", message, name)
+
+
+def include_deleted(params: Mapping[str, str]) -> None:
+    """`include_deleted_records`: true or false; either lists the same (nothing is deleted)."""
+    raw = params.get("include_deleted_records")
+    if raw is not None and raw.lower() not in ("true", "false"):
+        raise invalid("include_deleted_records must be true or false", "include_deleted_records")
 
 
 def encode_cursor(query: ListQuery, key: tuple[int, int]) -> str:
@@ -108,8 +134,8 @@ def _decode_cursor(cursor: str) -> tuple[int | None, int | None, bool, tuple[int
 
 def parse_list_query(params: Mapping[str, str]) -> ListQuery:
     """Read the query string; a `next` cursor carries (and overrides) filters and sort."""
-    if params.get("prev"):
-        raise invalid("prev cursors are not handed out by the sandbox", "prev")
+    not_imitated(params, ("prev", "select"))
+    include_deleted(params)
     limit = parse_limit(params)
     return_count = params.get("return_count", "").lower() == "true"
     cursor = params.get("next")
@@ -154,3 +180,21 @@ def page_json(page: Page) -> dict[str, Any]:
         "prev": None,
         "total_count": page.total_count,
     }
+
+
+def window(params: Mapping[str, str], default_limit: int) -> tuple[int, int]:
+    """(limit, index to start at) of a list paged by position; `next` is base64 of that index."""
+    limit = parse_limit(params, default_limit)
+    cursor = params.get("next")
+    if not cursor:
+        return limit, 0
+    try:
+        start = int(base64.urlsafe_b64decode(cursor))
+    except (ValueError, binascii.Error):
+        raise invalid("next is not a valid cursor", "next") from None
+    return limit, max(0, start)
+
+
+def next_position(end: int, total: int) -> str | None:
+    """The `next` cursor of a page that ends before index `end`, or None on the last page."""
+    return base64.urlsafe_b64encode(str(end).encode()).decode() if end < total else None

@@ -9,6 +9,8 @@ from typing import Any
 from rootfi_sandbox.timefmt import iso_from_ms
 
 DATA_MODEL = "ECOMMERCE_CUSTOMERS"
+CONFIG_MODE = "CREATE"
+CONFIG_ID = "ECOMMERCE_CUSTOMERS:CREATE"  # the SDK requires one; RootFi's form is unknown
 CREATED, RUNNING, SUCCESS, FAILED = "CREATED", "RUNNING", "SUCCESS", "FAILED"
 UNFINISHED = frozenset({CREATED, RUNNING})
 
@@ -40,19 +42,28 @@ class Job:
     created_ms: int
     updated_ms: int
 
-    def to_json(self) -> dict[str, Any]:
-        """The job as `GET /v3/core/syncs/{id}/jobs` shows it."""
+    def to_json(self, company_id: int, integration_type: str) -> dict[str, Any]:
+        """The job as `GET /v3/core/syncs/{id}/jobs` shows it (the SDK's `JobData`; its
+        `start_time` and `end_time` are required, so an unfinished job's `end_time` is its
+        last change)."""
+        created, updated = iso_from_ms(self.created_ms), iso_from_ms(self.updated_ms)
         return {
             "rootfi_id": self.rootfi_id,
-            "sync_id": self.sync_id,
+            "rootfi_created_at": created,
+            "rootfi_updated_at": updated,
+            "rootfi_company_id": company_id,
+            "start_time": created,
+            "end_time": updated,
+            "integration_type": integration_type,
             "status": self.status,
             "data_model": DATA_MODEL,
+            "config_mode": CONFIG_MODE,
+            "config_id": CONFIG_ID,
+            "sync_id": self.sync_id,
             "job_type": "PUSH",
-            "error": self.error,
             "retry_count": 0,
             "rate_limit_sleep_time": 0,
-            "created_at": iso_from_ms(self.created_ms),
-            "updated_at": iso_from_ms(self.updated_ms),
+            "error": self.error,
         }
 
 
@@ -66,25 +77,34 @@ class Sync:
     created_ms: int
     updated_ms: int
     jobs: list[Job] = field(default_factory=list)
+    rootfi_id: int = 0  # the store numbers syncs in the order they were opened
 
-    def to_json(self) -> dict[str, Any]:
-        """The sync as `GET /v3/core/syncs/{id}` shows it."""
+    def to_json(self, integration_type: str) -> dict[str, Any]:
+        """The sync as `GET /v3/core/syncs/{id}` shows it (the SDK's `SyncData`; an unfinished
+        sync's `end_time` is its last change, as the SDK requires one)."""
         counts = {CREATED: 0, RUNNING: 0, SUCCESS: 0, FAILED: 0}
         for job in self.jobs:
             counts[job.status] += 1
+        created, updated = iso_from_ms(self.created_ms), iso_from_ms(self.updated_ms)
         return {
+            "rootfi_id": self.rootfi_id,
+            "rootfi_created_at": created,
+            "rootfi_updated_at": updated,
+            "rootfi_company_id": self.company_id,
+            "start_time": created,
+            "end_time": updated,
+            "integration_type": integration_type,
+            "full_sync": False,
+            "sync_type": "MANUAL",
+            "config_mode": CONFIG_MODE,
+            "sync_data_models": [DATA_MODEL],
             "sync_id": self.sync_id,
-            "status": self.status,
             "total_count": len(self.jobs),
             "success_count": counts[SUCCESS],
             "failed_count": counts[FAILED],
             "running_count": counts[RUNNING],
             "pending_count": counts[CREATED],
-            "config_mode": "CREATE",
-            "data_model": DATA_MODEL,
-            "rootfi_company_id": self.company_id,
-            "created_at": iso_from_ms(self.created_ms),
-            "updated_at": iso_from_ms(self.updated_ms),
+            "status": self.status,
         }
 
 

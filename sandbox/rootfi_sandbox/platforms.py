@@ -154,6 +154,8 @@ class Platform:
     """One platform's verdict on a record and the form it keeps an accepted one in."""
 
     name: str
+    integration_type: str  # the SDK's IntegrationType of a connection to it
+    category: str  # the SDK's IntegrationCategory
     _refuses: Callable[[Record], ApiError | None]
     _keeps: Callable[[Record], Record]
 
@@ -167,7 +169,9 @@ class Platform:
 
 
 PLATFORMS: dict[str, Platform] = {
-    "lenient": Platform("lenient", _nothing, _as_sent),
-    "shopify": Platform("shopify", _shopify_refuses, _shopify_keeps),
-    "quickbooks": Platform("quickbooks", _quickbooks_refuses, _quickbooks_keeps),
+    "lenient": Platform("lenient", "ROOTFI_SANDBOX", "ECOMMERCE", _nothing, _as_sent),
+    "shopify": Platform("shopify", "SHOPIFY", "ECOMMERCE", _shopify_refuses, _shopify_keeps),
+    "quickbooks": Platform(
+        "quickbooks", "QUICKBOOKS", "ACCOUNTING", _quickbooks_refuses, _quickbooks_keeps
+    ),
 }

@@ -42,6 +42,7 @@ class Store:
         self.customers: list[Customer] = []
         self.by_company: dict[int, list[Customer]] = {}
         self.syncs: dict[str, Sync] = {}
+        self._job_syncs: dict[int, Sync] = {}
         self._next_customer = 1
         self._next_job = 1
         self._last_ms = 0
@@ -51,7 +52,8 @@ class Store:
         for customer in sorted(customers, key=lambda c: c.key):
             self._index(customer)
         for sync in syncs:
-            self.syncs[sync.sync_id] = sync
+            sync.rootfi_id = len(self.syncs) + 1
+            self._add_sync(sync)
             if sync.jobs:
                 self._next_job = max(self._next_job, sync.jobs[-1].rootfi_id + 1)
         if customers:
@@ -92,15 +94,19 @@ class Store:
 
     def _new_sync(self, company_id: int, records: list[dict[str, Any]], status: str) -> Sync:
         ms = now_ms()
-        sync = Sync(str(uuid.uuid4()), company_id, status, ms, ms)
+        sync = Sync(str(uuid.uuid4()), company_id, status, ms, ms, rootfi_id=len(self.syncs) + 1)
         first = self._next_job
         self._next_job += len(records)
         sync.jobs = [
             Job(first + i, sync.sync_id, status, record, None, ms, ms)
             for i, record in enumerate(records)
         ]
-        self.syncs[sync.sync_id] = sync
+        self._add_sync(sync)
         return sync
+
+    def _add_sync(self, sync: Sync) -> None:
+        self.syncs[sync.sync_id] = sync
+        self._job_syncs.update((job.rootfi_id, sync) for job in sync.jobs)
 
     def write_now(self, company_id: int, fields: dict[str, Any]) -> tuple[Customer, Sync]:
         """A synchronous create of `fields` (in the form the platform keeps them): the customer,
@@ -168,6 +174,17 @@ class Store:
         if sync is None:
             raise ApiError(404, "SYNC_NOT_FOUND", f"No sync with id {sync_id}", "sync_id")
         return sync
+
+    def get_job(self, job_id: str) -> tuple[Sync, Job]:
+        """The job with this rootfi_id and its sync, or a 404 JOB_NOT_FOUND."""
+        sync = self._job_syncs.get(int(job_id)) if job_id.isdigit() else None
+        if sync is None:
+            raise ApiError(404, "JOB_NOT_FOUND", f"No job with id {job_id}", "job_id")
+        return sync, next(job for job in sync.jobs if job.rootfi_id == int(job_id))
+
+    def syncs_of(self, company_id: int | None) -> list[Sync]:
+        """The syncs of one company (or all), in the order they were opened."""
+        return [s for s in self.syncs.values() if company_id in (None, s.company_id)]
 
     def customers_of(self, company_id: int | None) -> list[Customer]:
         """Customers of one company (or all), in listing order (which is also rootfi_id order:

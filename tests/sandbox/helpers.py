@@ -44,7 +44,7 @@ def wait_for_sync(client: httpx.Client, sync_id: str, timeout: float = 5.0) -> d
     raise AssertionError(f"sync {sync_id} did not finish")
 
 
-def assert_error(response: httpx.Response, status: int, code: str, field: str | None) -> None:
+def assert_error(response: httpx.Response, status: int, code: str, field: str) -> None:
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert (error["code"], error["field"]) == (code, field)

@@ -64,7 +64,7 @@ def test_sends_the_key_only_in_the_api_key_header_and_run_async_in_query_and_bod
         seen.append(request)
         return httpx.Response(
             200,
-            json={"sync_id": "s1", "data": {"sync_id": "s1"}},
+            json={"sync_id": "s1", "data": []},
             headers={"Date": "Sat, 28 Nov 2026 16:00:05 GMT"},
         )
 
