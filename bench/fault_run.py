@@ -1,13 +1,17 @@
 """Exactly once under faults on every call: runs to converge, duplicates, lost.
 
-    python -m bench.fault_run [--n 10000] [--mode single|batch]
+    python -m bench.fault_run [--n 10000] [--mode single|batch] [--platform shopify]
+                              [--jobs-order failures_first]
 
 N valid customers (SQLite), the sandbox in this process with faults on every call: creates
 get 10% 500s, 5% 429s, 10% lost answers whose records land `--landing` s later and 5% slow
 answers (2.5 s, past the 2 s client timeout); GETs get 10% 500s, 5% 429s and 5% dropped
-connections; async writes stay RUNNING `--async-write` s. First two overlapping runs (this
-process and a flow process) on `--lease`-second leases, then a run whenever the ledger's next
-customer is due (real settle times), until nothing is pending (at most `--max-runs`).
+connections; async writes stay RUNNING `--async-write` s. `--platform` is the sandbox's
+platform profile (`shopify` stores records in its own form: E.164 phones, ISO-2 countries,
+lower-case emails) and `--jobs-order` the order a sync lists its jobs in. First two
+overlapping runs (this process and a flow process) on `--lease`-second leases, then a run
+whenever the ledger's next customer is due (real settle times), until nothing is pending (at
+most `--max-runs`).
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ def faults(args: argparse.Namespace) -> Any:
         get_error_429_rate=0.05,
         get_lost_answer_rate=0.05,
         async_write_seconds=args.async_write,
+        platform=args.platform,
+        jobs_order=args.jobs_order,
         seed=args.seed,
     )
 
@@ -131,6 +137,8 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     return {
         "customers": args.n,
         "mode": args.mode,
+        "platform": args.platform,
+        "jobs_order": args.jobs_order,
         "settle_seconds": args.settle,
         "lease_seconds": args.lease,
         "converged": converged,
@@ -158,6 +166,8 @@ def main() -> None:
     parser.add_argument("--landing", type=float, default=3.0, help="late landing seconds")
     parser.add_argument("--async-write", type=float, default=1.0, help="async write seconds")
     parser.add_argument("--lease", type=float, default=5.0, help="lease seconds")
+    parser.add_argument("--platform", default="lenient", help="the sandbox's platform profile")
+    parser.add_argument("--jobs-order", default="sent", help="sent, failures_first, shuffled…")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench-fault-run-"))
     env = clean_env()  # no developer's Prefect, RootFi, source or ledger settings
@@ -171,8 +181,8 @@ def main() -> None:
     r = run(args, home)
     by = r["requests"].get("by_status", {})
     print(
-        "| mode | N | runs to converge (+ the rival) | seconds | 500 / 429 | in RootFi | "
-        "duplicates | lost | ledger |\n|---|---|---|---|---|---|---|---|---|"
+        "| mode | platform, jobs | N | runs to converge (+ the rival) | seconds | 500 / 429 | "
+        "in RootFi | duplicates | lost | ledger |\n|---|---|---|---|---|---|---|---|---|---|"
     )
     runs = (
         f"{r['runs_made']} + 1"
@@ -180,7 +190,8 @@ def main() -> None:
         else f"NOT converged: {r['runs_made']} + 1 runs, --max-runs {args.max_runs} ran out"
     )
     print(
-        f"| {r['mode']} | {r['customers']:,} | {runs} | {r['seconds']} | "
+        f"| {r['mode']} | {r['platform']}, {r['jobs_order']} | {r['customers']:,} | {runs} | "
+        f"{r['seconds']} | "
         f"{by.get('500', 0):,} / {by.get('429', 0):,} | {r['in_rootfi']:,} | "
         f"{r['duplicates']} | {r['lost']} | {r['ledger']} |"
     )

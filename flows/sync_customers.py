@@ -150,7 +150,8 @@ def _sync_company(
         finally:
             summary.duration_seconds = time.monotonic() - started
             publish_report(summary, settings.rootfi_alert_failed_share)
-    return summary.counts() | {"failures": summary.failures, "preview": summary.preview}
+    details = {"failures": summary.failures, "attention": summary.attention}
+    return summary.counts() | details | {"preview": summary.preview}
 
 
 def sync_group(
@@ -328,6 +329,7 @@ def _item(candidate: Candidate, payload: CustomerPayload) -> Item:
         last_sent=candidate.attempted_at,
         sync_id=candidate.sync_id,
         sent_keys=candidate.sent_keys,
+        redriven=fresh_send(candidate.attempts, candidate.doubt_since is not None),
     )
 
 

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 PREFIX = "rootfi-sync: "
 # What a run reports (tasks/report.py) and the alerts match: one definition for both sides.
 RUN_COMPLETED, RUN_STOPPED = "rootfi-sync.run.completed", "rootfi-sync.run.stopped"
+# Customers a person should look at in RootFi (created with their id unknown, duplicates
+# found): one event a run that has any, its payload listing them.
+NEEDS_A_LOOK = "rootfi-sync.customers.need-a-look"
 COMPANY_RESOURCE = "rootfi-sync.company"  # `.{company_id}`: the resource a run's event is about
 FAILURE_SHARE = "rootfi-sync.failure-share"  # the event's label: "high" or "normal"
 ARTIFACTS = "rootfi-sync-company-"  # `{company_id}-summary`, `-failures`: a run's artifacts

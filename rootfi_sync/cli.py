@@ -153,10 +153,15 @@ def status(
     """Show how many customers are in each state, and the latest failures."""
     settings = _settings()
     company = settings.company(company_id, required=False)
-    counts, failures = _read_ledger(settings, company)
+    counts, failures, look = _read_ledger(settings, company)
     if as_json:
         rows = [{**f._asdict(), "updated_at": f.updated_at.isoformat()} for f in failures]
-        typer.echo(json.dumps({"company_id": company, "counts": counts, "latest_failures": rows}))
+        need = [r._asdict() for r in look]
+        typer.echo(
+            json.dumps(
+                {"company_id": company, "counts": counts, "latest_failures": rows, "look": need}
+            )
+        )
         return
     table = Table(title=f"ledger, company {company or 'all'}")
     table.add_column("status")
@@ -175,18 +180,44 @@ def status(
                 Text(f.customer_id), str(f.company_id), str(f.attempts), Text(last), when
             )
         console.print(latest)
+    if look:
+        _print_look(look)
 
 
-def _read_ledger(settings: Settings, company: int | None) -> tuple[dict[str, int], list[Any]]:
-    """Return the ledger's counts per state and its latest failures; exit 1 if unreadable."""
+def _print_look(rows: list[Any]) -> None:
+    """Print the customers to look at in RootFi: created with their id unknown (with the
+    async write that created them), and duplicates found (the records' ids)."""
+    table = Table(title="to look at in RootFi (never sent again)")
+    for col in ("customer", "company", "what", "rootfi id", "sync id", "why"):
+        table.add_column(col)
+    for r in rows:
+        what = "created, id unknown" if r.status == "CREATED_UNKNOWN" else "duplicate"
+        why = (r.last_error or "").splitlines()[-1][-200:] if r.last_error else ""
+        table.add_row(
+            Text(r.customer_id),
+            str(r.company_id),
+            what,
+            Text(r.rootfi_id or ""),
+            Text(r.sync_id or ""),
+            Text(why),
+        )
+    console.print(table)
+
+
+def _read_ledger(
+    settings: Settings, company: int | None
+) -> tuple[dict[str, int], list[Any], list[Any]]:
+    """Return the ledger's counts per state, its latest failures and the customers to look
+    at in RootFi; exit 1 if unreadable."""
     from sqlalchemy.exc import DBAPIError
 
     from rootfi_sync.db import ledger_engine
-    from rootfi_sync.ledger import latest_failures, status_counts
+    from rootfi_sync.ledger import latest_failures, needing_a_look, status_counts
 
     engine = ledger_engine(settings)
     try:
-        return status_counts(engine, company), latest_failures(engine, company)
+        look = needing_a_look(engine, company)
+        return status_counts(engine, company), latest_failures(engine, company), look
     except DBAPIError as exc:
         error(f"cannot read the ledger ({type(exc.orig).__name__}).")
         err.print(

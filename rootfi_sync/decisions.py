@@ -19,23 +19,35 @@ before anything may be sent for it again:
                (lookup first)
     ASYNC_OPEN its sync is known but not final, or could     IN_DOUBT   the sync is asked again
                not be read: never resent before it is final             after `sync_poll`
-    ASYNC_GONE its sync ended, its records are not listed    IN_DOUBT   after the async settle
+    ASYNC_UNSURE its sync ended having created some of its   IN_DOUBT   looked up again after
+               records and refused others, and those not                the async settle (see
+               found are not just the refused ones                      `Verdict`)
     LOOKUP_FAILED  the lookup itself failed                  IN_DOUBT   when the settle time of
                                                                         its last attempt is over
     any IN_DOUBT or RETRY after ROOTFI_MAX_ATTEMPTS attempts    FAILED (parked), keeps its doubt
 
+An answer that RootFi created something is final. After an async write has ended, what its
+counts prove about the customers a lookup did not find (`verdict`): the platform refused
+exactly them (FAILED, with the jobs' errors); every record was created (CREATED_UNKNOWN:
+created, id unknown, never sent again); nothing was created (resent, as below); or some were
+created and RootFi does not say which (in doubt; once the settle time is over, parked FAILED
+for a person to look at: never resent by itself).
+
 An in-doubt customer is looked up (customers listed since its *first* unresolved attempt, less
 the skew margin, matched on every payload sent since) before it is sent again; a customer not
-found is resent only once the settle time of its *last* attempt is over. A task retry in the
-same run happens only for outcomes that may be tried now.
+found is resent only once the settle time of its *last* attempt is over, nothing shows that
+it was created, and ROOTFI_RESEND_IN_DOUBT is `after-settle` (with `never`, it is parked
+FAILED "in doubt, not found in RootFi" instead, and `rootfi-sync retry` resends it on purpose).
+A task retry in the same run happens only for outcomes that may be tried now.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from rootfi_sync.outcomes import Outcome, Status
 
@@ -49,7 +61,7 @@ class Event(StrEnum):
     NO_ANSWER = "no_answer"
     ASYNC_LOST = "async_lost"
     ASYNC_OPEN = "async_open"
-    ASYNC_GONE = "async_gone"
+    ASYNC_UNSURE = "async_unsure"
     LOOKUP_FAILED = "lookup_failed"
 
 
@@ -101,7 +113,7 @@ def pending(
             Event.NO_ANSWER: timing.sync_settle,
             Event.ASYNC_LOST: timing.async_settle,
             Event.ASYNC_OPEN: timing.sync_poll,
-            Event.ASYNC_GONE: timing.async_settle,
+            Event.ASYNC_UNSURE: timing.async_settle,
         }[event]
     return Outcome(customer_id, Status.IN_DOUBT, sync_id=sync_id, error=error, wait=wait)
 
@@ -151,3 +163,90 @@ def fresh_send(attempts: int, ever_sent: bool) -> bool:
     Such a customer must really be sent: never answered from the send cache.
     """
     return attempts == 0 and ever_sent
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCounts:
+    """What RootFi says an ended async write did: its records, how many created, refused."""
+
+    total: int
+    success: int
+    failed: int
+
+    @classmethod
+    def of(
+        cls, sync: Mapping[str, Any], jobs: Sequence[Mapping[str, Any]] | None = None
+    ) -> WriteCounts:
+        """Return the counts of a sync: from its jobs when they are listed, else its own."""
+        total = _count(sync.get("total_count"))
+        if jobs:
+            states = [job.get("status") for job in jobs]
+            success, failed = states.count("SUCCESS"), states.count("FAILED")
+            return cls(max(total, len(jobs)), success, failed)
+        return cls(total, _count(sync.get("success_count")), _count(sync.get("failed_count")))
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+class Verdict(StrEnum):
+    """What an ended async write's counts prove about the customers a lookup did not find."""
+
+    REFUSED = "refused"  # they are exactly the refused ones
+    CREATED = "created"  # every record was created: theirs too
+    NOTHING_CREATED = "nothing created"
+    UNSURE = "unsure"  # some were created, some refused: RootFi does not say which
+
+
+def verdict(counts: WriteCounts, in_view: int, missing: int) -> Verdict:
+    """Return what `counts` prove about `missing` customers not found, of the `in_view`
+    customers of the write looked up (the whole write, or what is left of it)."""
+    if counts.total == 0:  # RootFi gave no counts and listed no jobs: nothing is shown
+        return Verdict.UNSURE
+    if missing and in_view == counts.total and missing == counts.failed:
+        return Verdict.REFUSED
+    if counts.success == 0:
+        return Verdict.NOTHING_CREATED
+    if counts.failed == 0 and counts.success >= counts.total:
+        return Verdict.CREATED
+    return Verdict.UNSURE
+
+
+def created_unknown(customer_id: str, sync_id: str | None) -> Outcome:
+    """Return the outcome of a customer RootFi says it created, whose record is not found."""
+    error = f"created by async write {sync_id} (RootFi says so), but no record found is its own"
+    return Outcome(customer_id, Status.CREATED_UNKNOWN, sync_id=sync_id, error=error)
+
+
+def unfound(
+    item: tuple[str, str | None],
+    found: Verdict | None,
+    *,
+    resend: str,
+    redriven: bool,
+    refusal: str = "refused by the platform",
+) -> Outcome | None:
+    """Return the outcome of a customer (id, sync id) not found once its settle time is over,
+    or None when it is to be sent again.
+
+    `found` is what its ended async write proves (None: it had none); `resend` is
+    ROOTFI_RESEND_IN_DOUBT; `redriven`, whether a person asked for it again.
+    """
+    customer_id, sync_id = item
+    if found is Verdict.REFUSED:
+        return Outcome(customer_id, Status.FAILED, sync_id=sync_id, error=refusal)
+    if found is Verdict.CREATED:
+        return created_unknown(customer_id, sync_id)
+    if redriven:
+        return None
+    if found is Verdict.UNSURE:
+        error = (
+            f"in doubt: async write {sync_id} created some of its records and RootFi does not "
+            "say which; not found in RootFi. Check it, then `rootfi-sync retry` if missing"
+        )
+        return Outcome(customer_id, Status.FAILED, sync_id=sync_id, error=error, parked=True)
+    if resend == "never":
+        error = "in doubt, not found in RootFi (ROOTFI_RESEND_IN_DOUBT=never)"
+        return Outcome(customer_id, Status.FAILED, sync_id=sync_id, error=error, parked=True)
+    return None

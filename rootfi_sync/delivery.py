@@ -13,14 +13,36 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rootfi_sync import errors
 from rootfi_sync.client import RootFiClient
-from rootfi_sync.decisions import TRANSIENT, Event, Timing, pending, retry_in_run
-from rootfi_sync.lookup import FINAL, PASSING, Item, Lookup, all_pending, synced
+from rootfi_sync.decisions import (
+    TRANSIENT,
+    Event,
+    Timing,
+    Verdict,
+    WriteCounts,
+    created_unknown,
+    pending,
+    retry_in_run,
+    verdict,
+)
+from rootfi_sync.lookup import (
+    FINAL,
+    PASSING,
+    UNREADABLE,
+    Item,
+    Lookup,
+    all_pending,
+    job_reasons,
+    refused_by_jobs,
+    synced,
+)
+from rootfi_sync.matching import DEFAULT_MATCH_FIELDS
 from rootfi_sync.outcomes import Outcome, Status
 
 ACCEPTED_MARGIN = timedelta(seconds=2)  # the Date header is to the second
@@ -81,7 +103,7 @@ class Delivery:
     records that a retry is about to send again, and returns the customers still held; `clock`
     is the ledger's (settle times are counted on the database's clock, as attempts are);
     `stop_splitting(sent, refused)` is the circuit breaker, asked while a batch refused whole
-    is split.
+    is split; `match_fields` and `resend` are ROOTFI_MATCH_FIELDS and ROOTFI_RESEND_IN_DOUBT.
     """
 
     client: RootFiClient
@@ -97,11 +119,21 @@ class Delivery:
     stop_splitting: Callable[[int, int], bool] = lambda _sent, _refused: False
     poll_timeout: float = 300.0
     poll_interval: float = 0.25
+    match_fields: tuple[str, ...] = DEFAULT_MATCH_FIELDS
+    resend: str = "after-settle"
 
     @property
     def lookup(self) -> Lookup:
         """How this delivery looks customers in doubt up."""
-        return Lookup(self.client, self.company_id, self.mode, self.known, self.timing)
+        return Lookup(
+            self.client,
+            self.company_id,
+            self.mode,
+            self.known,
+            self.timing,
+            self.match_fields,
+            self.resend,
+        )
 
     def deliver(
         self, items: Sequence[Item], now: datetime, *, again: bool = False
@@ -197,7 +229,7 @@ class Delivery:
         since = accepted_at - ACCEPTED_MARGIN if accepted_at else since - self.timing.skew
         try:
             return self._collect(items, sync_id, since=since)
-        except PASSING as exc:  # a follow-up GET failed: the write is known; ask again later
+        except UNREADABLE as exc:  # a follow-up GET failed: the write is known; ask again later
             error = f"async write {sync_id}: could not follow it ({exc})"
             waiting = all_pending(items, Event.ASYNC_OPEN, error, self.timing, sync_id)
             raise BatchIncomplete(error, [], waiting) from exc
@@ -224,44 +256,53 @@ class Delivery:
             raise BatchIncomplete(str(extra), outcomes + extra.outcomes, waiting | extra.pending)
         return outcomes
 
-    def _wait_for_sync(self, sync_id: str) -> dict[str, Any]:
+    def _wait_for_sync(self, sync_id: str) -> dict[str, Any] | None:
+        """Poll the sync until it ends or `poll_timeout` passes; return it as last read (None:
+        never readable). A GET that fails (a sync not readable yet: 404, 5xx) is asked again."""
         deadline, delay = time.monotonic() + self.poll_timeout, self.poll_interval
+        sync: dict[str, Any] | None = None
         while True:
-            sync = self.client.get_sync(sync_id)
-            if sync.get("status") in FINAL or time.monotonic() > deadline:
+            with suppress(*UNREADABLE):  # not readable yet (404, 5xx): asked again
+                sync = self.client.get_sync(sync_id)
+            if (sync and sync.get("status") in FINAL) or time.monotonic() > deadline:
                 return sync
             time.sleep(delay)
             delay = min(delay * 1.5, 5.0)
 
     def _collect(self, items: Sequence[Item], sync_id: str, *, since: datetime) -> list[Outcome]:
-        """Follow an async write to its end; learn each created record's id from the list."""
+        """Follow an async write to its end, then find its records by lookup.
+
+        Jobs name no record: the customers not found are FAILED with the jobs' errors only
+        when they are as many as the FAILED jobs; created with their id unknown when every
+        record was created; else in doubt, with the sync id (`decisions.verdict`).
+        """
         sync = self._wait_for_sync(sync_id)
-        state = sync.get("status")
-        if state not in FINAL:
-            error = f"async write {sync_id} still {state} after {self.poll_timeout:.0f} s"
+        state = sync.get("status") if sync else "unreadable"
+        if sync is None or state not in FINAL:
+            error = f"async write {sync_id} still {state} after {self.poll_timeout:g} s"
             waiting = all_pending(items, Event.ASYNC_OPEN, error, self.timing, sync_id)
             raise BatchIncomplete(error, [], waiting)
         jobs = list(self.client.iter_sync_jobs(sync_id))
-        job_errors = _job_errors(jobs, items)
-        outcomes = [
-            refusal(i, job_errors[i.customer_id]) for i in items if i.customer_id in job_errors
-        ]
-        adopted, missing = self.lookup.find(
-            [i for i in items if i.customer_id not in job_errors], since
+        adopted, missing = self.lookup.find(items, since)
+        outcomes = [replace(o, sync_id=sync_id) for o in adopted]
+        if not missing:
+            return outcomes
+        counts = WriteCounts.of(sync, jobs)
+        proof = verdict(counts, len(items), len(missing))
+        if proof is Verdict.NOTHING_CREATED:  # RootFi says it created none of them
+            error = f"async write {sync_id} ended {state} creating nothing: {job_reasons(jobs)}"
+            return outcomes + [refusal(i, error) for i in missing]
+        if proof is Verdict.REFUSED:
+            error = refused_by_jobs(sync_id, jobs)
+            return outcomes + [refusal(i, error) for i in missing]
+        if proof is Verdict.CREATED:  # proof of creation is final: never sent again
+            return outcomes + [created_unknown(i.customer_id, sync_id) for i in missing]
+        error = (
+            f"async write {sync_id} ended {state}: {len(missing)} of {len(items)} not found, "
+            f"{counts.failed} refused; RootFi does not say which is which"
         )
-        outcomes += [replace(o, sync_id=sync_id) for o in adopted]
-        if state == "FAILED" and len(jobs) != len(items):
-            reason = "; ".join(
-                sorted({_job_message(j) for j in jobs if j.get("status") == "FAILED"})
-            )
-            return outcomes + [
-                refusal(i, f"async write {sync_id} failed: {reason}") for i in missing
-            ]
-        if missing:
-            error = f"async write {sync_id} ended {state} but its records are not listed yet"
-            waiting = all_pending(missing, Event.ASYNC_GONE, error, self.timing, sync_id)
-            raise BatchIncomplete(f"{len(missing)} of {len(items)}: {error}", outcomes, waiting)
-        return outcomes
+        waiting = all_pending(missing, Event.ASYNC_UNSURE, error, self.timing, sync_id)
+        raise BatchIncomplete(f"{len(missing)} of {len(items)}: {error}", outcomes, waiting)
 
 
 @dataclass(slots=True)
@@ -279,22 +320,3 @@ class _Split:
 def _separate(outcomes: list[Outcome]) -> tuple[list[Outcome], dict[str, Outcome]]:
     final = [o for o in outcomes if o.status not in TRANSIENT]
     return final, {o.customer_id: o for o in outcomes if o.status in TRANSIENT}
-
-
-def _job_message(job: Mapping[str, Any]) -> str:
-    error = job.get("error") or {}
-    if not isinstance(error, Mapping):
-        return str(error)
-    field = f"{error['field']}: " if error.get("field") else ""
-    return f"{field}{error.get('message') or 'job failed'}"
-
-
-def _job_errors(jobs: Sequence[Mapping[str, Any]], items: Sequence[Item]) -> dict[str, str]:
-    """Return customer_id -> platform error, when jobs line up one-to-one with items."""
-    if len(jobs) != len(items):
-        return {}
-    return {
-        item.customer_id: f"refused by the platform: {_job_message(job)}"
-        for item, job in zip(items, jobs, strict=True)
-        if job.get("status") == "FAILED"
-    }

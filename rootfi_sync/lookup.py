@@ -3,59 +3,52 @@
 A lookup lists the company's customers updated since the customer's first unresolved attempt
 (less a clock-skew margin) and matches them to what was sent:
 
-* A record matches a customer when its match key equals the key of any payload sent for that
-  customer since its first unresolved attempt: name, email, phone, currency and the address
-  fields, compared after trimming, collapsing inner spaces and case-folding. Status and
-  timestamps are left out because the platform may set its own.
+* A record matches a customer when it is equal, on the fields ROOTFI_MATCH_FIELDS names, to
+  any payload sent for that customer since its first unresolved attempt, values compared the
+  way platforms rewrite them (`rootfi_sync.matching`). The other fields break ties.
 * A record already given to a customer in the ledger is never adopted again.
-* Customers with identical keys are paired with records in order (lowest rootfi_id first) and
-  never share one: with three identical customers in doubt and two records found, two are
-  adopted and one waits.
+* Customers matching the same records are paired with them in order (lowest rootfi_id first)
+  and never share one: with three identical customers in doubt and two records found, two are
+  adopted and one waits. A record left over that matches a customer who got one is a
+  duplicate found in RootFi: reported with the customer, never dropped silently.
 
 A customer held by an async write whose sync is known is not looked up (nor resent) before
-that sync is final. Sending is `rootfi_sync.delivery`'s.
+RootFi says that sync ended: a sync that cannot be read is asked again later. One not found
+once its settle time is over is resent only when nothing shows it was created (its sync
+created nothing, or it never had one) and ROOTFI_RESEND_IN_DOUBT allows it; else it is
+recorded as created with its id unknown, or parked FAILED for a person to look at.
+Sending is `rootfi_sync.delivery`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from rootfi_sync import errors
 from rootfi_sync.client import RootFiClient
-from rootfi_sync.decisions import Event, Timing, pending, wait_left
-from rootfi_sync.models import ADDRESS_FIELDS, CustomerPayload
+from rootfi_sync.decisions import (
+    Event,
+    Timing,
+    Verdict,
+    WriteCounts,
+    pending,
+    unfound,
+    verdict,
+    wait_left,
+)
+from rootfi_sync.matching import DEFAULT_MATCH_FIELDS, match_records, signature
+from rootfi_sync.models import CustomerPayload
 from rootfi_sync.outcomes import Outcome, Status
 
-KEY_FIELDS = ("name", "email", "phone", "currency_id")
 PASSING = (errors.RateLimited, errors.ServerError, errors.TransportError)
+UNREADABLE = (*PASSING, errors.Refused)  # a GET of a sync or its jobs that says nothing yet
 FINAL = ("SUCCESS", "FAILED")
-
-
-def _norm(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    return " ".join(str(value).split()).casefold()
-
-
-def fingerprint(record: Mapping[str, Any]) -> tuple[str | None, ...]:
-    """Return the fields that identify a customer record, normalised for comparison."""
-    address = record.get("address")
-    address = address if isinstance(address, Mapping) else {}
-    return tuple(_norm(record.get(f)) for f in KEY_FIELDS) + tuple(
-        _norm(address.get(f)) for f in ADDRESS_FIELDS
-    )
-
-
-def match_key(record: Mapping[str, Any]) -> str:
-    """Return a short digest of a record's fingerprint: what the ledger keeps of a payload sent."""
-    text = json.dumps(fingerprint(record), separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+RESEND_POLICIES = ("after-settle", "never")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +60,8 @@ class Item:
     doubt_since: datetime | None = None  # first unresolved attempt: lookups start here
     last_sent: datetime | None = None  # a resend waits the settle time after this
     sync_id: str | None = None  # the async write holding it, until that is final
-    sent_keys: tuple[str, ...] = ()  # match keys of what was sent since `doubt_since`
+    sent_keys: tuple[str, ...] = ()  # signatures of what was sent since `doubt_since`
+    redriven: bool = False  # `rootfi-sync retry` (or a changed row) asked for it again
 
     @property
     def payload_hash(self) -> str:
@@ -75,8 +69,9 @@ class Item:
 
     @property
     def keys(self) -> tuple[str, ...]:
-        """The match keys a lookup accepts: every payload sent before, and this one."""
-        return tuple(dict.fromkeys((*self.sent_keys, match_key(self.payload.to_api()))))
+        """The signatures a lookup accepts: every payload sent before, and this one."""
+        mine = signature(self.payload.to_api()).encode()
+        return tuple(dict.fromkeys((*self.sent_keys, mine)))
 
     def sent_at(self, moment: datetime) -> Item:
         """Return the item as it stands once sent at `moment` (for the next attempt's lookup)."""
@@ -85,37 +80,26 @@ class Item:
         )
 
 
-def match_records(
-    items: Sequence[Item], records: Iterable[Mapping[str, Any]], taken: set[str]
-) -> dict[str, Mapping[str, Any]]:
-    """Pair items with RootFi records of a key they sent; return customer_id -> record."""
-    pool: dict[str, deque[Mapping[str, Any]]] = defaultdict(deque)
-    for record in sorted(records, key=_rootfi_order):
-        if str(record.get("rootfi_id")) not in taken:
-            pool[match_key(record)].append(record)
-    matched: dict[str, Mapping[str, Any]] = {}
-    for item in items:
-        for key in item.keys:
-            if pool.get(key):
-                matched[item.customer_id] = pool[key].popleft()
-                break
-    return matched
-
-
-def _rootfi_order(record: Mapping[str, Any]) -> tuple[int, str]:
-    value = str(record.get("rootfi_id"))
-    return (int(value), "") if value.isdigit() else (0, value)
-
-
-def synced(item: Item, record: Mapping[str, Any], sync_id: str | None = None) -> Outcome:
-    """Return the SYNCED outcome of an item from RootFi's record."""
+def synced(
+    item: Item,
+    record: Mapping[str, Any],
+    sync_id: str | None = None,
+    duplicates: tuple[str, ...] = (),
+) -> Outcome:
+    """Return the SYNCED outcome of an item from RootFi's record (and other records that
+    match it as well: duplicates found in RootFi, reported in its error)."""
     platform_id = record.get("platform_id")
+    error = None
+    if duplicates:
+        error = f"duplicate found in RootFi: records {', '.join(duplicates)} match it as well"
     return Outcome(
         item.customer_id,
         Status.SYNCED,
         rootfi_id=str(record["rootfi_id"]),
         platform_id=str(platform_id) if platform_id is not None else None,
         sync_id=str(record.get("sync_id") or sync_id or "") or None,
+        error=error,
+        duplicates=duplicates,
     )
 
 
@@ -128,11 +112,30 @@ def all_pending(
     }
 
 
+def job_reasons(jobs: Iterable[Mapping[str, Any]]) -> str:
+    """Return what the FAILED jobs of a write say, each reason once (jobs name no record)."""
+    return "; ".join(sorted({_job_message(j) for j in jobs if j.get("status") == "FAILED"}))
+
+
+def _job_message(job: Mapping[str, Any]) -> str:
+    error = job.get("error") or {}
+    if not isinstance(error, Mapping):
+        return str(error)
+    where = f"{error['field']}: " if error.get("field") else ""
+    return f"{where}{error.get('message') or 'job failed'}"
+
+
+def refused_by_jobs(sync_id: str, jobs: Iterable[Mapping[str, Any]]) -> str:
+    """Return the error of customers a write's platform refused, with every job's reason."""
+    return f"refused by the platform (async write {sync_id}; its jobs say: {job_reasons(jobs)})"
+
+
 @dataclass(frozen=True, slots=True)
 class Lookup:
     """Looks up the customers in doubt of one company, in one write mode, through one client.
 
-    `known` tells which RootFi ids the ledger already gives to customers (never adopted again).
+    `known` tells which RootFi ids the ledger already gives to customers (never adopted again);
+    `fields` are ROOTFI_MATCH_FIELDS; `resend` is ROOTFI_RESEND_IN_DOUBT.
     """
 
     client: RootFiClient
@@ -140,61 +143,109 @@ class Lookup:
     mode: str
     known: Callable[[Iterable[str]], set[str]]
     timing: Timing = field(default_factory=Timing)
+    fields: tuple[str, ...] = DEFAULT_MATCH_FIELDS
+    resend: str = "after-settle"
 
     def resolve(
         self, items: Sequence[Item], now: datetime
     ) -> tuple[list[Outcome], dict[str, Outcome], list[Item]]:
         """Settle the items in doubt; return (settled outcomes, pending outcomes, items to send).
 
-        An item not in doubt is to send; one in doubt and not found is to send again once
-        what was sent had time to land (the settle time), and pending until then.
+        An item not in doubt is to send. One in doubt and not found waits until what was sent
+        had time to land (the settle time), then is decided by `decisions.unfound`: sent
+        again only when nothing shows it was created and the policy allows it.
         """
         doubtful = [i for i in items if i.doubt_since is not None]
         to_send = [i for i in items if i.doubt_since is None]
-        held = self._open_syncs(doubtful)
+        held, ended = self._open_syncs(doubtful)
         doubtful = [i for i in doubtful if i.customer_id not in held]
         try:
             found, missing = self._since_first_attempt(doubtful)
         except PASSING as exc:
             return [], held | self._failed(doubtful, now, exc), to_send
+        settled = [replace(o, adopted=True) for o in found]
+        proofs = self._proofs(doubtful, missing, ended)
         settle = self.timing.settle(self.mode)
         for item in missing:
             left = wait_left(item.last_sent, now, settle)
-            if left <= 0:
-                to_send.append(item)
-            else:
-                error = "not found in RootFi yet; resent once what was sent had time to land"
+            if left > 0:
+                error = "not found in RootFi yet; decided once what was sent had time to land"
                 held[item.customer_id] = Outcome(
                     item.customer_id, Status.IN_DOUBT, sync_id=item.sync_id, wait=left, error=error
                 )
-        return [replace(o, adopted=True) for o in found], held, to_send
+                continue
+            proof, refusal = proofs.get(item.sync_id or "", (None, ""))
+            outcome = unfound(
+                (item.customer_id, item.sync_id),
+                proof,
+                resend=self.resend,
+                redriven=item.redriven,
+                refusal=refusal,
+            )
+            if outcome is None:
+                to_send.append(item)
+            else:
+                settled.append(outcome)
+        return settled, held, to_send
 
     def find(self, items: Sequence[Item], since: datetime) -> tuple[list[Outcome], list[Item]]:
         """Match items to the records updated since `since`; return (adopted, not found)."""
         records = list(self.client.iter_customers(self.company_id, updated_since=since))
         taken = self.known(str(r.get("rootfi_id")) for r in records)
-        matched = match_records(items, records, taken)
-        adopted = [synced(i, matched[i.customer_id]) for i in items if i.customer_id in matched]
-        return adopted, [i for i in items if i.customer_id not in matched]
+        found = match_records(items, records, taken, self.fields)
+        adopted = [
+            synced(i, found.records[cid], duplicates=found.duplicates.get(cid, ()))
+            for i in items
+            if (cid := i.customer_id) in found.records
+        ]
+        return adopted, [i for i in items if i.customer_id not in found.records]
 
-    def _open_syncs(self, items: Sequence[Item]) -> dict[str, Outcome]:
-        """Ask RootFi about the async writes holding these items; return those not final."""
+    def _open_syncs(
+        self, items: Sequence[Item]
+    ) -> tuple[dict[str, Outcome], dict[str, dict[str, Any]]]:
+        """Ask RootFi about the async writes holding these items; return (the items held by
+        a write not known to have ended, the ended writes by sync id).
+
+        A sync that cannot be read (404, 5xx, no answer) has not ended: only RootFi saying so
+        ends it, and it is asked again later.
+        """
         groups: dict[str, list[Item]] = defaultdict(list)
         for item in items:
             if item.sync_id:
                 groups[item.sync_id].append(item)
         held: dict[str, Outcome] = {}
+        ended: dict[str, dict[str, Any]] = {}
         for sync_id, group in groups.items():
             try:
-                state = self.client.get_sync(sync_id).get("status")
-            except errors.Refused:  # RootFi no longer knows it: look the records up
-                continue
-            except PASSING as exc:
-                state = f"unknown ({exc})"
-            if state not in FINAL:
-                error = f"async write {sync_id} not final yet: {state}"
+                sync = self.client.get_sync(sync_id)
+            except UNREADABLE as exc:
+                error = f"async write {sync_id} could not be read ({exc}); asked again later"
                 held |= all_pending(group, Event.ASYNC_OPEN, error, self.timing, sync_id)
-        return held
+                continue
+            if sync.get("status") in FINAL:
+                ended[sync_id] = sync
+            else:
+                error = f"async write {sync_id} not final yet: {sync.get('status')}"
+                held |= all_pending(group, Event.ASYNC_OPEN, error, self.timing, sync_id)
+        return held, ended
+
+    def _proofs(
+        self, looked_up: Sequence[Item], missing: Sequence[Item], ended: Mapping[str, Any]
+    ) -> dict[str, tuple[Verdict, str]]:
+        """Return, for each ended write holding a customer not found, what its counts prove
+        about those customers, and the error of a refusal (the jobs' reasons, if read)."""
+        proofs: dict[str, tuple[Verdict, str]] = {}
+        for sync_id in {i.sync_id for i in missing if i.sync_id in ended}:
+            assert sync_id is not None
+            in_view = sum(1 for i in looked_up if i.sync_id == sync_id)
+            lost = sum(1 for i in missing if i.sync_id == sync_id)
+            proof = verdict(WriteCounts.of(ended[sync_id]), in_view, lost)
+            refusal = f"refused by the platform (async write {sync_id})"
+            if proof is Verdict.REFUSED:
+                with suppress(*UNREADABLE):  # the count says refused; the reasons wait
+                    refusal = refused_by_jobs(sync_id, self.client.iter_sync_jobs(sync_id))
+            proofs[sync_id] = (proof, refusal)
+        return proofs
 
     def _since_first_attempt(self, items: Sequence[Item]) -> tuple[list[Outcome], list[Item]]:
         """Look items up in RootFi; return (adopted outcomes, items not found)."""

@@ -13,6 +13,9 @@ class Status(StrEnum):
     RETRY = "RETRY"
     SYNCED = "SYNCED"
     FAILED = "FAILED"
+    # Final: RootFi said it created the customer (a job or sync reporting SUCCESS), but no
+    # record could be identified as its own. Never claimed or sent again; `sync_id` says where.
+    CREATED_UNKNOWN = "CREATED_UNKNOWN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +31,4 @@ class Outcome:
     adopted: bool = False  # found in RootFi by a lookup rather than created by our request
     parked: bool = False  # FAILED because its attempts ran out, not because it was refused
     wait: float = 0.0  # pending: seconds before anything may be sent for it again
+    duplicates: tuple[str, ...] = ()  # other RootFi records that match it: duplicates found

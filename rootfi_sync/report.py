@@ -15,11 +15,15 @@ from rootfi_sync.ledger import Outcome, Status
 MIN_SAMPLE_FOR_BREAKER = 20
 MAX_FAILURES_SHOWN = 50
 MAX_PREVIEW = 20
+DUPLICATE = "duplicate found in RootFi"
+CREATED_UNKNOWN = "created, id unknown"
 
 
 @dataclass(slots=True)
 class RunSummary:
-    """Counts of one run; `failures` keeps the first few refused customers and why."""
+    """Counts of one run; `failures` keeps the first few refused customers and why,
+    `attention` the first few a person should look at in RootFi (created with their id
+    unknown, duplicates found)."""
 
     company_id: int
     dry_run: bool = False
@@ -29,6 +33,8 @@ class RunSummary:
     failed: int = 0
     rejected: int = 0
     in_doubt: int = 0
+    created_unknown: int = 0
+    duplicates_found: int = 0
     retry_later: int = 0
     lease_lost: int = 0
     skipped: int = 0
@@ -38,6 +44,7 @@ class RunSummary:
     duration_seconds: float = 0.0
     stopped: str | None = None
     failures: list[dict[str, Any]] = field(default_factory=list)
+    attention: list[dict[str, Any]] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=dict)
     would_send: int = 0
     preview: list[dict[str, Any]] = field(default_factory=list)
@@ -61,7 +68,7 @@ class RunSummary:
     @property
     def rate(self) -> float:
         """Customers settled (synced or failed) per second."""
-        settled = self.synced + self.failed
+        settled = self.synced + self.failed + self.created_unknown
         return settled / self.duration_seconds if self.duration_seconds else 0.0
 
     def add_rejection(self, customer_id: Any, reason: str) -> None:
@@ -77,9 +84,24 @@ class RunSummary:
         self.refused += sum(1 for o in outcomes if o.status == Status.FAILED and not o.parked)
         self.in_doubt += counts[Status.IN_DOUBT]
         self.retry_later += counts[Status.RETRY]
+        self.created_unknown += counts[Status.CREATED_UNKNOWN]
+        self.duplicates_found += sum(1 for o in outcomes if o.duplicates)
         for o in outcomes:
             if o.status == Status.FAILED:
                 self._keep_failure(o.customer_id, o.error or "", attempts.get(o.customer_id, 0))
+            if o.status == Status.CREATED_UNKNOWN or o.duplicates:
+                self._keep_attention(o)
+
+    def _keep_attention(self, o: Outcome) -> None:
+        if len(self.attention) < MAX_FAILURES_SHOWN:
+            self.attention.append(
+                {
+                    "customer_id": o.customer_id,
+                    "what": DUPLICATE if o.duplicates else CREATED_UNKNOWN,
+                    "sync_id": o.sync_id or "",
+                    "rootfi_ids": ", ".join(filter(None, (o.rootfi_id, *o.duplicates))),
+                }
+            )
 
     def _keep_failure(self, customer_id: Any, reason: str, attempts: int) -> None:
         if len(self.failures) < MAX_FAILURES_SHOWN:
@@ -108,6 +130,7 @@ class RunSummary:
         """Return the counts alone (no failure details), for logs and events."""
         data = asdict(self)
         data.pop("failures")
+        data.pop("attention")
         data.pop("preview")
         data["rate_per_second"] = round(self.rate, 2)
         data["duration_seconds"] = round(self.duration_seconds, 2)

@@ -158,4 +158,6 @@ def _delivery(
         clock=ledger.now,
         stop_splitting=stop_splitting,
         poll_timeout=settings.rootfi_poll_timeout_seconds,
+        match_fields=settings.match_fields,
+        resend=settings.rootfi_resend_in_doubt,
     )

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from rootfi_sync.errors import SettingsError
+from rootfi_sync.matching import DEFAULT_MATCH_FIELDS, parse_match_fields
 from rootfi_sync.models import ADDRESS_FIELDS
 
 PRODUCTION_URL = "https://api.rootfi.dev/v3"
@@ -89,6 +90,11 @@ class Settings(BaseSettings):
     rootfi_async_settle_seconds: float = Field(default=900.0, ge=0)
     rootfi_sync_poll_seconds: float = Field(default=60.0, ge=0)
     rootfi_reconcile_skew_seconds: float = Field(default=120.0, ge=0)
+    # Which fields identify a customer in RootFi when a lost create is looked up (comma-
+    # separated; the others break ties): see rootfi_sync.matching and docs/delivery.md.
+    rootfi_match_fields: str = ",".join(DEFAULT_MATCH_FIELDS)
+    # A customer in doubt, not found after its settle time: sent again, or parked FAILED.
+    rootfi_resend_in_doubt: Literal["after-settle", "never"] = "after-settle"
 
     @field_validator("rootfi_base_url")
     @classmethod
@@ -145,6 +151,16 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown column(s) {unknown}; known: {', '.join(SOURCE_COLUMNS)}")
         return value
+
+    @field_validator("rootfi_match_fields")
+    @classmethod
+    def _match_fields(cls, value: str) -> str:
+        return ",".join(parse_match_fields(value))
+
+    @property
+    def match_fields(self) -> tuple[str, ...]:
+        """ROOTFI_MATCH_FIELDS, as the fields it names."""
+        return tuple(self.rootfi_match_fields.split(","))
 
     @overload
     def company(self, given: int | None = None, *, required: Literal[True] = True) -> int: ...

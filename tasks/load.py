@@ -55,8 +55,11 @@ class SendRequest:
 
 def send_key(request: SendRequest) -> str | None:
     """The send cache's key, and all of it: the API, the company, the mode and each customer's
-    payload fingerprint. Not the run, nor the batch's number or the customers' history: a
-    re-run that meets a batch whose request already succeeded gets its outcomes back."""
+    payload fingerprint (not the run, nor the batch's number). None (no cache) when a customer's
+    ledger state requires a lookup (in doubt, or held by an async write): only RootFi may say
+    what became of it, never an answer kept from before."""
+    if any(i.doubt_since is not None or i.sync_id for i in request.items):
+        return None
     return hash_objects(
         request.base_url,
         request.company_id,

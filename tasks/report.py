@@ -13,6 +13,7 @@ from rootfi_sync.alerts import (
     ARTIFACTS,
     COMPANY_RESOURCE,
     FAILURE_SHARE,
+    NEEDS_A_LOOK,
     RUN_COMPLETED,
     RUN_STOPPED,
 )
@@ -25,7 +26,8 @@ def publish_report(summary: RunSummary, alert_failed_share: float = 0.1) -> None
     counts = summary.counts()
     get_run_logger().info(
         "company %s: picked %s, synced %s (adopted %s), failed %s (invalid %s), in doubt %s, "
-        "retry later %s, skipped %s in %.1fs (%.1f/s)%s",
+        "created with id unknown %s, duplicates found in RootFi %s, retry later %s, "
+        "skipped %s in %.1fs (%.1f/s)%s",
         summary.company_id,
         summary.picked,
         summary.synced,
@@ -33,6 +35,8 @@ def publish_report(summary: RunSummary, alert_failed_share: float = 0.1) -> None
         summary.failed,
         summary.rejected,
         summary.in_doubt,
+        summary.created_unknown,
+        summary.duplicates_found,
         summary.retry_later,
         summary.skipped,
         summary.duration_seconds,
@@ -50,6 +54,7 @@ def publish_report(summary: RunSummary, alert_failed_share: float = 0.1) -> None
         key=f"{key}-failures",
         description=f"Customers not synced in this run (first {len(summary.failures)} shown)",
     )
+    _publish_attention(summary, key)
     if summary.preview:
         shown = json.dumps(summary.preview, indent=2, ensure_ascii=False)
         create_markdown_artifact(
@@ -69,3 +74,28 @@ def publish_report(summary: RunSummary, alert_failed_share: float = 0.1) -> None
         },
         payload=counts | {"failed_share": round(share, 4)},
     )
+
+
+def _publish_attention(summary: RunSummary, key: str) -> None:
+    """Publish the customers a person should look at in RootFi (a table, always, so the key's
+    latest version is this run's) and, when there are any, an event listing them."""
+    nothing = [{"customer_id": "", "what": "none", "sync_id": "", "rootfi_ids": ""}]
+    create_table_artifact(
+        summary.attention or nothing,
+        key=f"{key}-attention",
+        description=(
+            "Customers to look at in RootFi: created with their id unknown (never sent again), "
+            f"or matched by more than one record (first {len(summary.attention)} shown)"
+        ),
+    )
+    if summary.attention:
+        emit_event(
+            event=NEEDS_A_LOOK,
+            resource={"prefect.resource.id": f"{COMPANY_RESOURCE}.{summary.company_id}"},
+            payload={
+                "company_id": summary.company_id,
+                "created_unknown": summary.created_unknown,
+                "duplicates_found": summary.duplicates_found,
+                "customers": summary.attention,
+            },
+        )

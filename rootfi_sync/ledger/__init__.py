@@ -29,6 +29,7 @@ from rootfi_sync.ledger.reading import (
     LedgerReader,
     Page,
     latest_failures,
+    needing_a_look,
     status_counts,
 )
 from rootfi_sync.ledger.statements import db_now, utcnow
@@ -45,6 +46,7 @@ __all__ = [
     "Status",
     "db_now",
     "latest_failures",
+    "needing_a_look",
     "redrive",
     "status_counts",
     "utcnow",

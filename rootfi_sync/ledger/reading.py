@@ -243,3 +243,20 @@ def latest_failures(engine: sa.Engine, company_id: int | None, limit: int = 10) 
         query = query.where(c.company_id == company_id)
     with engine.connect() as conn:
         return list(conn.execute(query))
+
+
+def needing_a_look(engine: sa.Engine, company_id: int | None, limit: int = 20) -> list[Any]:
+    """Return the customers to look at in RootFi, newest first: created with their id unknown,
+    and synced ones whose lookup found duplicates (their `last_error` names the records)."""
+    c = ledger.c
+    duplicate = sa.and_(c.status == Status.SYNCED, c.last_error.like("%duplicate found in RootFi%"))
+    query = (
+        sa.select(c.customer_id, c.company_id, c.status, c.rootfi_id, c.sync_id, c.last_error)
+        .where(sa.or_(c.status == Status.CREATED_UNKNOWN, duplicate))
+        .order_by(c.updated_at.desc())
+        .limit(limit)
+    )
+    if company_id is not None:
+        query = query.where(c.company_id == company_id)
+    with engine.connect() as conn:
+        return list(conn.execute(query))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -63,3 +63,19 @@ def test_a_later_run_with_the_same_payloads_hits_the_cache_and_other_payloads_do
 
     assert delivery.delivered == [["Ada", "Bo"], ["Ada", "Bob"]]
     assert second == first and third != first
+
+
+def test_a_customer_whose_ledger_state_needs_a_lookup_is_never_answered_from_the_cache() -> None:
+    api = f"https://{uuid.uuid4().hex}.example/v3"
+    delivery = CountingDelivery()
+    first = one_run(delivery, request(api, 1, "Ada", "Bo"))
+    # The ledger now says Bo is in doubt (its outcome was never written, say): only a lookup
+    # (the delivery) may say what became of it, not an answer kept from before.
+    fresh = request(api, 1, "Ada", "Bo")
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    doubtful = (fresh.items[0], replace(fresh.items[1], doubt_since=since, last_sent=since))
+
+    second = one_run(delivery, replace(fresh, items=doubtful))
+
+    assert delivery.delivered == [["Ada", "Bo"], ["Ada", "Bo"]]
+    assert second != first

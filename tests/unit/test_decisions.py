@@ -10,11 +10,15 @@ from rootfi_sync.decisions import (
     LATER_RUN,
     Event,
     Timing,
+    Verdict,
+    WriteCounts,
     fresh_send,
     next_attempt_at,
     park,
     pending,
     retry_in_run,
+    unfound,
+    verdict,
     wait_left,
 )
 from rootfi_sync.outcomes import Outcome, Status
@@ -31,7 +35,7 @@ TIMING = Timing(sync_settle=300, async_settle=900, sync_poll=60, skew=timedelta(
         (Event.NO_ANSWER, Status.IN_DOUBT, 300),  # a lost synchronous create may still land
         (Event.ASYNC_LOST, Status.IN_DOUBT, 900),  # an async write with no sync id back
         (Event.ASYNC_OPEN, Status.IN_DOUBT, 60),  # its sync is known: ask again soon
-        (Event.ASYNC_GONE, Status.IN_DOUBT, 900),  # sync ended, records not listed yet
+        (Event.ASYNC_UNSURE, Status.IN_DOUBT, 900),  # sync ended; which were created is unknown
     ],
 )
 def test_each_event_leads_to_its_state_and_wait(event: Event, status: Status, wait: float) -> None:
@@ -137,3 +141,49 @@ def test_what_the_breaker_held_back_is_not_retried_in_this_run() -> None:
 
     assert not retry_in_run([held])
     assert next_attempt_at(held, NOW, 1, timedelta(minutes=5)) == NOW + timedelta(minutes=5)
+
+
+@pytest.mark.parametrize(
+    ("counts", "in_view", "missing", "expected"),
+    [
+        (WriteCounts(63, 60, 3), 63, 3, Verdict.REFUSED),  # as many left as refused
+        (WriteCounts(63, 60, 3), 63, 5, Verdict.UNSURE),  # 2 created, 3 refused: which?
+        (WriteCounts(63, 60, 3), 40, 3, Verdict.UNSURE),  # part of the write: cannot count
+        (WriteCounts(10, 10, 0), 10, 4, Verdict.CREATED),  # SUCCESS for every record
+        (WriteCounts(10, 0, 10), 10, 4, Verdict.NOTHING_CREATED),
+        (WriteCounts(0, 0, 0), 10, 4, Verdict.UNSURE),  # no counts, no jobs: nothing shown
+    ],
+)
+def test_an_ended_writes_counts_say_what_they_prove_about_customers_not_found(
+    counts: WriteCounts, in_view: int, missing: int, expected: Verdict
+) -> None:
+    assert verdict(counts, in_view, missing) is expected
+
+
+def test_write_counts_come_from_the_jobs_when_listed_else_from_the_sync() -> None:
+    sync = {"total_count": 3, "success_count": 3, "failed_count": 0}
+    jobs = [{"status": "FAILED"}, {"status": "SUCCESS"}, {"status": "SUCCESS"}]
+    assert WriteCounts.of(sync, jobs) == WriteCounts(3, 2, 1)
+    assert WriteCounts.of(sync) == WriteCounts(3, 3, 0)
+
+
+@pytest.mark.parametrize(
+    ("found", "resend", "redriven", "status"),
+    [
+        (None, "after-settle", False, None),  # nothing shows it was created: resent
+        (Verdict.NOTHING_CREATED, "after-settle", False, None),
+        (None, "never", False, Status.FAILED),  # at most once: parked
+        (None, "never", True, None),  # `rootfi-sync retry`: resent on purpose
+        (Verdict.CREATED, "after-settle", True, Status.CREATED_UNKNOWN),  # never again
+        (Verdict.UNSURE, "after-settle", False, Status.FAILED),  # parked, not guessed
+        (Verdict.REFUSED, "after-settle", False, Status.FAILED),
+    ],
+)
+def test_a_customer_not_found_after_its_settle_time_is_resent_only_if_nothing_was_created(
+    found: Verdict | None, resend: str, redriven: bool, status: Status | None
+) -> None:
+    outcome = unfound(("7", "s-1"), found, resend=resend, redriven=redriven)
+
+    assert (outcome.status if outcome else None) is status
+    if outcome is not None and found is not Verdict.REFUSED:
+        assert outcome.sync_id == "s-1" and (outcome.status != Status.FAILED or outcome.parked)

@@ -210,3 +210,19 @@ def test_refuses_a_schema_on_sqlite_and_a_table_name_of_more_parts(
     with pytest.raises(SettingsError) as caught:
         load_settings(source_database_url="sqlite:///shop.db", **overrides)
     assert said in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["name,mail", "city", ""])
+def test_names_match_fields_that_cannot_identify_a_customer(value: str) -> None:
+    with pytest.raises(SettingsError, match="ROOTFI_MATCH_FIELDS"):
+        load_settings(rootfi_match_fields=value)
+
+
+def test_reads_the_match_fields_and_the_resend_policy() -> None:
+    settings = load_settings(rootfi_match_fields="Email, phone", rootfi_resend_in_doubt="never")
+    assert (settings.match_fields, settings.rootfi_resend_in_doubt) == (("email", "phone"), "never")
+
+
+def test_refuses_an_unknown_resend_policy() -> None:
+    with pytest.raises(SettingsError, match="ROOTFI_RESEND_IN_DOUBT"):
+        load_settings(rootfi_resend_in_doubt="sometimes")
