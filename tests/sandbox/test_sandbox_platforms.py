@@ -27,20 +27,20 @@ DOCS_EXAMPLE = {
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
+def sandbox_server() -> Iterator[SandboxServer]:
     with SandboxServer(SandboxConfig(async_delay_seconds=0.02)) as started:
         yield started
 
 
 @pytest.fixture
-def client(server: SandboxServer) -> Iterator[httpx.Client]:
-    server.admin.reset()
-    with api_client(server) as http:
+def client(sandbox_server: SandboxServer) -> Iterator[httpx.Client]:
+    sandbox_server.admin.reset()
+    with api_client(sandbox_server) as http:
         yield http
 
 
-def on_platform(server: SandboxServer, platform: str) -> None:
-    server.admin.set_faults(platform=platform)
+def on_platform(sandbox_server: SandboxServer, platform: str) -> None:
+    sandbox_server.admin.set_faults(platform=platform)
 
 
 def created(response: httpx.Response) -> dict[str, Any]:
@@ -58,9 +58,9 @@ def failed_jobs(client: httpx.Client, *records: dict[str, Any]) -> list[dict[str
 
 
 def test_the_default_profile_is_lenient_and_accepts_the_docs_example_request(
-    server: SandboxServer, client: httpx.Client
+    sandbox_server: SandboxServer, client: httpx.Client
 ) -> None:
-    assert server.admin.state()["faults"]["platform"] == "lenient"
+    assert sandbox_server.admin.state()["faults"]["platform"] == "lenient"
     record = created(create(client, DOCS_EXAMPLE))
     assert {field: record[field] for field in DOCS_EXAMPLE} == DOCS_EXAMPLE
     assert failed_jobs(client, DOCS_EXAMPLE, DOCS_EXAMPLE) == [None, None]
@@ -85,9 +85,9 @@ def test_lenient_stores_what_it_is_sent_where_the_docs_state_no_rule(
 
 
 def test_shopify_keeps_phones_as_e164_countries_as_iso2_lower_case_emails_and_trimmed_names(
-    server: SandboxServer, client: httpx.Client
+    sandbox_server: SandboxServer, client: httpx.Client
 ) -> None:
-    on_platform(server, "shopify")
+    on_platform(sandbox_server, "shopify")
     sent = {
         "name": "  Ana Souza ",
         "email": " Ana.Souza@Example.COM",
@@ -121,20 +121,20 @@ def test_shopify_keeps_phones_as_e164_countries_as_iso2_lower_case_emails_and_tr
     ],
 )
 def test_shopify_refuses_what_shopify_refuses_synchronously_and_as_a_failed_job(
-    server: SandboxServer, client: httpx.Client, fields: dict[str, Any], field: str
+    sandbox_server: SandboxServer, client: httpx.Client, fields: dict[str, Any], field: str
 ) -> None:
-    on_platform(server, "shopify")
+    on_platform(sandbox_server, "shopify")
     assert_error(create(client, customer(1, **fields)), 400, "PLATFORM_VALIDATION_ERROR", field)
     [ok, error] = failed_jobs(client, customer(2), customer(3, **fields))
     assert ok is None and error is not None
     assert (error["code"], error["field"]) == ("PLATFORM_VALIDATION_ERROR", field)
-    assert [c["name"] for c in server.admin.customers()] == ["Customer 2"]
+    assert [c["name"] for c in sandbox_server.admin.customers()] == ["Customer 2"]
 
 
 def test_quickbooks_keeps_names_trimmed_currencies_upper_case_and_countries_as_iso3(
-    server: SandboxServer, client: httpx.Client
+    sandbox_server: SandboxServer, client: httpx.Client
 ) -> None:
-    on_platform(server, "quickbooks")
+    on_platform(sandbox_server, "quickbooks")
     sent = {"name": " Bo Li ", "currency_id": "eur", "address": {"country": "DE"}}
     record = created(create(client, sent))
     assert (record["name"], record["currency_id"], record["address"]) == (
@@ -156,9 +156,9 @@ def test_quickbooks_keeps_names_trimmed_currencies_upper_case_and_countries_as_i
     ],
 )
 def test_quickbooks_refuses_what_quickbooks_refuses_synchronously_and_as_a_failed_job(
-    server: SandboxServer, client: httpx.Client, fields: dict[str, Any], field: str
+    sandbox_server: SandboxServer, client: httpx.Client, fields: dict[str, Any], field: str
 ) -> None:
-    on_platform(server, "quickbooks")
+    on_platform(sandbox_server, "quickbooks")
     assert_error(create(client, customer(1, **fields)), 400, "PLATFORM_VALIDATION_ERROR", field)
     [error, ok] = failed_jobs(client, customer(2, **fields), customer(3))
     assert ok is None and error is not None
@@ -167,34 +167,34 @@ def test_quickbooks_refuses_what_quickbooks_refuses_synchronously_and_as_a_faile
 
 @pytest.mark.parametrize("platform", ["lenient", "shopify", "quickbooks"])
 def test_every_profile_refuses_an_email_at_a_reserved_test_domain(
-    server: SandboxServer, client: httpx.Client, platform: str
+    sandbox_server: SandboxServer, client: httpx.Client, platform: str
 ) -> None:
-    on_platform(server, platform)
+    on_platform(sandbox_server, platform)
     response = create(client, customer(1, email="x@refused.example"))
     assert_error(response, 400, "PLATFORM_VALIDATION_ERROR", "email")
 
 
 def test_a_lost_answer_lands_in_the_form_the_platform_keeps(
-    server: SandboxServer, client: httpx.Client
+    sandbox_server: SandboxServer, client: httpx.Client
 ) -> None:
-    server.admin.set_faults(platform="shopify", lost_answer_rate=1.0)
+    sandbox_server.admin.set_faults(platform="shopify", lost_answer_rate=1.0)
     with pytest.raises(httpx.RemoteProtocolError):
         create(client, customer(1, email="Loud@Example.com"))
-    assert [c["email"] for c in server.admin.customers()] == ["loud@example.com"]
+    assert [c["email"] for c in sandbox_server.admin.customers()] == ["loud@example.com"]
 
 
 def test_the_platform_is_chosen_at_start_and_a_reset_goes_back_to_it() -> None:
     config = SandboxConfig(faults=Faults(platform="quickbooks"))
-    with SandboxServer(config) as server, api_client(server) as client:
+    with SandboxServer(config) as sandbox_server, api_client(sandbox_server) as client:
         assert create(client, customer(1, name="N" * 101)).status_code == 400
-        server.admin.set_faults(platform="lenient")
+        sandbox_server.admin.set_faults(platform="lenient")
         assert create(client, customer(2, name="N" * 101)).status_code == 200
-        server.admin.reset()
-        assert server.admin.state()["faults"]["platform"] == "quickbooks"
+        sandbox_server.admin.reset()
+        assert sandbox_server.admin.state()["faults"]["platform"] == "quickbooks"
 
 
 def test_refuses_an_unknown_platform_from_the_admin_api(
-    server: SandboxServer, client: httpx.Client
+    sandbox_server: SandboxServer, client: httpx.Client
 ) -> None:
-    response = httpx.put(f"{server.url}/_sandbox/faults", json={"platform": "sap"})
+    response = httpx.put(f"{sandbox_server.url}/_sandbox/faults", json={"platform": "sap"})
     assert_error(response, 400, "VALIDATION_ERROR", "platform")

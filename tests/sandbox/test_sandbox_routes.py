@@ -24,16 +24,16 @@ OTHER = 2002
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
+def sandbox_server() -> Iterator[SandboxServer]:
     config = SandboxConfig(company_ids=frozenset({COMPANY, OTHER}), async_delay_seconds=0.02)
     with SandboxServer(config) as started:
         yield started
 
 
 @pytest.fixture
-def client(server: SandboxServer) -> Iterator[httpx.Client]:
-    server.admin.reset()
-    with api_client(server) as http:
+def client(sandbox_server: SandboxServer) -> Iterator[httpx.Client]:
+    sandbox_server.admin.reset()
+    with api_client(sandbox_server) as http:
         yield http
 
 
@@ -50,7 +50,7 @@ def test_gets_one_company_with_its_connection_to_the_platform(client: httpx.Clie
 
 def test_the_connection_names_the_platform_profile() -> None:
     config = SandboxConfig(faults=Faults(platform="shopify"))
-    with SandboxServer(config) as server, api_client(server) as client:
+    with SandboxServer(config) as sandbox_server, api_client(sandbox_server) as client:
         company = client.get("/core/companies").json()["data"][0]
     assert company["connections"][0]["integration_type"] == "SHOPIFY"
 

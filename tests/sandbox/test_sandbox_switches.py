@@ -27,16 +27,16 @@ REFUSED = "x@refused.example"
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
+def sandbox_server() -> Iterator[SandboxServer]:
     config = SandboxConfig(company_ids=frozenset({1089, 2002, 3003}), async_delay_seconds=0.02)
     with SandboxServer(config) as started:
         yield started
 
 
 @pytest.fixture
-def client(server: SandboxServer) -> Iterator[httpx.Client]:
-    server.admin.reset()
-    with api_client(server) as http:
+def client(sandbox_server: SandboxServer) -> Iterator[httpx.Client]:
+    sandbox_server.admin.reset()
+    with api_client(sandbox_server) as http:
         yield http
 
 
@@ -69,46 +69,46 @@ def test_jobs_are_listed_in_the_order_sent_by_default(client: httpx.Client) -> N
 
 
 def test_jobs_order_reversed_lists_the_last_record_first(
-    server: SandboxServer, client: httpx.Client
+    sandbox_server: SandboxServer, client: httpx.Client
 ) -> None:
     sync_id = written(client, 5)
     sent = job_names(client, sync_id)
-    server.admin.set_faults(jobs_order="reversed")
+    sandbox_server.admin.set_faults(jobs_order="reversed")
     assert job_names(client, sync_id) == sent[::-1]
 
 
 def test_jobs_order_failures_first_lists_failed_jobs_before_the_rest(
-    server: SandboxServer, client: httpx.Client
+    sandbox_server: SandboxServer, client: httpx.Client
 ) -> None:
     sync_id = written(client, 5)
     sent = job_names(client, sync_id)
-    server.admin.set_faults(jobs_order="failures_first")
+    sandbox_server.admin.set_faults(jobs_order="failures_first")
     assert job_names(client, sync_id) == [sent[1], sent[0], *sent[2:]]
 
 
 def test_jobs_order_shuffled_is_seeded_and_the_same_on_every_page(
-    server: SandboxServer, client: httpx.Client
+    sandbox_server: SandboxServer, client: httpx.Client
 ) -> None:
     sync_id = written(client, 12)
     sent = job_names(client, sync_id)
-    server.admin.set_faults(jobs_order="shuffled", seed=3)
+    sandbox_server.admin.set_faults(jobs_order="shuffled", seed=3)
     shuffled = job_names(client, sync_id, limit=5)
     assert sorted(shuffled) == sorted(sent) and shuffled != sent
     assert job_names(client, sync_id, limit=12) == shuffled
-    server.admin.set_faults(seed=4)
+    sandbox_server.admin.set_faults(seed=4)
     assert job_names(client, sync_id) != shuffled
 
 
 def test_a_sync_answers_404_for_sync_unreadable_seconds_while_the_write_goes_on(
-    server: SandboxServer, client: httpx.Client
+    sandbox_server: SandboxServer, client: httpx.Client
 ) -> None:
-    server.admin.set_faults(sync_unreadable_seconds=1.5)
+    sandbox_server.admin.set_faults(sync_unreadable_seconds=1.5)
     started = time.monotonic()
     sync_id = create(client, customer(1), customer(2), run_async=True).json()["sync_id"]
     single = create(client, customer(3)).json()["sync_id"]
     for path in (f"/core/syncs/{sync_id}", f"/core/syncs/{sync_id}/jobs", f"/core/syncs/{single}"):
         assert_error(client.get(path), 404, "SYNC_NOT_FOUND", "sync_id")
-    while server.admin.state()["customers"] < 3:
+    while sandbox_server.admin.state()["customers"] < 3:
         time.sleep(0.02)
     assert time.monotonic() - started < 1.5, "the write waited for the sync to be readable"
     while client.get(f"/core/syncs/{sync_id}").status_code == 404:
@@ -123,12 +123,12 @@ def test_a_sync_answers_404_for_sync_unreadable_seconds_while_the_write_goes_on(
     "path", [CUSTOMERS, "/core/companies", "jobs"], ids=["customers", "companies", "jobs"]
 )
 def test_repeat_cursor_hands_back_the_same_next_cursor_forever(
-    server: SandboxServer, client: httpx.Client, path: str
+    sandbox_server: SandboxServer, client: httpx.Client, path: str
 ) -> None:
     sync_id = create(client, *[customer(n) for n in range(3)], run_async=True).json()["sync_id"]
     wait_for_sync(client, sync_id)
     path = f"/core/syncs/{sync_id}/jobs" if path == "jobs" else path
-    server.admin.set_faults(repeat_cursor=True)
+    sandbox_server.admin.set_faults(repeat_cursor=True)
     first = client.get(path, params={"limit": 2}).json()["next"]
     cursors = [first]
     for _ in range(5):
@@ -173,11 +173,11 @@ def test_the_command_reads_the_platform_and_the_switches(monkeypatch: pytest.Mon
     ],
 )
 def test_strict_schema_refuses_the_whole_request_for_rules_rootfi_does_not_state(
-    server: SandboxServer, client: httpx.Client, fields: dict[str, Any], field: str
+    sandbox_server: SandboxServer, client: httpx.Client, fields: dict[str, Any], field: str
 ) -> None:
     assert create(client, customer(1, **fields)).status_code == 200
-    server.admin.set_faults(strict_schema=True)
+    sandbox_server.admin.set_faults(strict_schema=True)
     response = create(client, customer(2), customer(3, **fields), run_async=True)
     assert_error(response, 400, "VALIDATION_ERROR", f"data[1].{field}")
     assert_error(create(client, customer(4, **fields)), 400, "VALIDATION_ERROR", f"data[0].{field}")
-    assert server.admin.state()["syncs"] == 1
+    assert sandbox_server.admin.state()["syncs"] == 1
