@@ -250,6 +250,7 @@ def _item(candidate: Candidate, payload: CustomerPayload) -> Item:
         last_sent=candidate.attempted_at,
         sync_id=candidate.sync_id,
         sent_keys=candidate.sent_keys,
+        last_mode=candidate.attempt_mode,
     )
 
 

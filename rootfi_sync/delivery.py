@@ -30,22 +30,16 @@ class BatchIncomplete(errors.RootFiSyncError):
     """Some customers of a batch got no final answer; `outcomes` holds those that did.
 
     `pending` holds the others with how long each must wait; a retry in the same run is worth
-    it only when one of them may be tried now (`retry_now`). `sent` names the customers whose
-    request left in this attempt (a retry looks those up from then on).
+    it only when one of them may be tried now (`retry_now`). A retry starts from what the
+    ledger holds of each customer (`tasks.load.resume`), not from this error.
     """
 
-    def __init__(
-        self,
-        message: str,
-        outcomes: list[Outcome],
-        pending: dict[str, Outcome],
-        sent: frozenset[str] = frozenset(),
-    ) -> None:
+    def __init__(self, message: str, outcomes: list[Outcome], pending: dict[str, Outcome]) -> None:
         super().__init__(message)
-        self.outcomes, self.pending, self.sent = outcomes, pending, sent
+        self.outcomes, self.pending = outcomes, pending
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (BatchIncomplete, (str(self), self.outcomes, self.pending, self.sent))
+        return (BatchIncomplete, (str(self), self.outcomes, self.pending))
 
     @property
     def retry_now(self) -> bool:
@@ -71,10 +65,11 @@ def refusal(item: Item, exc: errors.HTTPStatusError | str) -> Outcome:
 class Delivery:
     """Delivers batches of one company in one write mode, through one client.
 
-    `known` tells which RootFi ids the ledger already gives to customers; `may_send` whether
-    this run still holds a customer's lease (nothing is sent for one it does not);
-    `on_accepted` records the sync id of an async write as soon as RootFi names it; `stamp`
-    records that a retry is about to send again, and returns the customers still held; `clock`
+    `known` tells which RootFi ids the ledger already gives to customers; `vouch` stamps
+    customers as sent now and returns those whose lease the database still vouches for, right
+    before each POST (nothing leaves for one it does not); `on_accepted` records the sync id of
+    an async write as soon as RootFi names it; `stamp` records the match keys of customers about
+    to be sent again, and returns the customers still held; `clock`
     is the ledger's (settle times are counted on the database's clock, as attempts are);
     `stop_splitting(sent, refused)` is the circuit breaker, asked while a batch refused whole
     is split.
@@ -86,7 +81,7 @@ class Delivery:
     pool: Executor
     known: Callable[[Iterable[str]], set[str]]
     timing: Timing = field(default_factory=Timing)
-    may_send: Callable[[str], bool] = lambda _cid: True
+    vouch: Callable[[Sequence[str]], set[str]] = lambda ids: set(ids)
     on_accepted: Callable[[list[str], str], None] = lambda _ids, _sync: None
     stamp: Callable[[Mapping[str, tuple[str, ...]]], set[str]] = lambda keys: set(keys)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -99,39 +94,30 @@ class Delivery:
         """How this delivery looks customers in doubt up."""
         return Lookup(self.client, self.company_id, self.mode, self.known, self.timing)
 
-    def deliver(
-        self, items: Sequence[Item], now: datetime, *, again: bool = False
-    ) -> list[Outcome]:
+    def deliver(self, items: Sequence[Item], now: datetime) -> list[Outcome]:
         """Settle what is in doubt, then send the rest; return every item's outcome.
 
-        What is about to be sent again (in doubt and not found, or anything in a retry, whose
-        intent an earlier attempt recorded: `again`) is stamped in the ledger first (`stamp`),
-        and only what this run still holds is sent.
+        What is about to be sent again (in doubt and not found) has its match keys recorded
+        first (`stamp`), and only what this run still holds is sent.
         Raises BatchIncomplete (carrying the outcomes known so far) when some got no answer.
         """
         done, waiting, to_send = self.lookup.resolve(items, now)
-        allowed = [i for i in to_send if self.may_send(i.customer_id)]
-        stamped = allowed if again else [i for i in allowed if i.doubt_since is not None]
-        if stamped:
-            keys = {i.customer_id: i.keys for i in stamped}
-            held = self.stamp(keys)
-            allowed = [i for i in allowed if i.customer_id in held or i.customer_id not in keys]
-        sent = frozenset(i.customer_id for i in allowed)
+        keys = {i.customer_id: i.keys for i in to_send if i.doubt_since is not None}
+        held = self.stamp(keys) if keys else set()
+        allowed = [i for i in to_send if i.customer_id in held or i.customer_id not in keys]
         waiting |= {
-            i.customer_id: pending(i.customer_id, Event.NOT_SENT, "not sent: lease not held")
-            for i in to_send
-            if i.customer_id not in sent
+            cid: pending(cid, Event.NOT_SENT, "not sent: lease not held")
+            for cid in keys
+            if cid not in held
         }
         try:
             done += self._send(allowed, now) if allowed else []
         except BatchIncomplete as exc:
-            raise BatchIncomplete(
-                str(exc), done + exc.outcomes, waiting | exc.pending, sent
-            ) from None
+            raise BatchIncomplete(str(exc), done + exc.outcomes, waiting | exc.pending) from None
         if waiting:
             first = next(iter(waiting.values())).error
             message = f"{len(waiting)} of {len(items)} pending ({first})"
-            raise BatchIncomplete(message, done, waiting, sent)
+            raise BatchIncomplete(message, done, waiting)
         return done
 
     def _send(self, items: Sequence[Item], now: datetime) -> list[Outcome]:
@@ -143,7 +129,8 @@ class Delivery:
         """Create each customer with its own synchronous request, through the run's pool.
 
         The pool is shared by the run's batches, so batches that overlap still keep at most its
-        size (ROOTFI_CONCURRENCY) in flight. A lease is checked just before each request.
+        size (ROOTFI_CONCURRENCY) in flight. The database vouches for the lease right before
+        each request leaves (`vouch`).
         """
         done, waiting = _separate(list(self.pool.map(self._send_one, items)))
         if waiting:
@@ -154,10 +141,16 @@ class Delivery:
         return done
 
     def _send_one(self, item: Item) -> Outcome:
-        if not self.may_send(item.customer_id):
-            return pending(item.customer_id, Event.NOT_SENT, "not sent: lease not held")
+        def vouched() -> bool:
+            return bool(self.vouch([item.customer_id]))
+
         try:
-            return synced(item, self.client.create_customer(self.company_id, item.payload.to_api()))
+            record = self.client.create_customer(
+                self.company_id, item.payload.to_api(), before_send=vouched
+            )
+            return synced(item, record)
+        except errors.LeaseLost:
+            return pending(item.customer_id, Event.NOT_SENT, "not sent: lease not held")
         except errors.AuthError:
             raise
         except errors.Refused as exc:
@@ -170,10 +163,20 @@ class Delivery:
         self, items: Sequence[Item], *, since: datetime, split: _Split
     ) -> list[Outcome]:
         """Create the batch in one async write, splitting it while RootFi refuses it whole."""
+        ids = [i.customer_id for i in items]
+
+        def vouched() -> bool:  # the whole write, or none of it
+            return len(self.vouch(ids)) == len(ids)
+
         try:
             sync_id, accepted_at = self.client.create_customers_async(
-                self.company_id, [i.payload.to_api() for i in items]
+                self.company_id, [i.payload.to_api() for i in items], before_send=vouched
             )
+        except errors.LeaseLost as exc:
+            waiting = all_pending(items, Event.NOT_SENT, f"not sent: {exc}", self.timing)
+            raise BatchIncomplete(
+                f"async write of {len(items)} not sent ({exc})", [], waiting
+            ) from None
         except errors.AuthError:
             raise
         except errors.Refused as exc:

@@ -68,6 +68,7 @@ class Item:
     last_sent: datetime | None = None  # a resend waits the settle time after this
     sync_id: str | None = None  # the async write holding it, until that is final
     sent_keys: tuple[str, ...] = ()  # match keys of what was sent since `doubt_since`
+    last_mode: str | None = None  # the write mode of the last request (its settle time)
 
     @property
     def payload_hash(self) -> str:
@@ -77,12 +78,6 @@ class Item:
     def keys(self) -> tuple[str, ...]:
         """The match keys a lookup accepts: every payload sent before, and this one."""
         return tuple(dict.fromkeys((*self.sent_keys, match_key(self.payload.to_api()))))
-
-    def sent_at(self, moment: datetime) -> Item:
-        """Return the item as it stands once sent at `moment` (for the next attempt's lookup)."""
-        return replace(
-            self, doubt_since=self.doubt_since or moment, last_sent=moment, sent_keys=self.keys
-        )
 
 
 def match_records(
@@ -157,9 +152,11 @@ class Lookup:
             found, missing = self._since_first_attempt(doubtful)
         except PASSING as exc:
             return [], held | self._failed(doubtful, now, exc), to_send
-        settle = self.timing.settle(self.mode)
         for item in missing:
-            left = wait_left(item.last_sent, now, settle)
+            # From the last moment a request may have left, in the mode it left in.
+            left = wait_left(
+                item.last_sent, now, self.timing.after_sent(item.last_mode or self.mode)
+            )
             if left <= 0:
                 to_send.append(item)
             else:
@@ -210,7 +207,7 @@ class Lookup:
                 Event.LOOKUP_FAILED,
                 f"lookup failed: {exc}",
                 self.timing,
-                mode=self.mode,
+                mode=i.last_mode or self.mode,
                 sync_id=i.sync_id,
                 last_sent=i.last_sent,
                 now=now,

@@ -28,3 +28,4 @@ class Outcome:
     adopted: bool = False  # found in RootFi by a lookup rather than created by our request
     parked: bool = False  # FAILED because its attempts ran out, not because it was refused
     wait: float = 0.0  # pending: seconds before anything may be sent for it again
+    recorded: bool = False  # already in the ledger (an attempt before a task retry wrote it)

@@ -100,7 +100,11 @@ ledger = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("synced_at", UTCDateTime),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The last moment a request for it may have left (database clock): stamped right before
+    # each POST, and moved on to a lost owner's lease end when another run takes it over.
     sa.Column("attempted_at", UTCDateTime),
+    # The write mode of that request (single, batch): its settle time (0003).
+    sa.Column("attempt_mode", sa.String(8)),
     sa.Column("next_attempt_at", UTCDateTime),
     sa.Column("lease_owner", sa.String(64)),
     sa.Column("lease_expires_at", UTCDateTime),

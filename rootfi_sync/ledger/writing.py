@@ -21,6 +21,8 @@ from rootfi_sync.ledger.reading import Candidate, LedgerReader
 from rootfi_sync.ledger.statements import (
     CHUNK,
     OUTCOME_UPDATE,
+    SETTLED_UPDATE,
+    db_clock,
     db_now,
     eligible,
     insert_ignore,
@@ -29,6 +31,18 @@ from rootfi_sync.ledger.statements import (
 )
 from rootfi_sync.outcomes import Outcome, Status
 from rootfi_sync.tables import ledger
+
+FINAL = (Status.SYNCED, Status.FAILED)
+HISTORY = (
+    ledger.c.customer_id,
+    ledger.c.attempts,
+    ledger.c.attempted_at,
+    ledger.c.attempt_mode,
+    ledger.c.doubt_since,
+    ledger.c.sent_keys,
+    ledger.c.sync_id,
+)
+"""What the ledger holds of a customer's sends: a claim and a task retry start from it."""
 
 
 class Ledger(LedgerReader):
@@ -79,6 +93,13 @@ class Ledger(LedgerReader):
                 )
         changed = sa.or_(c.source_hash.is_(None), c.source_hash != sa.bindparam("b_hash"))
         ever_sent = sa.func.coalesce(c.doubt_since, c.attempted_at).is_not(None)
+        # An owner that never wrote an outcome (its lease is still on the row) may have sent
+        # until its lease ended: the settle time runs from then, not from its last stamp.
+        abandoned = sa.and_(
+            c.lease_owner.is_not(None),
+            c.attempted_at.is_not(None),
+            c.lease_expires_at > c.attempted_at,
+        )
         with self.engine.begin() as conn:
             take = (
                 ledger.update()
@@ -91,6 +112,10 @@ class Ledger(LedgerReader):
                 .ordered_values(
                     (c.attempts, sa.case((c.status == Status.FAILED, 0), else_=c.attempts)),
                     (c.status, sa.case((ever_sent, Status.IN_DOUBT), else_=Status.CLAIMED)),
+                    (
+                        c.attempted_at,
+                        sa.case((abandoned, c.lease_expires_at), else_=c.attempted_at),
+                    ),
                     (c.source_hash, sa.bindparam("b_hash")),
                     (c.lease_owner, self.owner),
                     (c.lease_expires_at, now + lease),
@@ -113,6 +138,7 @@ class Ledger(LedgerReader):
                 r.doubt_since or r.attempted_at,
                 _split_keys(r.sent_keys),
                 r.sync_id,
+                attempt_mode=r.attempt_mode,
             )
             for cand in candidates
             if (r := won.get(cand.customer_id)) is not None
@@ -126,9 +152,7 @@ class Ledger(LedgerReader):
         c, rows = ledger.c, list[Any]()
         for start in range(0, len(customer_ids), CHUNK):
             query = (
-                sa.select(
-                    c.customer_id, c.attempts, c.attempted_at, c.doubt_since, c.sent_keys, c.sync_id
-                )
+                sa.select(*HISTORY)
                 .where(
                     c.company_id == self.company_id,
                     c.lease_owner == self.owner,
@@ -159,10 +183,10 @@ class Ledger(LedgerReader):
         """Mark customers SENDING, before the request leaves; return those this run may send.
 
         `intents` maps each customer to its payload hash and the match keys of every payload
-        sent since its first unresolved attempt, this one included. A customer never sent is
-        stamped sent now; one in doubt is stamped only if it is sent again (`touch`), once its
-        lookup has found nothing. Customers whose lease this run no longer holds are left
-        alone, and must not be sent.
+        sent since its first unresolved attempt, this one included. A customer never sent is in
+        doubt from now (a lookup starts here); the moment a request leaves is stamped by `vouch`,
+        right before it does (a customer with no stamp was never sent). Customers whose lease
+        this run no longer holds are left alone, and must not be sent.
         """
         if not intents:
             return set()
@@ -175,7 +199,6 @@ class Ledger(LedgerReader):
                 # In this order: MySQL assigns left to right, each seeing the ones before it.
                 .ordered_values(
                     (c.sent_keys, sa.case((fresh, sa.bindparam("b_keys")), else_=c.sent_keys)),
-                    (c.attempted_at, sa.case((fresh, now), else_=c.attempted_at)),
                     (c.doubt_since, sa.func.coalesce(c.doubt_since, c.attempted_at, now)),
                     (c.status, Status.SENDING),
                     (c.payload_hash, sa.bindparam("b_hash")),
@@ -220,9 +243,10 @@ class Ledger(LedgerReader):
         return changed
 
     def touch(self, sent_keys: Mapping[str, tuple[str, ...]]) -> set[str]:
-        """Stamp customers as sent again now (a resend after a lookup, or a task retry; not
-        counted as one more attempt); return those this run still holds, the only ones it may
-        send. `sent_keys`: each customer's match keys, the payload about to leave included."""
+        """Record the match keys of customers about to be sent again (a resend after a lookup;
+        not counted as one more attempt); return those this run still holds, the only ones it
+        may send. `sent_keys`: each customer's keys, the payload about to leave included. The
+        moment each request leaves is stamped by `vouch`, right before it does."""
         if not sent_keys:
             return set()
         c = ledger.c
@@ -230,12 +254,72 @@ class Ledger(LedgerReader):
             now = db_now(conn)
             stmt = self._fenced_update(now).values(
                 sent_keys=sa.bindparam("b_keys"),
-                attempted_at=now,
                 doubt_since=sa.func.coalesce(c.doubt_since, now),
                 updated_at=now,
             )
             params = [{"b_cid": k, "b_keys": " ".join(keys)} for k, keys in sent_keys.items()]
             return self._updated(conn, stmt, params, now)
+
+    def vouch(self, customer_ids: Sequence[str], mode: str, margin: float) -> set[str]:
+        """Stamp these customers as sent now in `mode`, where this run still holds their lease
+        with `margin` seconds to spare on the database's clock; return those stamped, the only
+        ones the request about to leave may carry.
+
+        Called right before each POST (and each new try after a 429): one UPDATE by key, on
+        the database's clock, so a process that paused or slept past its lease sends nothing.
+        """
+        ids = list(customer_ids)
+        if not ids:
+            return set()
+        c, held = ledger.c, set[str]()
+        with self.engine.begin() as conn:
+            dialect = conn.dialect.name
+            now, deadline = db_clock(dialect), db_clock(dialect, margin)
+            mine = (c.company_id == self.company_id, c.lease_owner == self.owner)
+            for start in range(0, len(ids), CHUNK):
+                chunk = ids[start : start + CHUNK]
+                where = (*mine, c.lease_expires_at > deadline, c.customer_id.in_(chunk))
+                stamp = ledger.update().where(*where)
+                stamp = stamp.values(attempted_at=now, attempt_mode=mode, updated_at=now)
+                if conn.execute(stamp).rowcount == len(chunk):
+                    held.update(chunk)
+                else:  # some lease is gone: read which are still vouched for
+                    held.update(conn.execute(sa.select(c.customer_id).where(*where)).scalars())
+        return held
+
+    def record_settled(self, outcomes: Sequence[Outcome]) -> None:
+        """Write the final outcomes (SYNCED, FAILED) an attempt learnt, keeping the leases:
+        what a task retry resumes from (`resume`), whatever process it runs in."""
+        final = [o for o in outcomes if o.status in FINAL]
+        if not final:
+            return
+        try:
+            self._write_settled(final)
+        except sa.exc.IntegrityError:  # two customers matched one record: keep it for one
+            self._write_settled([o for o in self._unclaimed(final) if o.status in FINAL])
+
+    def _write_settled(self, outcomes: Sequence[Outcome]) -> None:
+        with self.engine.begin() as conn:
+            now = db_now(conn)
+            fenced = SETTLED_UPDATE.where(
+                ledger.c.company_id == self.company_id, ledger.c.lease_owner == self.owner
+            )
+            conn.execute(fenced, [outcome_params(o, now, None) for o in outcomes])
+
+    def resume(self, customer_ids: Sequence[str]) -> dict[str, Any]:
+        """Return the ledger rows of these customers this run still owns: each one's sends
+        (`HISTORY`), state and outcome, where a task retry starts."""
+        c, ids, rows = ledger.c, list(customer_ids), dict[str, Any]()
+        columns = (*HISTORY, c.status, c.rootfi_id, c.platform_id, c.last_error)
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), CHUNK):
+                query = sa.select(*columns).where(
+                    c.company_id == self.company_id,
+                    c.lease_owner == self.owner,
+                    c.customer_id.in_(ids[start : start + CHUNK]),
+                )
+                rows.update((r.customer_id, r) for r in conn.execute(query))
+        return rows
 
     def record_pending_sync(self, customer_ids: Sequence[str], sync_id: str) -> None:
         """Remember the async write that holds these customers, as soon as RootFi names it."""

@@ -21,20 +21,12 @@ from tests.integration.helpers import (
     assert_exactly_once,
     ledger_rows,
     make_due_now,
+    run_until_settled,
     seed_source,
     start_flow_process,
 )
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
-
-
-def run_until_settled(runs: int) -> None:
-    """Run the flow until a run leaves nothing undone; fail if `runs` runs do not get there."""
-    for _ in range(runs):
-        counts = sync_customers()
-        if counts["in_doubt"] == 0 and counts["retry_later"] == 0:
-            return
-    pytest.fail(f"still unsettled after {runs} runs; the last one: {counts}")
 
 
 @pytest.mark.parametrize(("mode", "count"), [("single", 2000), ("batch", 600)])
@@ -60,7 +52,7 @@ def test_every_customer_lands_once_despite_errors_throttling_and_lost_answers(
         seed=42,
     )
 
-    run_until_settled(3)
+    run_until_settled(sqlite_url, 8)
 
     assert_exactly_once(sandbox, sqlite_url, rows)
 

@@ -18,7 +18,6 @@ from flows.sync_customers import sync_customers
 from rootfi_sync.db import make_engine
 from rootfi_sync.ledger import Ledger, Outcome, Status
 from rootfi_sync.tables import ledger, source_table
-from tasks import load
 from tests.factories import make_customer, sandbox_for
 from tests.integration.conftest import API_KEY, COMPANY
 from tests.integration.helpers import (
@@ -26,6 +25,7 @@ from tests.integration.helpers import (
     counts_of,
     ledger_rows,
     make_due_now,
+    run_until_settled,
     seed_source,
     start_flow_process,
     wait_for_claim_owners,
@@ -41,14 +41,6 @@ def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
         return sqlite_url
     url: str = request.getfixturevalue("pg_url")
     return url
-
-
-def run_until_settled(runs: int) -> dict[str, Any]:
-    for _ in range(runs):
-        counts = sync_customers()
-        if counts["in_doubt"] == 0 and counts["retry_later"] == 0:
-            return counts
-    pytest.fail(f"still unsettled after {runs} runs; the last one: {counts}")
 
 
 # -- 1. a key that reaches many companies -------------------------------------------------------
@@ -212,12 +204,10 @@ def test_a_lost_synchronous_create_that_lands_late_is_adopted_not_sent_again(
     seed_source(db_url, rows)
     configure(db_url, rootfi_retries=3, rootfi_sync_settle_seconds=4, rootfi_concurrency=4)
     sandbox.admin.set_faults(lost_answer_rate=0.1, lost_answer_landing_seconds=2, seed=7)
-    load._previous.clear()
 
     first = sync_customers()
 
     assert first["in_doubt"] > 0
-    assert load._previous == {}  # no retry followed the batches left in doubt: none kept
     assert sync_customers()["picked"] == 0  # not looked up before it could have landed
     sandbox.admin.set_faults(lost_answer_rate=0.0)
     time.sleep(4.2)  # the settle time is over: every late record has landed
@@ -234,7 +224,7 @@ def test_a_customer_in_doubt_is_resent_once_its_last_send_had_time_to_land(
 ) -> None:
     rows = [make_customer()]
     seed_source(sqlite_url, rows)
-    configure(sqlite_url, rootfi_retries=0, rootfi_sync_settle_seconds=6)
+    configure(sqlite_url, rootfi_retries=0, rootfi_sync_settle_seconds=6, rootfi_timeout_seconds=1)
     sandbox.admin.set_faults(error_500_rate=1.0, seed=1)
     assert sync_customers()["in_doubt"] == 1  # a 500: it may exist
     sent_by = time.monotonic()
@@ -242,7 +232,7 @@ def test_a_customer_in_doubt_is_resent_once_its_last_send_had_time_to_land(
     time.sleep(2)
     make_due_now(sqlite_url)
     assert sync_customers()["in_doubt"] == 1  # looked up, not found, too early to resend
-    time.sleep(max(0.0, sent_by + 6.3 - time.monotonic()))
+    time.sleep(max(0.0, sent_by + 7.3 - time.monotonic()))  # its timeout, then settle time
     make_due_now(sqlite_url)
 
     third = sync_customers()  # the lookup of the run before did not move the settle time on
@@ -266,6 +256,7 @@ def test_errors_on_the_gets_that_follow_an_async_write_never_resend_it(
         rootfi_batch_size=50,
         rootfi_retries=3,
         rootfi_concurrency=4,
+        rootfi_timeout_seconds=1,
     )
     # Writes take a while to land, so a lookup made right after a failed GET finds nothing.
     sandbox.admin.set_faults(
@@ -276,7 +267,7 @@ def test_errors_on_the_gets_that_follow_an_async_write_never_resend_it(
         seed=11,
     )
 
-    run_until_settled(8)
+    run_until_settled(db_url, 12)
 
     assert_exactly_once(sandbox, db_url, rows)
 

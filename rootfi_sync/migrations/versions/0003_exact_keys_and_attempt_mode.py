@@ -1,5 +1,6 @@
 """Exact keys on MySQL/MariaDB: the ledger in the server's NO PAD binary collation, where
-'C-1 ' and 'C-1' are two customers (utf8mb4_bin, which 0001 used, is PAD SPACE).
+'C-1 ' and 'C-1' are two customers (utf8mb4_bin, which 0001 used, is PAD SPACE); and the
+write mode of each customer's last request (`attempt_mode`), which sets its settle time.
 
 Revision ID: 0003
 Revises: 0002
@@ -7,6 +8,7 @@ Revises: 0002
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 from rootfi_sync.tables import MYSQL_DIALECTS, exact_collation
@@ -25,6 +27,8 @@ def _table() -> str:
 
 
 def upgrade() -> None:
+    with op.batch_alter_table(TABLE, schema=op.get_context().version_table_schema) as batch:
+        batch.add_column(sa.Column("attempt_mode", sa.String(8)))
     conn = op.get_bind()
     if conn.dialect.name in MYSQL_DIALECTS:
         # A NO PAD collation tells more keys apart than utf8mb4_bin, never fewer: no existing
@@ -39,3 +43,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name in MYSQL_DIALECTS:
         op.execute(f"ALTER TABLE {_table()} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    with op.batch_alter_table(TABLE, schema=op.get_context().version_table_schema) as batch:
+        batch.drop_column("attempt_mode")
