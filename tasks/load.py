@@ -94,17 +94,27 @@ def send_batch(request: SendRequest) -> list[Outcome]:
             f"send request for company {request.company_id} ({request.mode}) given to the "
             f"run of company {delivery.company_id} ({delivery.mode})"
         )
-    items: list[Item] = list(request.items)
+    context = TaskRunContext.get()
+    retries = context.task.retries if context is not None else 0
+    return attempt(parts, request.items, runtime.task_run.run_count or 1, retries)
+
+
+def attempt(
+    parts: run.RunParts, items: Sequence[Item], run_count: int, retries: int
+) -> list[Outcome]:
+    """Make attempt `run_count` (of 1 + `retries`) at a batch; return each item's outcome.
+
+    A retry starts from what the ledger holds (`resume`). Raises BatchIncomplete while some
+    got no answer, after writing what this attempt settled when a retry will follow.
+    """
     known: list[Outcome] = []
-    run_count = runtime.task_run.run_count or 1
     if run_count > 1:
         known, items = resume(parts.ledger, items)
     try:
-        return known + delivery.deliver(items, delivery.clock())
+        return known + parts.delivery.deliver(items, parts.delivery.clock())
     except BatchIncomplete as exc:
-        context = TaskRunContext.get()
         # What a retry that follows (is_transient) resumes from, in the ledger: not memory.
-        if context is not None and run_count <= context.task.retries and exc.retry_now:
+        if run_count <= retries and exc.retry_now:
             parts.ledger.record_settled(exc.outcomes)
         raise BatchIncomplete(str(exc), known + exc.outcomes, exc.pending) from None
 
