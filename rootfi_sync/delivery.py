@@ -65,14 +65,14 @@ def refusal(item: Item, exc: errors.HTTPStatusError | str) -> Outcome:
 class Delivery:
     """Delivers batches of one company in one write mode, through one client.
 
-    `known` tells which RootFi ids the ledger already gives to customers; `vouch` stamps
-    customers as sent now and returns those whose lease the database still vouches for, right
-    before each POST (nothing leaves for one it does not); `on_accepted` records the sync id of
-    an async write as soon as RootFi names it; `stamp` records the match keys of customers about
-    to be sent again, and returns the customers still held; `clock`
-    is the ledger's (settle times are counted on the database's clock, as attempts are);
-    `stop_splitting(sent, refused)` is the circuit breaker, asked while a batch refused whole
-    is split.
+    `known` tells which RootFi ids the ledger already gives to customers; `vouch` returns the
+    customers whose lease the database still vouches for, and its clock, right before each
+    POST (nothing leaves for one it does not; an outcome in doubt records when it left);
+    `on_accepted` records the sync id of an async write as soon as RootFi names it; `stamp`
+    records the match keys of customers about to be sent again, and returns the customers
+    still held; `clock` is the ledger's (settle times are counted on the database's clock, as
+    attempts are); `stop_splitting(sent, refused)` is the circuit breaker, asked while a batch
+    refused whole is split.
     """
 
     client: RootFiClient
@@ -81,7 +81,10 @@ class Delivery:
     pool: Executor
     known: Callable[[Iterable[str]], set[str]]
     timing: Timing = field(default_factory=Timing)
-    vouch: Callable[[Sequence[str]], set[str]] = lambda ids: set(ids)
+    vouch: Callable[[Sequence[str]], tuple[set[str], datetime]] = lambda ids: (
+        set(ids),
+        datetime.now(UTC),
+    )
     on_accepted: Callable[[list[str], str], None] = lambda _ids, _sync: None
     stamp: Callable[[Mapping[str, tuple[str, ...]]], set[str]] = lambda keys: set(keys)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -141,8 +144,12 @@ class Delivery:
         return done
 
     def _send_one(self, item: Item) -> Outcome:
+        left: list[datetime] = []
+
         def vouched() -> bool:
-            return bool(self.vouch([item.customer_id]))
+            held, now = self.vouch([item.customer_id])
+            left.append(now)
+            return bool(held)
 
         try:
             record = self.client.create_customer(
@@ -157,16 +164,19 @@ class Delivery:
             return refusal(item, exc)
         except PASSING as exc:
             event = Event.NO_ANSWER if exc.sent else Event.NOT_SENT
-            return pending(item.customer_id, event, str(exc), self.timing)
+            outcome = pending(item.customer_id, event, str(exc), self.timing)
+            return replace(outcome, sent_at=left[-1]) if exc.sent and left else outcome
 
     def _send_async(
         self, items: Sequence[Item], *, since: datetime, split: _Split
     ) -> list[Outcome]:
         """Create the batch in one async write, splitting it while RootFi refuses it whole."""
-        ids = [i.customer_id for i in items]
+        ids, left = [i.customer_id for i in items], list[datetime]()
 
         def vouched() -> bool:  # the whole write, or none of it
-            return len(self.vouch(ids)) == len(ids)
+            held, now = self.vouch(ids)
+            left.append(now)
+            return len(held) == len(ids)
 
         try:
             sync_id, accepted_at = self.client.create_customers_async(
@@ -186,7 +196,7 @@ class Delivery:
             return self._bisect(items, since=since, split=split)
         except PASSING as exc:
             event = Event.ASYNC_LOST if exc.sent else Event.NOT_SENT
-            waiting = all_pending(items, event, str(exc), self.timing)
+            waiting = _sent_at(all_pending(items, event, str(exc), self.timing), left)
             raise BatchIncomplete(
                 f"async write of {len(items)} got no answer ({exc})", [], waiting
             ) from exc
@@ -196,10 +206,12 @@ class Delivery:
         since = accepted_at - ACCEPTED_MARGIN if accepted_at else since - self.timing.skew
         try:
             return self._collect(items, sync_id, since=since)
+        except BatchIncomplete as exc:
+            raise BatchIncomplete(str(exc), exc.outcomes, _sent_at(exc.pending, left)) from None
         except PASSING as exc:  # a follow-up GET failed: the write is known; ask again later
             error = f"async write {sync_id}: could not follow it ({exc})"
             waiting = all_pending(items, Event.ASYNC_OPEN, error, self.timing, sync_id)
-            raise BatchIncomplete(error, [], waiting) from exc
+            raise BatchIncomplete(error, [], _sent_at(waiting, left)) from exc
 
     def _bisect(self, items: Sequence[Item], *, since: datetime, split: _Split) -> list[Outcome]:
         """Send each half on its own, so one bad record cannot hold back the others.
@@ -273,6 +285,17 @@ class _Split:
 
     def add(self, sent: int = 0, refused: int = 0) -> None:
         self.sent, self.refused = self.sent + sent, self.refused + refused
+
+
+def _sent_at(pending: dict[str, Outcome], left: list[datetime]) -> dict[str, Outcome]:
+    """Return the pending outcomes, those in doubt stamped with when their request left (the
+    last moment the database vouched for it: `left`, empty when it never left)."""
+    if not left:
+        return pending
+    return {
+        cid: replace(o, sent_at=left[-1]) if o.status == Status.IN_DOUBT and not o.sent_at else o
+        for cid, o in pending.items()
+    }
 
 
 def _separate(outcomes: list[Outcome]) -> tuple[list[Outcome], dict[str, Outcome]]:

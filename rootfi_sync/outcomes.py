@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -29,3 +30,4 @@ class Outcome:
     parked: bool = False  # FAILED because its attempts ran out, not because it was refused
     wait: float = 0.0  # pending: seconds before anything may be sent for it again
     recorded: bool = False  # already in the ledger (an attempt before a task retry wrote it)
+    sent_at: datetime | None = None  # in doubt: when its request left (the database's clock)

@@ -113,9 +113,9 @@ def attempt(
     try:
         return known + parts.delivery.deliver(items, parts.delivery.clock())
     except BatchIncomplete as exc:
-        # What a retry that follows (is_transient) resumes from, in the ledger: not memory.
-        if run_count <= retries and exc.retry_now:
-            parts.ledger.record_settled(exc.outcomes)
+        # What a retry that may follow resumes from, in the ledger: not memory.
+        if run_count <= retries:
+            parts.ledger.record_settled([*exc.outcomes, *exc.pending.values()])
         raise BatchIncomplete(str(exc), known + exc.outcomes, exc.pending) from None
 
 

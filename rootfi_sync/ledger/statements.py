@@ -95,6 +95,14 @@ def _outcome_update(*, release: bool = True) -> sa.Update:
         else_=_newest(c.last_error + "\n" + error, MAX_ERROR_HISTORY),
     )
     synced = sa.bindparam("b_status", type_=sa.String) == Status.SYNCED
+    sent_at = sa.bindparam("b_sent_at", type_=c.attempted_at.type)
+    # When a request in doubt left; in doubt with no stamp at all (its attempt failed without
+    # saying when): no later than now.
+    unstamped = sa.and_(
+        sa.bindparam("b_status", type_=sa.String) == Status.IN_DOUBT, c.attempted_at.is_(None)
+    )
+    now = sa.bindparam("b_now", type_=c.updated_at.type)
+    attempted_at = sa.case((sent_at.is_not(None), sent_at), (unstamped, now), else_=c.attempted_at)
     # A SYNCED row is never written again, but for the same record (what a retry recorded).
     same_record = c.rootfi_id == sa.bindparam("b_rootfi_id", type_=c.rootfi_id.type)
     lease = {"lease_owner": None, "lease_expires_at": None} if release else {}
@@ -112,9 +120,10 @@ def _outcome_update(*, release: bool = True) -> sa.Update:
             last_error=history,
             synced_at=sa.bindparam("b_synced_at", type_=c.synced_at.type),
             next_attempt_at=sa.bindparam("b_next_attempt_at", type_=c.next_attempt_at.type),
+            attempted_at=attempted_at,
             doubt_since=sa.case((synced, None), else_=c.doubt_since),
             sent_keys=sa.case((synced, None), else_=c.sent_keys),
-            updated_at=sa.bindparam("b_now"),
+            updated_at=now,
             **lease,
         )
     )
@@ -136,6 +145,7 @@ def outcome_params(outcome: Outcome, now: datetime, next_at: datetime | None) ->
         "b_error": error,
         "b_synced_at": now if outcome.status == Status.SYNCED else None,
         "b_next_attempt_at": next_at,
+        "b_sent_at": outcome.sent_at,
         "b_now": now,
     }
 

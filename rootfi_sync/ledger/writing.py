@@ -97,8 +97,8 @@ class Ledger(LedgerReader):
         # until its lease ended: the settle time runs from then, not from its last stamp.
         abandoned = sa.and_(
             c.lease_owner.is_not(None),
-            c.attempted_at.is_not(None),
-            c.lease_expires_at > c.attempted_at,
+            ever_sent,
+            sa.or_(c.attempted_at.is_(None), c.lease_expires_at > c.attempted_at),
         )
         with self.engine.begin() as conn:
             take = (
@@ -179,14 +179,16 @@ class Ledger(LedgerReader):
             self._update_held(conn, ids, still, lease_expires_at=now + lease)
             return {r.customer_id for r in self._held(conn, ids, now)}
 
-    def record_intent(self, intents: Mapping[str, tuple[str, tuple[str, ...]]]) -> set[str]:
+    def record_intent(
+        self, intents: Mapping[str, tuple[str, tuple[str, ...]]], mode: str | None = None
+    ) -> set[str]:
         """Mark customers SENDING, before the request leaves; return those this run may send.
 
         `intents` maps each customer to its payload hash and the match keys of every payload
-        sent since its first unresolved attempt, this one included. A customer never sent is in
-        doubt from now (a lookup starts here); the moment a request leaves is stamped by `vouch`,
-        right before it does (a customer with no stamp was never sent). Customers whose lease
-        this run no longer holds are left alone, and must not be sent.
+        sent since its first unresolved attempt, this one included; `mode` is the write mode its
+        requests will use. A customer never sent is in doubt from now (a lookup starts here);
+        when a request left is recorded with its outcome (`sent_at`: no stamp, never sent).
+        Customers whose lease this run no longer holds are left alone, and must not be sent.
         """
         if not intents:
             return set()
@@ -199,6 +201,7 @@ class Ledger(LedgerReader):
                 # In this order: MySQL assigns left to right, each seeing the ones before it.
                 .ordered_values(
                     (c.sent_keys, sa.case((fresh, sa.bindparam("b_keys")), else_=c.sent_keys)),
+                    (c.attempt_mode, sa.case((fresh, mode), else_=c.attempt_mode)),
                     (c.doubt_since, sa.func.coalesce(c.doubt_since, c.attempted_at, now)),
                     (c.status, Status.SENDING),
                     (c.payload_hash, sa.bindparam("b_hash")),
@@ -242,11 +245,11 @@ class Ledger(LedgerReader):
             changed.update(conn.execute(query).scalars())
         return changed
 
-    def touch(self, sent_keys: Mapping[str, tuple[str, ...]]) -> set[str]:
+    def touch(self, sent_keys: Mapping[str, tuple[str, ...]], mode: str | None = None) -> set[str]:
         """Record the match keys of customers about to be sent again (a resend after a lookup;
-        not counted as one more attempt); return those this run still holds, the only ones it
-        may send. `sent_keys`: each customer's keys, the payload about to leave included. The
-        moment each request leaves is stamped by `vouch`, right before it does."""
+        not counted as one more attempt) and the write mode it uses; return those this run
+        still holds, the only ones it may send. `sent_keys`: each customer's keys, the payload
+        about to leave included."""
         if not sent_keys:
             return set()
         c = ledger.c
@@ -255,41 +258,43 @@ class Ledger(LedgerReader):
             stmt = self._fenced_update(now).values(
                 sent_keys=sa.bindparam("b_keys"),
                 doubt_since=sa.func.coalesce(c.doubt_since, now),
+                attempt_mode=sa.func.coalesce(mode, c.attempt_mode),
                 updated_at=now,
             )
             params = [{"b_cid": k, "b_keys": " ".join(keys)} for k, keys in sent_keys.items()]
             return self._updated(conn, stmt, params, now)
 
-    def vouch(self, customer_ids: Sequence[str], mode: str, margin: float) -> set[str]:
-        """Stamp these customers as sent now in `mode`, where this run still holds their lease
-        with `margin` seconds to spare on the database's clock; return those stamped, the only
-        ones the request about to leave may carry.
+    def vouch(self, customer_ids: Sequence[str], margin: float) -> tuple[set[str], datetime]:
+        """Return which of these customers this run still holds with `margin` seconds of lease
+        to spare, by the database's clock, and that clock: the only customers the request
+        about to leave may carry, and when it leaves (what an outcome in doubt records).
 
-        Called right before each POST (and each new try after a 429): one UPDATE by key, on
-        the database's clock, so a process that paused or slept past its lease sends nothing.
+        Asked right before each POST (and each new try after a 429): one read by key, so a
+        process that paused or slept past its lease sends nothing.
         """
         ids = list(customer_ids)
-        if not ids:
-            return set()
         c, held = ledger.c, set[str]()
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             dialect = conn.dialect.name
-            now, deadline = db_clock(dialect), db_clock(dialect, margin)
-            mine = (c.company_id == self.company_id, c.lease_owner == self.owner)
+            clock = db_clock(dialect).label("now")
+            now: datetime | None = None
             for start in range(0, len(ids), CHUNK):
-                chunk = ids[start : start + CHUNK]
-                where = (*mine, c.lease_expires_at > deadline, c.customer_id.in_(chunk))
-                stamp = ledger.update().where(*where)
-                stamp = stamp.values(attempted_at=now, attempt_mode=mode, updated_at=now)
-                if conn.execute(stamp).rowcount == len(chunk):
-                    held.update(chunk)
-                else:  # some lease is gone: read which are still vouched for
-                    held.update(conn.execute(sa.select(c.customer_id).where(*where)).scalars())
-        return held
+                query = sa.select(c.customer_id, clock).where(
+                    c.company_id == self.company_id,
+                    c.lease_owner == self.owner,
+                    c.lease_expires_at > db_clock(dialect, margin),
+                    c.customer_id.in_(ids[start : start + CHUNK]),
+                )
+                for row in conn.execute(query):
+                    held.add(row.customer_id)
+                    now = row.now
+            return held, now if now is not None else db_now(conn)
 
     def record_settled(self, outcomes: Sequence[Outcome]) -> None:
-        """Write the final outcomes (SYNCED, FAILED) an attempt learnt, keeping the leases:
-        what a task retry resumes from (`resume`), whatever process it runs in."""
+        """Write what an attempt learnt, keeping the leases: the final outcomes (SYNCED,
+        FAILED), and when each request in doubt left (`sent_at`). What a task retry resumes
+        from (`resume`), whatever process it runs in."""
+        self._write_sent([o for o in outcomes if o.status not in FINAL and o.sent_at])
         final = [o for o in outcomes if o.status in FINAL]
         if not final:
             return
@@ -297,6 +302,19 @@ class Ledger(LedgerReader):
             self._write_settled(final)
         except sa.exc.IntegrityError:  # two customers matched one record: keep it for one
             self._write_settled([o for o in self._unclaimed(final) if o.status in FINAL])
+
+    def _write_sent(self, outcomes: Sequence[Outcome]) -> None:
+        if not outcomes:
+            return
+        c = ledger.c
+        with self.engine.begin() as conn:
+            stmt = ledger.update().where(
+                c.company_id == self.company_id,
+                c.customer_id == sa.bindparam("b_cid"),
+                c.lease_owner == self.owner,
+            )
+            stmt = stmt.values(attempted_at=sa.bindparam("b_sent_at", type_=c.attempted_at.type))
+            conn.execute(stmt, [{"b_cid": o.customer_id, "b_sent_at": o.sent_at} for o in outcomes])
 
     def _write_settled(self, outcomes: Sequence[Outcome]) -> None:
         with self.engine.begin() as conn:
