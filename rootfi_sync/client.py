@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
@@ -75,6 +75,7 @@ class RootFiClient:
         get_retries: int = 3,
     ) -> None:
         self._governor = governor or NoGovernor()
+        self._server_clock: tuple[datetime, float] | None = None  # last Date seen, and when
         self._max_wait = max_rate_limit_wait
         self._get_retries = get_retries
         self._http = httpx.Client(
@@ -167,6 +168,16 @@ class RootFiClient:
         """Yield the companies this key can reach, following `next` cursors."""
         yield from self._paginate("core/companies", {"limit": page_size})
 
+    def server_now(self) -> datetime | None:
+        """Return RootFi's clock now, from the `Date` of its last answer (asking for one when
+        none came yet), or None when it sends none. To the second: the middle of it is taken."""
+        if self._server_clock is None:
+            self._request("GET", "core/companies", params={"limit": 1})
+        if self._server_clock is None:
+            return None
+        seen, at = self._server_clock
+        return seen + timedelta(seconds=0.5 + time.monotonic() - at)
+
     # -- transport ---------------------------------------------------------------------------
 
     def _paginate(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -235,6 +246,9 @@ class RootFiClient:
             kind = type(exc).__name__
             raise errors.TransportError(f"{method} /{path}: no answer ({kind}: {exc})") from None
         self._governor.observe(response)
+        seen = _server_time(response)
+        if seen is not None:
+            self._server_clock = (seen, time.monotonic())
         return response
 
     @staticmethod

@@ -95,7 +95,9 @@ class Delivery:
     @property
     def lookup(self) -> Lookup:
         """How this delivery looks customers in doubt up."""
-        return Lookup(self.client, self.company_id, self.mode, self.known, self.timing)
+        return Lookup(
+            self.client, self.company_id, self.mode, self.known, self.timing, clock=self.clock
+        )
 
     def deliver(self, items: Sequence[Item], now: datetime) -> list[Outcome]:
         """Settle what is in doubt, then send the rest; return every item's outcome.

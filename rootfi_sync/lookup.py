@@ -1,7 +1,8 @@
 """Finding out what a request that got no answer did: looking customers in doubt up in RootFi.
 
 A lookup lists the company's customers updated since the customer's first unresolved attempt
-(less a clock-skew margin) and matches them to what was sent:
+(stamped on the database's clock, moved onto RootFi's by the skew measured from its `Date`
+header, less a clock-skew margin) and matches them to what was sent:
 
 * A record matches a customer when its match key equals the key of any payload sent for that
   customer since its first unresolved attempt: name, email, phone, currency and the address
@@ -20,10 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from rootfi_sync import errors
@@ -32,6 +34,7 @@ from rootfi_sync.decisions import Event, Timing, pending, wait_left
 from rootfi_sync.models import ADDRESS_FIELDS, CustomerPayload
 from rootfi_sync.outcomes import Outcome, Status
 
+logger = logging.getLogger("rootfi_sync.lookup")
 KEY_FIELDS = ("name", "email", "phone", "currency_id")
 PASSING = (errors.RateLimited, errors.ServerError, errors.TransportError)
 FINAL = ("SUCCESS", "FAILED")
@@ -127,7 +130,9 @@ def all_pending(
 class Lookup:
     """Looks up the customers in doubt of one company, in one write mode, through one client.
 
-    `known` tells which RootFi ids the ledger already gives to customers (never adopted again).
+    `known` tells which RootFi ids the ledger already gives to customers (never adopted again);
+    `clock` is the database's, on which `doubt_since` was stamped: a window starts on RootFi's
+    clock, moved by the skew measured between the two.
     """
 
     client: RootFiClient
@@ -135,6 +140,7 @@ class Lookup:
     mode: str
     known: Callable[[Iterable[str]], set[str]]
     timing: Timing = field(default_factory=Timing)
+    clock: Callable[[], datetime] | None = None
 
     def resolve(
         self, items: Sequence[Item], now: datetime
@@ -198,7 +204,27 @@ class Lookup:
         if not items:
             return [], []
         since = min(i.doubt_since for i in items if i.doubt_since is not None)
-        return self.find(items, since - self.timing.skew)
+        return self.find(items, since - self._skew() - self.timing.skew)
+
+    def _skew(self) -> timedelta:
+        """Return how far the database's clock is ahead of RootFi's (its `Date`), measured
+        now, and log it: 0 when either is unknown."""
+        if self.clock is None:
+            return timedelta(0)
+        ours, theirs = self.clock(), self.client.server_now()
+        if theirs is None:
+            logger.warning("RootFi sent no Date header: lookup windows use the database's clock")
+            return timedelta(0)
+        skew = ours - theirs
+        beyond = abs(skew) > self.timing.skew
+        logger.log(
+            logging.WARNING if beyond else logging.DEBUG,
+            "the database's clock is %.1f s %s RootFi's%s",
+            abs(skew.total_seconds()),
+            "ahead of" if skew >= timedelta(0) else "behind",
+            ": lookup windows are moved by it" if beyond else "",
+        )
+        return skew
 
     def _failed(self, items: Sequence[Item], now: datetime, exc: Exception) -> dict[str, Outcome]:
         return {

@@ -23,7 +23,7 @@ from rootfi_sync.decisions import Timing
 from rootfi_sync.delivery import BatchIncomplete, Delivery
 from rootfi_sync.ledger import Candidate, Ledger, Status
 from rootfi_sync.lookup import Item
-from rootfi_sync.run import RunParts, open_run
+from rootfi_sync.run import open_run
 from rootfi_sync.settings import load_settings
 from rootfi_sync.tables import as_read, ledger, source_table
 from rootfi_sync.transform import build_payloads

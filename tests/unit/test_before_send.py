@@ -32,9 +32,9 @@ def throttled() -> httpx.Response:
 def test_a_post_after_a_429_is_not_sent_once_the_lease_is_no_longer_vouched_for() -> None:
     posts: list[httpx.Request] = []
     vouched = [True, False]  # held for the first try; lost while it waited out the 429
-    with client_with([throttled(), throttled()], posts) as client:
-        with pytest.raises(errors.LeaseLost):
-            client.create_customer(1089, {"name": "Ada"}, before_send=lambda: vouched.pop(0))
+    client = client_with([throttled(), throttled()], posts)
+    with client, pytest.raises(errors.LeaseLost):
+        client.create_customer(1089, {"name": "Ada"}, before_send=lambda: vouched.pop(0))
 
     assert len(posts) == 1
     assert vouched == []
