@@ -158,7 +158,7 @@ def test_a_run_killed_midway_is_finished_by_the_next_one_without_duplicates(
 ) -> None:
     rows = [make_customer() for _ in range(300)]
     seed_source(sqlite_url, rows)
-    configure(sqlite_url, rootfi_batch_size=20, rootfi_lease_seconds=1)
+    configure(sqlite_url, rootfi_batch_size=20, rootfi_lease_seconds=1, rootfi_timeout_seconds=1)
     sandbox.admin.set_faults(latency_seconds=0.05, lost_answer_rate=0.05, seed=3)
     process = start_flow_process({}, tmp_path)
     try:
@@ -170,7 +170,7 @@ def test_a_run_killed_midway_is_finished_by_the_next_one_without_duplicates(
     killed_at = len(sandbox.admin.customers(COMPANY))
     assert 0 < killed_at < len(rows), "the kill should land mid-run"
     sandbox.admin.set_faults(latency_seconds=0.0, lost_answer_rate=0.0)
-    time.sleep(1.1)  # the dead run's lease expires
+    time.sleep(2.2)  # the dead run's lease expires, then its requests' timeout passes
 
     sync_customers()
 
