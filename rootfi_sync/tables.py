@@ -100,8 +100,9 @@ ledger = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("synced_at", UTCDateTime),
     sa.Column("updated_at", UTCDateTime, nullable=False),
-    # The last moment a request for it may have left (database clock): stamped right before
-    # each POST, and moved on to a lost owner's lease end when another run takes it over.
+    # The last moment a request for it may have left (database clock): when the database last
+    # vouched for its lease before a POST, recorded with the outcome (or, recorded in doubt
+    # with no such time, the outcome's); a lost owner's lease end when another run takes over.
     sa.Column("attempted_at", UTCDateTime),
     # The write mode of that request (single, batch): its settle time (0003).
     sa.Column("attempt_mode", sa.String(8)),

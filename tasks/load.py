@@ -124,8 +124,9 @@ def resume(ledger: Ledger, items: Sequence[Item]) -> tuple[list[Outcome], list[I
     history the ledger holds of it (whatever process ran those attempts).
 
     An item left is looked up before it is sent again when a request for it may have left
-    (stamped right before each POST), from the last moment one may have left. One whose lease
-    this run no longer holds is not sent (another run may have it).
+    (`attempted_at`, which the attempt before wrote: `Ledger.record_settled`), and waits from
+    the last moment one may have left. One whose lease this run no longer holds is not sent
+    (another run may have it).
     """
     rows = ledger.resume([i.customer_id for i in items])
     known: list[Outcome] = []
