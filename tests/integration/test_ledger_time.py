@@ -35,11 +35,18 @@ from tests.integration.helpers import assert_exactly_once, ledger_rows, seed_sou
 MODES = ["single", "batch"]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ]
+)
 def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """The source and ledger on SQLite, PostgreSQL and MariaDB (each dialect's clock SQL)."""
     if request.param == "sqlite":
         return sqlite_url
-    return str(request.getfixturevalue("pg_url"))
+    return str(request.getfixturevalue("pg_url" if request.param == "postgres" else "mysql_url"))
 
 
 @pytest.fixture
