@@ -10,6 +10,7 @@ unresolved attempt and for every payload sent since (`sent_keys`), before it is 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -272,20 +273,12 @@ class Ledger(LedgerReader):
         Asked right before each POST (and each new try after a 429): one read by key, so a
         process that paused or slept past its lease sends nothing.
         """
-        ids = list(customer_ids)
-        c, held = ledger.c, set[str]()
+        ids, held, now = list(customer_ids), set[str](), None
         with self.engine.connect() as conn:
-            dialect = conn.dialect.name
-            clock = db_clock(dialect).label("now")
-            now: datetime | None = None
+            query = _vouch_query(conn.dialect.name, margin)
             for start in range(0, len(ids), CHUNK):
-                query = sa.select(c.customer_id, clock).where(
-                    c.company_id == self.company_id,
-                    c.lease_owner == self.owner,
-                    c.lease_expires_at > db_clock(dialect, margin),
-                    c.customer_id.in_(ids[start : start + CHUNK]),
-                )
-                for row in conn.execute(query):
+                params = {"b_company": self.company_id, "b_owner": self.owner}
+                for row in conn.execute(query, params | {"b_ids": ids[start : start + CHUNK]}):
                     held.add(row.customer_id)
                     now = row.now
             return held, now if now is not None else db_now(conn)
@@ -417,6 +410,18 @@ class Ledger(LedgerReader):
                 taken.add(o.rootfi_id)
             kept.append(o)
         return kept
+
+
+@functools.cache
+def _vouch_query(dialect: str, margin: float) -> sa.Select[Any]:
+    """`Ledger.vouch`'s read, built once per dialect and margin (it runs before every POST)."""
+    c = ledger.c
+    return sa.select(c.customer_id, db_clock(dialect).label("now")).where(
+        c.company_id == sa.bindparam("b_company"),
+        c.lease_owner == sa.bindparam("b_owner"),
+        c.lease_expires_at > db_clock(dialect, margin),
+        c.customer_id.in_(sa.bindparam("b_ids", expanding=True)),
+    )
 
 
 def _split_keys(value: str | None) -> tuple[str, ...]:
