@@ -330,6 +330,7 @@ def _item(candidate: Candidate, payload: CustomerPayload) -> Item:
         sync_id=candidate.sync_id,
         sent_keys=candidate.sent_keys,
         redriven=fresh_send(candidate.attempts, candidate.doubt_since is not None),
+        last_mode=candidate.attempt_mode,
     )
 
 

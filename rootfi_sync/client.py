@@ -10,8 +10,8 @@ Everything else is raised as one of `rootfi_sync.errors`, for the caller to deci
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
@@ -23,6 +23,8 @@ from rootfi_sync.timefmt import iso_ms
 
 USER_AGENT = "rootfi-sync/0.1"
 PAGE_SIZE = 1000  # asked for, not relied on: see "Page sizes" below
+BeforeSend = Callable[[], bool] | None
+"""Asked right before a POST leaves; False: it must not (see `create_customer`)."""
 GET_RETRY_PAUSE = 0.25  # seconds before the first new try of a failed GET; doubles each time
 
 
@@ -74,6 +76,7 @@ class RootFiClient:
         get_retries: int = 3,
     ) -> None:
         self._governor = governor or NoGovernor()
+        self._server_clock: tuple[datetime, float] | None = None  # last Date seen, and when
         self._max_wait = max_rate_limit_wait
         self._get_retries = get_retries
         self._limit_refused = False
@@ -99,31 +102,40 @@ class RootFiClient:
 
     # -- endpoints ---------------------------------------------------------------------------
 
-    def create_customer(self, company_id: int, record: dict[str, Any]) -> dict[str, Any]:
-        """Create one customer synchronously; return RootFi's record (with `sync_id` added)."""
+    def create_customer(
+        self, company_id: int, record: dict[str, Any], *, before_send: BeforeSend = None
+    ) -> dict[str, Any]:
+        """Create one customer synchronously; return RootFi's record (with `sync_id` added).
+
+        `before_send` is asked right before each POST leaves (after any rate-limit wait, and
+        again after a 429); when it says no, nothing leaves and LeaseLost is raised.
+        """
         body = self._request(
             "POST",
             "ecommerce/customers",
             params={"run_async": "false"},
             json={"company_id": company_id, "data": [record], "run_async": False},
+            before_send=before_send,
         )
         created = dict(body["data"][0])
         created.setdefault("sync_id", body.get("sync_id"))
         return created
 
     def create_customers_async(
-        self, company_id: int, records: list[dict[str, Any]]
+        self, company_id: int, records: list[dict[str, Any]], *, before_send: BeforeSend = None
     ) -> tuple[str, datetime | None]:
         """Start an async write of `records`; return its sync id and RootFi's clock then.
 
         The clock (the answer's `Date` header, to the second) bounds where the records can
-        appear in the list, whatever the skew between our clock and RootFi's.
+        appear in the list, whatever the skew between our clock and RootFi's. `before_send`:
+        as for `create_customer`.
         """
         response = self._exchange(
             "POST",
             "ecommerce/customers",
             params={"run_async": "true"},
             json={"company_id": company_id, "data": records, "run_async": True},
+            before_send=before_send,
         )
         sync_id = self._json("POST", "ecommerce/customers", response).get("sync_id")
         if not sync_id:  # the docs put it at the top of the answer (its `data` lists no one)
@@ -161,6 +173,16 @@ class RootFiClient:
     def iter_companies(self, page_size: int = PAGE_SIZE) -> Iterator[dict[str, Any]]:
         """Yield the companies this key can reach, following `next` cursors."""
         yield from self._paginate("core/companies", {}, page_size)
+
+    def server_now(self) -> datetime | None:
+        """Return RootFi's clock now, from the `Date` of its last answer (asking for one when
+        none came yet), or None when it sends none. To the second: the middle of it is taken."""
+        if self._server_clock is None:
+            self._request("GET", "core/companies", params={"limit": 1})
+        if self._server_clock is None:
+            return None
+        seen, at = self._server_clock
+        return seen + timedelta(seconds=0.5 + time.monotonic() - at)
 
     # -- transport ---------------------------------------------------------------------------
 
@@ -203,7 +225,9 @@ class RootFiClient:
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         return self._json(method, path, self._exchange(method, path, **kwargs))
 
-    def _exchange(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _exchange(
+        self, method: str, path: str, before_send: BeforeSend = None, **kwargs: Any
+    ) -> httpx.Response:
         """Send, waiting out 429s; return a successful answer or raise its error.
 
         A GET changes nothing, so one that fails (5xx, no answer) is asked again, a few times
@@ -212,7 +236,7 @@ class RootFiClient:
         waited, tries = 0.0, 0
         while True:
             try:
-                response = self._send(method, path, **kwargs)
+                response = self._send(method, path, before_send, **kwargs)
             except errors.TransportError:
                 if method != "GET" or tries >= self._get_retries:
                     raise
@@ -237,8 +261,12 @@ class RootFiClient:
         time.sleep(GET_RETRY_PAUSE * 2**tries)
         return tries + 1
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _send(
+        self, method: str, path: str, before_send: BeforeSend, **kwargs: Any
+    ) -> httpx.Response:
         self._governor.acquire()
+        if before_send is not None and not before_send():  # asked last: after any wait
+            raise errors.LeaseLost(f"{method} /{path}: not sent, the run no longer holds its lease")
         try:
             response = self._http.request(method, path, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -249,6 +277,9 @@ class RootFiClient:
             kind = type(exc).__name__
             raise errors.TransportError(f"{method} /{path}: no answer ({kind}: {exc})") from None
         self._governor.observe(response)
+        seen = _server_time(response)
+        if seen is not None:
+            self._server_clock = (seen, time.monotonic())
         return response
 
     @staticmethod

@@ -73,10 +73,16 @@ class Timing:
     async_settle: float = 900.0
     sync_poll: float = 60.0
     skew: timedelta = timedelta(minutes=2)
+    timeout: float = 0.0  # a request's timeout: how long after it left it may still arrive
 
     def settle(self, mode: str) -> float:
         """Return the settle time of an attempt made in `mode` (single or batch)."""
         return self.sync_settle if mode == "single" else self.async_settle
+
+    def after_sent(self, mode: str) -> float:
+        """Return how long after a request in `mode` may have left it may be sent again: its
+        timeout (it may arrive that late) and its settle time (then land that late)."""
+        return self.timeout + self.settle(mode)
 
 
 DEFAULT_TIMING = Timing()
@@ -107,7 +113,7 @@ def pending(
         return Outcome(customer_id, Status.RETRY, error=error, wait=LATER_RUN)
     if event is Event.LOOKUP_FAILED:
         assert now is not None
-        wait = wait_left(last_sent, now, timing.settle(mode))
+        wait = wait_left(last_sent, now, timing.after_sent(mode))
     else:
         wait = {
             Event.NO_ANSWER: timing.sync_settle,

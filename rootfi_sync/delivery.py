@@ -52,22 +52,16 @@ class BatchIncomplete(errors.RootFiSyncError):
     """Some customers of a batch got no final answer; `outcomes` holds those that did.
 
     `pending` holds the others with how long each must wait; a retry in the same run is worth
-    it only when one of them may be tried now (`retry_now`). `sent` names the customers whose
-    request left in this attempt (a retry looks those up from then on).
+    it only when one of them may be tried now (`retry_now`). A retry starts from what the
+    ledger holds of each customer (`tasks.load.resume`), not from this error.
     """
 
-    def __init__(
-        self,
-        message: str,
-        outcomes: list[Outcome],
-        pending: dict[str, Outcome],
-        sent: frozenset[str] = frozenset(),
-    ) -> None:
+    def __init__(self, message: str, outcomes: list[Outcome], pending: dict[str, Outcome]) -> None:
         super().__init__(message)
-        self.outcomes, self.pending, self.sent = outcomes, pending, sent
+        self.outcomes, self.pending = outcomes, pending
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (BatchIncomplete, (str(self), self.outcomes, self.pending, self.sent))
+        return (BatchIncomplete, (str(self), self.outcomes, self.pending))
 
     @property
     def retry_now(self) -> bool:
@@ -97,13 +91,15 @@ def refusal(item: Item, exc: errors.HTTPStatusError | str) -> Outcome:
 class Delivery:
     """Delivers batches of one company in one write mode, through one client.
 
-    `known` tells which RootFi ids the ledger already gives to customers; `may_send` whether
-    this run still holds a customer's lease (nothing is sent for one it does not);
+    `known` tells which RootFi ids the ledger already gives to customers; `vouch` returns the
+    customers whose lease the database still vouches for, and its clock, right before each
+    POST (nothing leaves for one it does not; an outcome in doubt records when it left);
     `on_accepted` records the sync id of an async write as soon as RootFi names it; `stamp`
-    records that a retry is about to send again, and returns the customers still held; `clock`
-    is the ledger's (settle times are counted on the database's clock, as attempts are);
-    `stop_splitting(sent, refused)` is the circuit breaker, asked while a batch refused whole
-    is split; `match_fields` and `resend` are ROOTFI_MATCH_FIELDS and ROOTFI_RESEND_IN_DOUBT.
+    records the match keys of customers about to be sent again, and returns the customers
+    still held; `clock` is the ledger's (settle times are counted on the database's clock, as
+    attempts are); `stop_splitting(sent, refused)` is the circuit breaker, asked while a batch
+    refused whole is split; `match_fields` and `resend` are ROOTFI_MATCH_FIELDS and
+    ROOTFI_RESEND_IN_DOUBT.
     """
 
     client: RootFiClient
@@ -112,7 +108,10 @@ class Delivery:
     pool: Executor
     known: Callable[[Iterable[str]], set[str]]
     timing: Timing = field(default_factory=Timing)
-    may_send: Callable[[str], bool] = lambda _cid: True
+    vouch: Callable[[Sequence[str]], tuple[set[str], datetime]] = lambda ids: (
+        set(ids),
+        datetime.now(UTC),
+    )
     on_accepted: Callable[[list[str], str], None] = lambda _ids, _sync: None
     stamp: Callable[[Mapping[str, tuple[str, ...]]], set[str]] = lambda keys: set(keys)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -133,41 +132,33 @@ class Delivery:
             self.timing,
             self.match_fields,
             self.resend,
+            clock=self.clock,
         )
 
-    def deliver(
-        self, items: Sequence[Item], now: datetime, *, again: bool = False
-    ) -> list[Outcome]:
+    def deliver(self, items: Sequence[Item], now: datetime) -> list[Outcome]:
         """Settle what is in doubt, then send the rest; return every item's outcome.
 
-        What is about to be sent again (in doubt and not found, or anything in a retry, whose
-        intent an earlier attempt recorded: `again`) is stamped in the ledger first (`stamp`),
-        and only what this run still holds is sent.
+        What is about to be sent again (in doubt and not found) has its match keys recorded
+        first (`stamp`), and only what this run still holds is sent.
         Raises BatchIncomplete (carrying the outcomes known so far) when some got no answer.
         """
         done, waiting, to_send = self.lookup.resolve(items, now)
-        allowed = [i for i in to_send if self.may_send(i.customer_id)]
-        stamped = allowed if again else [i for i in allowed if i.doubt_since is not None]
-        if stamped:
-            keys = {i.customer_id: i.keys for i in stamped}
-            held = self.stamp(keys)
-            allowed = [i for i in allowed if i.customer_id in held or i.customer_id not in keys]
-        sent = frozenset(i.customer_id for i in allowed)
+        keys = {i.customer_id: i.keys for i in to_send if i.doubt_since is not None}
+        held = self.stamp(keys) if keys else set()
+        allowed = [i for i in to_send if i.customer_id in held or i.customer_id not in keys]
         waiting |= {
-            i.customer_id: pending(i.customer_id, Event.NOT_SENT, "not sent: lease not held")
-            for i in to_send
-            if i.customer_id not in sent
+            cid: pending(cid, Event.NOT_SENT, "not sent: lease not held")
+            for cid in keys
+            if cid not in held
         }
         try:
             done += self._send(allowed, now) if allowed else []
         except BatchIncomplete as exc:
-            raise BatchIncomplete(
-                str(exc), done + exc.outcomes, waiting | exc.pending, sent
-            ) from None
+            raise BatchIncomplete(str(exc), done + exc.outcomes, waiting | exc.pending) from None
         if waiting:
             first = next(iter(waiting.values())).error
             message = f"{len(waiting)} of {len(items)} pending ({first})"
-            raise BatchIncomplete(message, done, waiting, sent)
+            raise BatchIncomplete(message, done, waiting)
         return done
 
     def _send(self, items: Sequence[Item], now: datetime) -> list[Outcome]:
@@ -179,7 +170,8 @@ class Delivery:
         """Create each customer with its own synchronous request, through the run's pool.
 
         The pool is shared by the run's batches, so batches that overlap still keep at most its
-        size (ROOTFI_CONCURRENCY) in flight. A lease is checked just before each request.
+        size (ROOTFI_CONCURRENCY) in flight. The database vouches for the lease right before
+        each request leaves (`vouch`).
         """
         done, waiting = _separate(list(self.pool.map(self._send_one, items)))
         if waiting:
@@ -190,26 +182,49 @@ class Delivery:
         return done
 
     def _send_one(self, item: Item) -> Outcome:
-        if not self.may_send(item.customer_id):
-            return pending(item.customer_id, Event.NOT_SENT, "not sent: lease not held")
+        left: list[datetime] = []
+
+        def vouched() -> bool:
+            held, now = self.vouch([item.customer_id])
+            left.append(now)
+            return bool(held)
+
         try:
-            return synced(item, self.client.create_customer(self.company_id, item.payload.to_api()))
+            record = self.client.create_customer(
+                self.company_id, item.payload.to_api(), before_send=vouched
+            )
+            return synced(item, record)
+        except errors.LeaseLost:
+            return pending(item.customer_id, Event.NOT_SENT, "not sent: lease not held")
         except errors.AuthError:
             raise
         except errors.Refused as exc:
             return refusal(item, exc)
         except PASSING as exc:
             event = Event.NO_ANSWER if exc.sent else Event.NOT_SENT
-            return pending(item.customer_id, event, str(exc), self.timing)
+            outcome = pending(item.customer_id, event, str(exc), self.timing)
+            return replace(outcome, sent_at=left[-1]) if exc.sent and left else outcome
 
     def _send_async(
         self, items: Sequence[Item], *, since: datetime, split: _Split
     ) -> list[Outcome]:
         """Create the batch in one async write, splitting it while RootFi refuses it whole."""
+        ids, left = [i.customer_id for i in items], list[datetime]()
+
+        def vouched() -> bool:  # the whole write, or none of it
+            held, now = self.vouch(ids)
+            left.append(now)
+            return len(held) == len(ids)
+
         try:
             sync_id, accepted_at = self.client.create_customers_async(
-                self.company_id, [i.payload.to_api() for i in items]
+                self.company_id, [i.payload.to_api() for i in items], before_send=vouched
             )
+        except errors.LeaseLost as exc:
+            waiting = all_pending(items, Event.NOT_SENT, f"not sent: {exc}", self.timing)
+            raise BatchIncomplete(
+                f"async write of {len(items)} not sent ({exc})", [], waiting
+            ) from None
         except errors.AuthError:
             raise
         except errors.Refused as exc:
@@ -219,7 +234,7 @@ class Delivery:
             return self._bisect(items, since=since, split=split)
         except PASSING as exc:
             event = Event.ASYNC_LOST if exc.sent else Event.NOT_SENT
-            waiting = all_pending(items, event, str(exc), self.timing)
+            waiting = _sent_at(all_pending(items, event, str(exc), self.timing), left)
             raise BatchIncomplete(
                 f"async write of {len(items)} got no answer ({exc})", [], waiting
             ) from exc
@@ -229,10 +244,12 @@ class Delivery:
         since = accepted_at - ACCEPTED_MARGIN if accepted_at else since - self.timing.skew
         try:
             return self._collect(items, sync_id, since=since)
+        except BatchIncomplete as exc:
+            raise BatchIncomplete(str(exc), exc.outcomes, _sent_at(exc.pending, left)) from None
         except UNREADABLE as exc:  # a follow-up GET failed: the write is known; ask again later
             error = f"async write {sync_id}: could not follow it ({exc})"
             waiting = all_pending(items, Event.ASYNC_OPEN, error, self.timing, sync_id)
-            raise BatchIncomplete(error, [], waiting) from exc
+            raise BatchIncomplete(error, [], _sent_at(waiting, left)) from exc
 
     def _bisect(self, items: Sequence[Item], *, since: datetime, split: _Split) -> list[Outcome]:
         """Send each half on its own, so one bad record cannot hold back the others.
@@ -315,6 +332,17 @@ class _Split:
 
     def add(self, sent: int = 0, refused: int = 0) -> None:
         self.sent, self.refused = self.sent + sent, self.refused + refused
+
+
+def _sent_at(pending: dict[str, Outcome], left: list[datetime]) -> dict[str, Outcome]:
+    """Return the pending outcomes, those in doubt stamped with when their request left (the
+    last moment the database vouched for it: `left`, empty when it never left)."""
+    if not left:
+        return pending
+    return {
+        cid: replace(o, sent_at=left[-1]) if o.status == Status.IN_DOUBT and not o.sent_at else o
+        for cid, o in pending.items()
+    }
 
 
 def _separate(outcomes: list[Outcome]) -> tuple[list[Outcome], dict[str, Outcome]]:

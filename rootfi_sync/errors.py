@@ -9,6 +9,8 @@
     ├── CircuitOpen                        too many customers refused: the run stopped early
     ├── CompanyRunsFailed                  a fan-out's run of one company or more did not
     │                                      complete (the companies are named)
+    ├── LeaseLost                          the database no longer vouches for the lease of a
+    │                                      customer about to be sent: nothing was sent
     └── RootFiError                        talking to RootFi went wrong; `sent` is False
                                            only when RootFi surely processed nothing
         ├── TransportError (OSError)       the answer never came: the request may or may not
@@ -53,6 +55,11 @@ class CircuitOpen(RootFiSyncError):
 
 class CompanyRunsFailed(RootFiSyncError):
     """One company's run or more, started by the fan-out, did not complete."""
+
+
+class LeaseLost(RootFiSyncError):
+    """The run no longer holds (with its margin) the lease of a customer it was about to send,
+    by the database's clock: the request did not leave."""
 
 
 class RootFiError(RootFiSyncError):

@@ -1,18 +1,17 @@
-"""Keeping a run's leases while it sends, and knowing when it can no longer vouch for one.
+"""Keeping a run's leases while it sends.
 
 A claim leases customers to a run until the database's clock reaches `lease_expires_at`. While
 the run holds customers, a background thread renews their leases every third of the lease.
 Each renewal tells which customers the run still holds; a customer whose lease was lost (it ran
-out and another run took it) is dropped. The run may send for a customer only while its last
-confirmed lease, counted on this machine's monotonic clock from just before the renewal, has
-a safety margin left (`may_send`): a run that cannot reach its database stops sending.
+out and another run took it) is dropped. Whether a request may leave is not decided here but
+by the database, right before each POST (`Ledger.vouch`, with this keeper's `margin` to
+spare): a machine's clock can stop while it sleeps, the database's does not.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -29,8 +28,10 @@ class LeaseKeeper:
     def __init__(self, ledger: Ledger, lease_seconds: float) -> None:
         self.ledger = ledger
         self.lease = lease_seconds
+        # What a lease must have left when a request leaves: the time that request may take
+        # to leave once the database vouched for it.
         self.margin = min(10.0, lease_seconds * 0.1)
-        self._valid_until: dict[str, float] = {}
+        self._held: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rootfi-lease", daemon=True)
@@ -43,43 +44,31 @@ class LeaseKeeper:
         self._stop.set()
         self._thread.join(timeout=30)
 
-    def hold(self, customer_ids: Iterable[str], since: float) -> None:
-        """Start keeping these customers, leased at `since` (monotonic, before the claim)."""
+    def hold(self, customer_ids: Iterable[str]) -> None:
+        """Start keeping these customers (just claimed)."""
         with self._lock:
-            for cid in customer_ids:
-                self._valid_until[cid] = since + self.lease - self.margin
+            self._held.update(customer_ids)
 
     def release(self, customer_ids: Iterable[str]) -> None:
         """Stop keeping these customers (their outcome is written, or they were lost)."""
         with self._lock:
-            for cid in customer_ids:
-                self._valid_until.pop(cid, None)
-
-    def may_send(self, customer_id: str) -> bool:
-        """Whether the run still holds this customer's lease, with the margin to spare."""
-        with self._lock:
-            return self._valid_until.get(customer_id, 0.0) > time.monotonic()
+            self._held.difference_update(customer_ids)
 
     def renew_now(self) -> None:
         """Renew every lease held; drop the customers whose lease was lost."""
         with self._lock:
-            ids = list(self._valid_until)
+            ids = list(self._held)
         if not ids:
             return
-        started = time.monotonic()
         held = self.ledger.renew(ids, timedelta(seconds=self.lease))
-        lost = 0
+        lost = set(ids) - held
         with self._lock:
-            for cid in ids:
-                if cid not in self._valid_until:  # released meanwhile
-                    continue
-                if cid in held:
-                    self._valid_until[cid] = started + self.lease - self.margin
-                else:
-                    del self._valid_until[cid]
-                    lost += 1
+            lost &= self._held  # not those released meanwhile
+            self._held -= lost
         if lost:
-            logger.warning("%s customer lease(s) were lost to another run: not sent here", lost)
+            logger.warning(
+                "%s customer lease(s) were lost to another run: not sent here", len(lost)
+            )
 
     def _run(self) -> None:
         interval = self.lease / 3

@@ -1,7 +1,8 @@
 """Finding out what a request that got no answer did: looking customers in doubt up in RootFi.
 
 A lookup lists the company's customers updated since the customer's first unresolved attempt
-(less a clock-skew margin) and matches them to what was sent:
+(stamped on the database's clock, moved onto RootFi's by the skew measured from its `Date`
+header, less a clock-skew margin) and matches them to what was sent:
 
 * A record matches a customer when it is equal, on the fields ROOTFI_MATCH_FIELDS names, to
   any payload sent for that customer since its first unresolved attempt, values compared the
@@ -22,11 +23,12 @@ Sending is `rootfi_sync.delivery`'s.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from rootfi_sync import errors
@@ -45,6 +47,7 @@ from rootfi_sync.matching import DEFAULT_MATCH_FIELDS, match_records, signature
 from rootfi_sync.models import CustomerPayload
 from rootfi_sync.outcomes import Outcome, Status
 
+logger = logging.getLogger("rootfi_sync.lookup")
 PASSING = (errors.RateLimited, errors.ServerError, errors.TransportError)
 UNREADABLE = (*PASSING, errors.Refused)  # a GET of a sync or its jobs that says nothing yet
 FINAL = ("SUCCESS", "FAILED")
@@ -62,6 +65,7 @@ class Item:
     sync_id: str | None = None  # the async write holding it, until that is final
     sent_keys: tuple[str, ...] = ()  # signatures of what was sent since `doubt_since`
     redriven: bool = False  # `rootfi-sync retry` (or a changed row) asked for it again
+    last_mode: str | None = None  # the write mode of the last request (its settle time)
 
     @property
     def payload_hash(self) -> str:
@@ -72,12 +76,6 @@ class Item:
         """The signatures a lookup accepts: every payload sent before, and this one."""
         mine = signature(self.payload.to_api()).encode()
         return tuple(dict.fromkeys((*self.sent_keys, mine)))
-
-    def sent_at(self, moment: datetime) -> Item:
-        """Return the item as it stands once sent at `moment` (for the next attempt's lookup)."""
-        return replace(
-            self, doubt_since=self.doubt_since or moment, last_sent=moment, sent_keys=self.keys
-        )
 
 
 def synced(
@@ -135,7 +133,9 @@ class Lookup:
     """Looks up the customers in doubt of one company, in one write mode, through one client.
 
     `known` tells which RootFi ids the ledger already gives to customers (never adopted again);
-    `fields` are ROOTFI_MATCH_FIELDS; `resend` is ROOTFI_RESEND_IN_DOUBT.
+    `fields` are ROOTFI_MATCH_FIELDS; `resend` is ROOTFI_RESEND_IN_DOUBT; `clock` is the
+    database's, on which `doubt_since` was stamped: a window starts on RootFi's clock, moved by
+    the skew measured between the two.
     """
 
     client: RootFiClient
@@ -145,6 +145,7 @@ class Lookup:
     timing: Timing = field(default_factory=Timing)
     fields: tuple[str, ...] = DEFAULT_MATCH_FIELDS
     resend: str = "after-settle"
+    clock: Callable[[], datetime] | None = None
 
     def resolve(
         self, items: Sequence[Item], now: datetime
@@ -165,8 +166,9 @@ class Lookup:
             return [], held | self._failed(doubtful, now, exc), to_send
         settled = [replace(o, adopted=True) for o in found]
         proofs = self._proofs(doubtful, missing, ended)
-        settle = self.timing.settle(self.mode)
         for item in missing:
+            # From the last moment a request may have left, in the mode it left in.
+            settle = self.timing.after_sent(item.last_mode or self.mode)
             left = wait_left(item.last_sent, now, settle)
             if left > 0:
                 error = "not found in RootFi yet; decided once what was sent had time to land"
@@ -252,7 +254,27 @@ class Lookup:
         if not items:
             return [], []
         since = min(i.doubt_since for i in items if i.doubt_since is not None)
-        return self.find(items, since - self.timing.skew)
+        return self.find(items, since - self._skew() - self.timing.skew)
+
+    def _skew(self) -> timedelta:
+        """Return how far the database's clock is ahead of RootFi's (its `Date`), measured
+        now, and log it: 0 when either is unknown."""
+        if self.clock is None:
+            return timedelta(0)
+        ours, theirs = self.clock(), self.client.server_now()
+        if theirs is None:
+            logger.warning("RootFi sent no Date header: lookup windows use the database's clock")
+            return timedelta(0)
+        skew = ours - theirs
+        beyond = abs(skew) > self.timing.skew
+        logger.log(
+            logging.WARNING if beyond else logging.DEBUG,
+            "the database's clock is %.1f s %s RootFi's%s",
+            abs(skew.total_seconds()),
+            "ahead of" if skew >= timedelta(0) else "behind",
+            ": lookup windows are moved by it" if beyond else "",
+        )
+        return skew
 
     def _failed(self, items: Sequence[Item], now: datetime, exc: Exception) -> dict[str, Outcome]:
         return {
@@ -261,7 +283,7 @@ class Lookup:
                 Event.LOOKUP_FAILED,
                 f"lookup failed: {exc}",
                 self.timing,
-                mode=self.mode,
+                mode=i.last_mode or self.mode,
                 sync_id=i.sync_id,
                 last_sent=i.last_sent,
                 now=now,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -16,6 +17,10 @@ class Status(StrEnum):
     # Final: RootFi said it created the customer (a job or sync reporting SUCCESS), but no
     # record could be identified as its own. Never claimed or sent again; `sync_id` says where.
     CREATED_UNKNOWN = "CREATED_UNKNOWN"
+
+
+FINAL_STATES = (Status.SYNCED, Status.FAILED, Status.CREATED_UNKNOWN)
+"""States an attempt ends in for good (FAILED until the row changes or a redrive)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +37,5 @@ class Outcome:
     parked: bool = False  # FAILED because its attempts ran out, not because it was refused
     wait: float = 0.0  # pending: seconds before anything may be sent for it again
     duplicates: tuple[str, ...] = ()  # other RootFi records that match it: duplicates found
+    recorded: bool = False  # already in the ledger (an attempt before a task retry wrote it)
+    sent_at: datetime | None = None  # in doubt: when its request left (the database's clock)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from pydantic import SecretStr
 
@@ -55,6 +56,7 @@ def timing_of(settings: Settings) -> Timing:
         async_settle=settings.rootfi_async_settle_seconds,
         sync_poll=settings.rootfi_sync_poll_seconds,
         skew=timedelta(seconds=settings.rootfi_reconcile_skew_seconds),
+        timeout=settings.rootfi_timeout_seconds,
     )
 
 
@@ -152,9 +154,9 @@ def _delivery(
         pool=pool,
         known=ledger.known_rootfi_ids,
         timing=timing_of(settings),
-        may_send=leases.may_send,
+        vouch=partial(ledger.vouch, margin=leases.margin),
         on_accepted=ledger.record_pending_sync,
-        stamp=ledger.touch,
+        stamp=partial(ledger.touch, mode=settings.rootfi_write_mode),
         clock=ledger.now,
         stop_splitting=stop_splitting,
         poll_timeout=settings.rootfi_poll_timeout_seconds,

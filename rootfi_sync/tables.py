@@ -34,20 +34,30 @@ DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), *MYSQL_DIALECTS)
 
 # The ledger on MySQL/MariaDB: InnoDB whatever the server's default engine (claims need its
 # transactions and row locks; MyISAM's 1000-byte keys could not even hold the primary key),
-# utf8mb4 whatever the database's default, and the binary collation, so that keys compare
+# utf8mb4 whatever the database's default, and a binary collation, so that keys compare
 # exactly as on SQLite and PostgreSQL ('abc' and 'ABC' are two customers, not one key
 # conflict) and a join to a source column of any utf8mb4 collation is no "illegal mix of
 # collations" (a _bin side wins). The primary key (VARCHAR(255) utf8mb4 + BIGINT) is
 # 1020 + 8 bytes, within InnoDB's 3072-byte limit for DYNAMIC rows (the default since
 # MySQL 5.7 and MariaDB 10.2; COMPACT rows would allow 767 bytes, so it is asked for).
-# One caveat of MySQL's PAD SPACE collations, utf8mb4_bin among them: ids that differ only
-# by trailing spaces compare equal.
+# 0001 created it utf8mb4_bin, which is PAD SPACE ('C-1 ' = 'C-1'); 0003 converts it to the
+# server's NO PAD binary collation (`exact_collation`), so trailing spaces count too.
 LEDGER_TABLE_OPTIONS: dict[str, Any] = {
     "mysql_engine": "InnoDB",
     "mysql_charset": "utf8mb4",
-    "mysql_collate": "utf8mb4_bin",
     "mysql_row_format": "DYNAMIC",
 }
+EXACT_COLLATIONS = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin")
+"""NO PAD binary collations of utf8mb4: MariaDB 10.2+'s, then MySQL 8's."""
+
+
+def exact_collation(conn: sa.Connection) -> str | None:
+    """Return the NO PAD binary utf8mb4 collation this MySQL/MariaDB server has, if any
+    (MySQL 5.7 has none: its ledger keeps utf8mb4_bin, where trailing spaces do not count)."""
+    found = set(
+        conn.execute(sa.text("SELECT collation_name FROM information_schema.collations")).scalars()
+    )
+    return next((name for name in EXACT_COLLATIONS if name in found), None)
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -90,7 +100,12 @@ ledger = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("synced_at", UTCDateTime),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The last moment a request for it may have left (database clock): when the database last
+    # vouched for its lease before a POST, recorded with the outcome (or, recorded in doubt
+    # with no such time, the outcome's); a lost owner's lease end when another run takes over.
     sa.Column("attempted_at", UTCDateTime),
+    # The write mode of that request (single, batch): its settle time (0003).
+    sa.Column("attempt_mode", sa.String(8)),
     sa.Column("next_attempt_at", UTCDateTime),
     sa.Column("lease_owner", sa.String(64)),
     sa.Column("lease_expires_at", UTCDateTime),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -32,7 +31,6 @@ def claim_batch(
     `lease`: a dry run)."""
     parts = run.current()
     ledger = parts.ledger
-    since = time.monotonic()  # no later than `now`: the lease runs from `now` in the ledger
     now = ledger.now()
     page = ledger.candidates(now, after=after, limit=limit, only=only or ())
     _warn_about_keys(page, ledger.source.c.id.name)
@@ -40,7 +38,7 @@ def claim_batch(
     if not lease:
         return Claimed(page.candidates, seen=seen, last_id=page.last_id)
     won = ledger.claim(page.candidates, timedelta(seconds=parts.leases.lease), now)
-    parts.leases.hold((c.customer_id for c in won), since)
+    parts.leases.hold(c.customer_id for c in won)
     return Claimed(won, seen=seen, last_id=page.last_id)
 
 

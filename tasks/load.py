@@ -1,16 +1,17 @@
 """Load: send a batch to RootFi, with task-level retries and caching.
 
-A retry is never blind: it starts from what the previous attempt learnt (outcomes known,
-customers surely not sent, customers in doubt since when), looks the doubtful ones up in
-RootFi first, and sends only what it did not find and may send (`rootfi_sync.decisions`).
+A retry is never blind: it starts from what the ledger holds (`resume`: outcomes the attempts
+before it recorded, when a request for each customer may last have left and in which mode),
+not from this process's memory, so a retry anywhere behaves the same. It looks the doubtful
+ones up in RootFi first, and sends only what it did not find and may send
+(`rootfi_sync.decisions`).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from prefect import runtime, task
@@ -20,9 +21,11 @@ from prefect.utilities.annotations import quote
 from prefect.utilities.hashing import hash_objects
 
 from rootfi_sync import errors, run
+from rootfi_sync.decisions import Event, pending
 from rootfi_sync.delivery import RETRYABLE, BatchIncomplete
-from rootfi_sync.ledger import Outcome, Status
+from rootfi_sync.ledger import Ledger, Outcome, Status
 from rootfi_sync.lookup import Item
+from rootfi_sync.outcomes import FINAL_STATES
 
 
 def is_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -74,19 +77,6 @@ def sent_batch_key(context: TaskRunContext, parameters: dict[str, Any]) -> str |
     return send_key(request.unquote() if isinstance(request, quote) else request)
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """What one attempt at a batch started from, and what it left for the next."""
-
-    at: datetime
-    items: list[Item]
-    incomplete: BatchIncomplete
-
-
-_previous: dict[str, Attempt] = {}  # task run id -> its last attempt, while a retry follows
-_previous_lock = threading.Lock()
-
-
 @task(
     name="send-batch",
     task_run_name="send-batch-{request.batch_no}",
@@ -99,55 +89,86 @@ _previous_lock = threading.Lock()
 )
 def send_batch(request: SendRequest) -> list[Outcome]:
     """Return each customer's outcome; raise BatchIncomplete while some got no answer."""
-    delivery = run.current().delivery
+    parts = run.current()
+    delivery = parts.delivery
     if (request.company_id, request.mode) != (delivery.company_id, delivery.mode):
         raise ValueError(  # the cache key would not say what is sent: a bug
             f"send request for company {request.company_id} ({request.mode}) given to the "
             f"run of company {delivery.company_id} ({delivery.mode})"
         )
-    items = list(request.items)
-    run_id = str(runtime.task_run.id)
-    now = delivery.clock()
-    with _previous_lock:
-        previous = _previous.pop(run_id, None)
-    known: list[Outcome] = []
-    run_count = runtime.task_run.run_count or 1
-    if run_count > 1:
-        known, items = _resume(items, previous, now)
-    try:
-        return known + delivery.deliver(items, now, again=run_count > 1)
-    except BatchIncomplete as exc:
-        incomplete = BatchIncomplete(str(exc), known + exc.outcomes, exc.pending, exc.sent)
-        context = TaskRunContext.get()
-        # Kept only for a retry that will follow (is_transient): else nothing would take it.
-        if context is not None and run_count <= context.task.retries and incomplete.retry_now:
-            with _previous_lock:
-                _previous[run_id] = Attempt(now, items, incomplete)
-        raise incomplete from None
+    context = TaskRunContext.get()
+    retries = context.task.retries if context is not None else 0
+    return attempt(parts, request.items, runtime.task_run.run_count or 1, retries)
 
 
-def _resume(
-    items: Sequence[Item], previous: Attempt | None, now: datetime
-) -> tuple[list[Outcome], list[Item]]:
-    """Return what the previous attempt settled, and the items left, as it left them.
+def attempt(
+    parts: run.RunParts, items: Sequence[Item], run_count: int, retries: int
+) -> list[Outcome]:
+    """Make attempt `run_count` (of 1 + `retries`) at a batch; return each item's outcome.
 
-    `items` are the task's own; the previous attempt's, as it started, carry what the
-    attempts before it learnt. Those it sent are looked up from then on; those it held back
-    (a lookup that failed, a write still landing) are as they were. Without a record of it
-    (it failed otherwise), every item may have been sent then.
+    A retry starts from what the ledger holds (`resume`). Raises BatchIncomplete while some
+    got no answer, after writing what this attempt settled when a retry will follow.
     """
-    if previous is None:
-        return [], [i.sent_at(now) for i in items]
-    at, incomplete = previous.at, previous.incomplete
-    left = []
-    for item in previous.items:
-        outcome = incomplete.pending.get(item.customer_id)
-        if outcome is None:
-            continue
-        if item.customer_id in incomplete.sent and outcome.status == Status.IN_DOUBT:
-            item = item.sent_at(at)
-        left.append(replace(item, sync_id=outcome.sync_id or item.sync_id))
-    return list(incomplete.outcomes), left
+    known: list[Outcome] = []
+    if run_count > 1:
+        known, items = resume(parts.ledger, items)
+    try:
+        return known + parts.delivery.deliver(items, parts.delivery.clock())
+    except BatchIncomplete as exc:
+        # What a retry that may follow resumes from, in the ledger: not memory.
+        if run_count <= retries:
+            parts.ledger.record_settled([*exc.outcomes, *exc.pending.values()])
+        raise BatchIncomplete(str(exc), known + exc.outcomes, exc.pending) from None
+
+
+def resume(ledger: Ledger, items: Sequence[Item]) -> tuple[list[Outcome], list[Item]]:
+    """Return what the attempts before this retry settled, and the items left, each with the
+    history the ledger holds of it (whatever process ran those attempts).
+
+    An item left is looked up before it is sent again when a request for it may have left
+    (`attempted_at`, which the attempt before wrote: `Ledger.record_settled`), and waits from
+    the last moment one may have left. One whose lease this run no longer holds is not sent
+    (another run may have it).
+    """
+    rows = ledger.resume([i.customer_id for i in items])
+    known: list[Outcome] = []
+    left: list[Item] = []
+    for item in items:
+        row = rows.get(item.customer_id)
+        if row is None:
+            known.append(pending(item.customer_id, Event.NOT_SENT, "not sent: lease not held"))
+        elif row.status in FINAL_STATES:
+            known.append(_recorded(row))
+        else:
+            left.append(_as_held(item, row))
+    return known, left
+
+
+def _recorded(row: Any) -> Outcome:
+    """The outcome an earlier attempt recorded (`Ledger.record_settled`)."""
+    error = row.last_error.splitlines()[-1].partition(" ")[2] if row.last_error else None
+    return Outcome(
+        row.customer_id,
+        Status(row.status),
+        rootfi_id=row.rootfi_id,
+        platform_id=row.platform_id,
+        sync_id=row.sync_id,
+        error=error if row.status == Status.FAILED else None,
+        recorded=True,
+    )
+
+
+def _as_held(item: Item, row: Any) -> Item:
+    """The item with the ledger's history of it; in doubt only if a request may have left."""
+    sent = row.attempted_at is not None
+    return replace(
+        item,
+        doubt_since=row.doubt_since if sent or item.doubt_since else None,
+        last_sent=row.attempted_at,
+        last_mode=row.attempt_mode,
+        sync_id=row.sync_id,
+        sent_keys=tuple(row.sent_keys.split()) if row.sent_keys else (),
+    )
 
 
 @task(

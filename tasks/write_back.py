@@ -21,7 +21,8 @@ def record_intent(items: list[Item], *, batch_no: int) -> list[Item]:
     """Mark the batch SENDING, before any request leaves; return the items this run may send
     (those whose lease it still holds)."""
     parts = run.current()
-    held = parts.ledger.record_intent({i.customer_id: (i.payload_hash, i.keys) for i in items})
+    intents = {i.customer_id: (i.payload_hash, i.keys) for i in items}
+    held = parts.ledger.record_intent(intents, mode=parts.delivery.mode)
     parts.leases.release(i.customer_id for i in items if i.customer_id not in held)
     return [i for i in items if i.customer_id in held]
 

@@ -40,11 +40,12 @@ class Candidate:
     row: dict[str, Any]
     source_hash: str
     attempts: int
-    attempted_at: datetime | None
+    attempted_at: datetime | None  # the last moment a request for it may have left
     doubt_since: datetime | None = None  # first attempt not resolved yet, if any
     sent_keys: tuple[str, ...] = ()  # match keys of the payloads sent since then
     sync_id: str | None = None  # the async write that holds it, until that write is final
     status: str | None = None  # its ledger state when read (None: no ledger row yet)
+    attempt_mode: str | None = None  # the write mode of its last request (its settle time)
 
     @property
     def customer_id(self) -> str:

@@ -1,8 +1,9 @@
 """The SQL of the ledger that is not a method of it, built per dialect where they differ.
 
 Which rows a run may take now (`eligible`), the database's clock (`db_now`: every lease is set
-and checked against it), the INSERT that skips existing rows (`insert_ignore`), and the one
-UPDATE that writes outcomes (`OUTCOME_UPDATE`, with `outcome_params`).
+and checked against it; `db_clock` inside a statement), the INSERT that skips existing rows
+(`insert_ignore`), and the UPDATE that writes outcomes (`OUTCOME_UPDATE`, `SETTLED_UPDATE`
+which keeps the lease, with `outcome_params`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from rootfi_sync.outcomes import Outcome, Status
-from rootfi_sync.tables import ledger
+from rootfi_sync.tables import MYSQL_DIALECTS, UTCDateTime, ledger
 from rootfi_sync.timefmt import iso_ms
 
 MAX_ERROR_HISTORY = 4000
@@ -58,6 +59,19 @@ def db_now(conn: sa.Connection) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def db_clock(dialect: str, ahead: float = 0.0) -> sa.ColumnElement[datetime]:
+    """The database's clock `ahead` seconds on (UTC, as the ledger stores times), as SQL to use
+    inside a statement: what `db_now` reads, without a query of its own."""
+    micros = int(ahead * 1_000_000)
+    if dialect == "postgresql":
+        text = f"((clock_timestamp() AT TIME ZONE 'UTC') + interval '{micros} microseconds')"
+    elif dialect in MYSQL_DIALECTS:
+        text = f"(UTC_TIMESTAMP(6) + INTERVAL {micros} MICROSECOND)"
+    else:
+        text = f"strftime('%Y-%m-%d %H:%M:%f', 'now', '{micros / 1_000_000:+.6f} seconds')"
+    return sa.literal_column(text, type_=UTCDateTime())
+
+
 def _newest(text: sa.ColumnElement[str], limit: int) -> sa.ColumnElement[str]:
     """The last `limit` characters of `text` (the newest history), on every dialect."""
     return sa.case(
@@ -70,7 +84,9 @@ def _keep(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
     return sa.func.coalesce(sa.bindparam(f"b_{column.key}", type_=column.type), column)
 
 
-def _outcome_update() -> sa.Update:
+def _outcome_update(*, release: bool = True) -> sa.Update:
+    """The UPDATE writing one outcome (`outcome_params`); with `release`, the run lets the
+    customer's lease go (its attempt is over), else it keeps it (a task retry follows)."""
     c = ledger.c
     error = sa.bindparam("b_error", type_=sa.Text)
     history = sa.case(
@@ -79,9 +95,23 @@ def _outcome_update() -> sa.Update:
         else_=_newest(c.last_error + "\n" + error, MAX_ERROR_HISTORY),
     )
     synced = sa.bindparam("b_status", type_=sa.String) == Status.SYNCED
+    sent_at = sa.bindparam("b_sent_at", type_=c.attempted_at.type)
+    # When a request in doubt left; in doubt with no stamp at all (its attempt failed without
+    # saying when): no later than now.
+    unstamped = sa.and_(
+        sa.bindparam("b_status", type_=sa.String) == Status.IN_DOUBT, c.attempted_at.is_(None)
+    )
+    now = sa.bindparam("b_now", type_=c.updated_at.type)
+    attempted_at = sa.case((sent_at.is_not(None), sent_at), (unstamped, now), else_=c.attempted_at)
+    # A SYNCED row is never written again, but for the same record (what a retry recorded).
+    same_record = c.rootfi_id == sa.bindparam("b_rootfi_id", type_=c.rootfi_id.type)
+    lease = {"lease_owner": None, "lease_expires_at": None} if release else {}
     return (
         ledger.update()
-        .where(c.customer_id == sa.bindparam("b_cid"), c.status != Status.SYNCED)
+        .where(
+            c.customer_id == sa.bindparam("b_cid"),
+            sa.or_(c.status != Status.SYNCED, sa.and_(synced, same_record)),
+        )
         .values(
             status=sa.bindparam("b_status", type_=sa.String),
             rootfi_id=_keep(c.rootfi_id),
@@ -90,21 +120,22 @@ def _outcome_update() -> sa.Update:
             last_error=history,
             synced_at=sa.bindparam("b_synced_at", type_=c.synced_at.type),
             next_attempt_at=sa.bindparam("b_next_attempt_at", type_=c.next_attempt_at.type),
+            attempted_at=attempted_at,
             doubt_since=sa.case((synced, None), else_=c.doubt_since),
             sent_keys=sa.case((synced, None), else_=c.sent_keys),
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=sa.bindparam("b_now"),
+            updated_at=now,
+            **lease,
         )
     )
 
 
 OUTCOME_UPDATE = _outcome_update()
+SETTLED_UPDATE = _outcome_update(release=False)
 
 
 def outcome_params(outcome: Outcome, now: datetime, next_at: datetime | None) -> dict[str, Any]:
     """Return the parameters of `OUTCOME_UPDATE` for one outcome, written at `now`."""
-    error = f"{iso_ms(now)} {outcome.error}" if outcome.error else None
+    error = f"{iso_ms(now)} {outcome.error}" if outcome.error and not outcome.recorded else None
     return {
         "b_cid": outcome.customer_id,
         "b_status": str(outcome.status),
@@ -114,6 +145,7 @@ def outcome_params(outcome: Outcome, now: datetime, next_at: datetime | None) ->
         "b_error": error,
         "b_synced_at": now if outcome.status == Status.SYNCED else None,
         "b_next_attempt_at": next_at,
+        "b_sent_at": outcome.sent_at,
         "b_now": now,
     }
 

@@ -10,6 +10,7 @@ unresolved attempt and for every payload sent since (`sent_keys`), before it is 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,14 +22,28 @@ from rootfi_sync.ledger.reading import Candidate, LedgerReader
 from rootfi_sync.ledger.statements import (
     CHUNK,
     OUTCOME_UPDATE,
+    SETTLED_UPDATE,
+    db_clock,
     db_now,
     eligible,
     insert_ignore,
     outcome_params,
     utcnow,
 )
-from rootfi_sync.outcomes import Outcome, Status
+from rootfi_sync.outcomes import FINAL_STATES, Outcome, Status
 from rootfi_sync.tables import ledger
+
+FINAL = FINAL_STATES
+HISTORY = (
+    ledger.c.customer_id,
+    ledger.c.attempts,
+    ledger.c.attempted_at,
+    ledger.c.attempt_mode,
+    ledger.c.doubt_since,
+    ledger.c.sent_keys,
+    ledger.c.sync_id,
+)
+"""What the ledger holds of a customer's sends: a claim and a task retry start from it."""
 
 
 class Ledger(LedgerReader):
@@ -79,6 +94,13 @@ class Ledger(LedgerReader):
                 )
         changed = sa.or_(c.source_hash.is_(None), c.source_hash != sa.bindparam("b_hash"))
         ever_sent = sa.func.coalesce(c.doubt_since, c.attempted_at).is_not(None)
+        # An owner that never wrote an outcome (its lease is still on the row) may have sent
+        # until its lease ended: the settle time runs from then, not from its last stamp.
+        abandoned = sa.and_(
+            c.lease_owner.is_not(None),
+            ever_sent,
+            sa.or_(c.attempted_at.is_(None), c.lease_expires_at > c.attempted_at),
+        )
         with self.engine.begin() as conn:
             take = (
                 ledger.update()
@@ -91,6 +113,10 @@ class Ledger(LedgerReader):
                 .ordered_values(
                     (c.attempts, sa.case((c.status == Status.FAILED, 0), else_=c.attempts)),
                     (c.status, sa.case((ever_sent, Status.IN_DOUBT), else_=Status.CLAIMED)),
+                    (
+                        c.attempted_at,
+                        sa.case((abandoned, c.lease_expires_at), else_=c.attempted_at),
+                    ),
                     (c.source_hash, sa.bindparam("b_hash")),
                     (c.lease_owner, self.owner),
                     (c.lease_expires_at, now + lease),
@@ -113,6 +139,7 @@ class Ledger(LedgerReader):
                 r.doubt_since or r.attempted_at,
                 _split_keys(r.sent_keys),
                 r.sync_id,
+                attempt_mode=r.attempt_mode,
             )
             for cand in candidates
             if (r := won.get(cand.customer_id)) is not None
@@ -126,9 +153,7 @@ class Ledger(LedgerReader):
         c, rows = ledger.c, list[Any]()
         for start in range(0, len(customer_ids), CHUNK):
             query = (
-                sa.select(
-                    c.customer_id, c.attempts, c.attempted_at, c.doubt_since, c.sent_keys, c.sync_id
-                )
+                sa.select(*HISTORY)
                 .where(
                     c.company_id == self.company_id,
                     c.lease_owner == self.owner,
@@ -155,14 +180,16 @@ class Ledger(LedgerReader):
             self._update_held(conn, ids, still, lease_expires_at=now + lease)
             return {r.customer_id for r in self._held(conn, ids, now)}
 
-    def record_intent(self, intents: Mapping[str, tuple[str, tuple[str, ...]]]) -> set[str]:
+    def record_intent(
+        self, intents: Mapping[str, tuple[str, tuple[str, ...]]], mode: str | None = None
+    ) -> set[str]:
         """Mark customers SENDING, before the request leaves; return those this run may send.
 
         `intents` maps each customer to its payload hash and the match keys of every payload
-        sent since its first unresolved attempt, this one included. A customer never sent is
-        stamped sent now; one in doubt is stamped only if it is sent again (`touch`), once its
-        lookup has found nothing. Customers whose lease this run no longer holds are left
-        alone, and must not be sent.
+        sent since its first unresolved attempt, this one included; `mode` is the write mode its
+        requests will use. A customer never sent is in doubt from now (a lookup starts here);
+        when a request left is recorded with its outcome (`sent_at`: no stamp, never sent).
+        Customers whose lease this run no longer holds are left alone, and must not be sent.
         """
         if not intents:
             return set()
@@ -175,7 +202,7 @@ class Ledger(LedgerReader):
                 # In this order: MySQL assigns left to right, each seeing the ones before it.
                 .ordered_values(
                     (c.sent_keys, sa.case((fresh, sa.bindparam("b_keys")), else_=c.sent_keys)),
-                    (c.attempted_at, sa.case((fresh, now), else_=c.attempted_at)),
+                    (c.attempt_mode, sa.case((fresh, mode), else_=c.attempt_mode)),
                     (c.doubt_since, sa.func.coalesce(c.doubt_since, c.attempted_at, now)),
                     (c.status, Status.SENDING),
                     (c.payload_hash, sa.bindparam("b_hash")),
@@ -219,10 +246,11 @@ class Ledger(LedgerReader):
             changed.update(conn.execute(query).scalars())
         return changed
 
-    def touch(self, sent_keys: Mapping[str, tuple[str, ...]]) -> set[str]:
-        """Stamp customers as sent again now (a resend after a lookup, or a task retry; not
-        counted as one more attempt); return those this run still holds, the only ones it may
-        send. `sent_keys`: each customer's match keys, the payload about to leave included."""
+    def touch(self, sent_keys: Mapping[str, tuple[str, ...]], mode: str | None = None) -> set[str]:
+        """Record the match keys of customers about to be sent again (a resend after a lookup;
+        not counted as one more attempt) and the write mode it uses; return those this run
+        still holds, the only ones it may send. `sent_keys`: each customer's keys, the payload
+        about to leave included."""
         if not sent_keys:
             return set()
         c = ledger.c
@@ -230,12 +258,79 @@ class Ledger(LedgerReader):
             now = db_now(conn)
             stmt = self._fenced_update(now).values(
                 sent_keys=sa.bindparam("b_keys"),
-                attempted_at=now,
                 doubt_since=sa.func.coalesce(c.doubt_since, now),
+                attempt_mode=sa.func.coalesce(mode, c.attempt_mode),
                 updated_at=now,
             )
             params = [{"b_cid": k, "b_keys": " ".join(keys)} for k, keys in sent_keys.items()]
             return self._updated(conn, stmt, params, now)
+
+    def vouch(self, customer_ids: Sequence[str], margin: float) -> tuple[set[str], datetime]:
+        """Return which of these customers this run still holds with `margin` seconds of lease
+        to spare, by the database's clock, and that clock: the only customers the request
+        about to leave may carry, and when it leaves (what an outcome in doubt records).
+
+        Asked right before each POST (and each new try after a 429): one read by key, so a
+        process that paused or slept past its lease sends nothing.
+        """
+        ids, held, now = list(customer_ids), set[str](), None
+        with self.engine.connect() as conn:
+            query = _vouch_query(conn.dialect.name, margin)
+            for start in range(0, len(ids), CHUNK):
+                params = {"b_company": self.company_id, "b_owner": self.owner}
+                for row in conn.execute(query, params | {"b_ids": ids[start : start + CHUNK]}):
+                    held.add(row.customer_id)
+                    now = row.now
+            return held, now if now is not None else db_now(conn)
+
+    def record_settled(self, outcomes: Sequence[Outcome]) -> None:
+        """Write what an attempt learnt, keeping the leases: the final outcomes (SYNCED,
+        FAILED), and when each request in doubt left (`sent_at`). What a task retry resumes
+        from (`resume`), whatever process it runs in."""
+        self._write_sent([o for o in outcomes if o.status not in FINAL and o.sent_at])
+        final = [o for o in outcomes if o.status in FINAL]
+        if not final:
+            return
+        try:
+            self._write_settled(final)
+        except sa.exc.IntegrityError:  # two customers matched one record: keep it for one
+            self._write_settled([o for o in self._unclaimed(final) if o.status in FINAL])
+
+    def _write_sent(self, outcomes: Sequence[Outcome]) -> None:
+        if not outcomes:
+            return
+        c = ledger.c
+        with self.engine.begin() as conn:
+            stmt = ledger.update().where(
+                c.company_id == self.company_id,
+                c.customer_id == sa.bindparam("b_cid"),
+                c.lease_owner == self.owner,
+            )
+            stmt = stmt.values(attempted_at=sa.bindparam("b_sent_at", type_=c.attempted_at.type))
+            conn.execute(stmt, [{"b_cid": o.customer_id, "b_sent_at": o.sent_at} for o in outcomes])
+
+    def _write_settled(self, outcomes: Sequence[Outcome]) -> None:
+        with self.engine.begin() as conn:
+            now = db_now(conn)
+            fenced = SETTLED_UPDATE.where(
+                ledger.c.company_id == self.company_id, ledger.c.lease_owner == self.owner
+            )
+            conn.execute(fenced, [outcome_params(o, now, None) for o in outcomes])
+
+    def resume(self, customer_ids: Sequence[str]) -> dict[str, Any]:
+        """Return the ledger rows of these customers this run still owns: each one's sends
+        (`HISTORY`), state and outcome, where a task retry starts."""
+        c, ids, rows = ledger.c, list(customer_ids), dict[str, Any]()
+        columns = (*HISTORY, c.status, c.rootfi_id, c.platform_id, c.last_error)
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), CHUNK):
+                query = sa.select(*columns).where(
+                    c.company_id == self.company_id,
+                    c.lease_owner == self.owner,
+                    c.customer_id.in_(ids[start : start + CHUNK]),
+                )
+                rows.update((r.customer_id, r) for r in conn.execute(query))
+        return rows
 
     def record_pending_sync(self, customer_ids: Sequence[str], sync_id: str) -> None:
         """Remember the async write that holds these customers, as soon as RootFi names it."""
@@ -315,6 +410,18 @@ class Ledger(LedgerReader):
                 taken.add(o.rootfi_id)
             kept.append(o)
         return kept
+
+
+@functools.cache
+def _vouch_query(dialect: str, margin: float) -> sa.Select[Any]:
+    """`Ledger.vouch`'s read, built once per dialect and margin (it runs before every POST)."""
+    c = ledger.c
+    return sa.select(c.customer_id, db_clock(dialect).label("now")).where(
+        c.company_id == sa.bindparam("b_company"),
+        c.lease_owner == sa.bindparam("b_owner"),
+        c.lease_expires_at > db_clock(dialect, margin),
+        c.customer_id.in_(sa.bindparam("b_ids", expanding=True)),
+    )
 
 
 def _split_keys(value: str | None) -> tuple[str, ...]:

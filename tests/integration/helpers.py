@@ -117,6 +117,20 @@ def make_due_now(url: str) -> int:
     return moved
 
 
+def run_until_settled(url: str, runs: int, pause: float = 1.0) -> dict[str, Any]:
+    """Run the flow until every ledger row is final (SYNCED or FAILED); return the last run's
+    counts, or fail if `runs` runs do not get there. A customer waiting out the time a lost
+    request may still take to land is taken by a later run: `pause` seconds between runs."""
+    from flows.sync_customers import sync_customers
+
+    for _ in range(runs):
+        counts: dict[str, Any] = sync_customers()
+        if {r.status for r in ledger_rows(url).values()} <= {"SYNCED", "FAILED"}:
+            return counts
+        time.sleep(pause)
+    raise AssertionError(f"still unsettled after {runs} runs; the last one: {counts}")
+
+
 def assert_exactly_once(sandbox: SandboxServer, url: str, rows: list[dict[str, Any]]) -> None:
     """Each row is stored once in the sandbox, SYNCED in the ledger, with that record's id."""
     stored = sandbox.admin.customers(COMPANY)

@@ -21,21 +21,13 @@ from tests.integration.helpers import (
     assert_exactly_once,
     ledger_rows,
     make_due_now,
+    run_until_settled,
     seed_source,
     start_flow_process,
 )
 from tests.waiting import leases_run_out
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
-
-
-def run_until_settled(runs: int) -> None:
-    """Run the flow until a run leaves nothing undone; fail if `runs` runs do not get there."""
-    for _ in range(runs):
-        counts = sync_customers()
-        if counts["in_doubt"] == 0 and counts["retry_later"] == 0:
-            return
-    pytest.fail(f"still unsettled after {runs} runs; the last one: {counts}")
 
 
 @pytest.mark.parametrize(("mode", "count"), [("single", 2000), ("batch", 600)])
@@ -61,7 +53,7 @@ def test_every_customer_lands_once_despite_errors_throttling_and_lost_answers(
         seed=42,
     )
 
-    run_until_settled(3)
+    run_until_settled(sqlite_url, 8)
 
     assert_exactly_once(sandbox, sqlite_url, rows)
 
@@ -168,7 +160,7 @@ def test_a_run_killed_midway_is_finished_by_the_next_one_without_duplicates(
 ) -> None:
     rows = [make_customer() for _ in range(300)]
     seed_source(sqlite_url, rows)
-    configure(sqlite_url, rootfi_batch_size=20, rootfi_lease_seconds=1)
+    configure(sqlite_url, rootfi_batch_size=20, rootfi_lease_seconds=1, rootfi_timeout_seconds=1)
     sandbox.admin.set_faults(latency_seconds=0.05, lost_answer_rate=0.05, seed=3)
     process = start_flow_process({}, tmp_path)
     try:
@@ -181,6 +173,7 @@ def test_a_run_killed_midway_is_finished_by_the_next_one_without_duplicates(
     assert 0 < killed_at < len(rows), "the kill should land mid-run"
     sandbox.admin.set_faults(latency_seconds=0.0, lost_answer_rate=0.0)
     leases_run_out(sqlite_url)  # the dead run's
+    time.sleep(1.2)  # then its requests' timeout (ROOTFI_TIMEOUT_SECONDS=1) passes
 
     sync_customers()
 

@@ -17,7 +17,6 @@ from flows.sync_customers import sync_customers
 from rootfi_sync.db import make_engine
 from rootfi_sync.ledger import Ledger, Outcome, Status
 from rootfi_sync.tables import ledger, source_table
-from tasks import load
 from tests.factories import make_customer, sandbox_for
 from tests.integration.conftest import API_KEY, COMPANY
 from tests.integration.helpers import (
@@ -25,6 +24,7 @@ from tests.integration.helpers import (
     counts_of,
     ledger_rows,
     make_due_now,
+    run_until_settled,
     seed_source,
     start_flow_process,
     wait_for_claim_owners,
@@ -48,14 +48,6 @@ def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
         return sqlite_url
     url: str = request.getfixturevalue("pg_url")
     return url
-
-
-def run_until_settled(runs: int) -> dict[str, Any]:
-    for _ in range(runs):
-        counts = sync_customers()
-        if counts["in_doubt"] == 0 and counts["retry_later"] == 0:
-            return counts
-    pytest.fail(f"still unsettled after {runs} runs; the last one: {counts}")
 
 
 # -- 1. a key that reaches many companies -------------------------------------------------------
@@ -219,12 +211,10 @@ def test_a_lost_synchronous_create_that_lands_late_is_adopted_not_sent_again(
     seed_source(db_url, rows)
     configure(db_url, rootfi_retries=3, rootfi_sync_settle_seconds=4, rootfi_concurrency=4)
     sandbox.admin.set_faults(lost_answer_rate=0.1, lost_answer_landing_seconds=2, seed=7)
-    load._previous.clear()
 
     first = sync_customers()
 
     assert first["in_doubt"] > 0
-    assert load._previous == {}  # no retry followed the batches left in doubt: none kept
     assert sync_customers()["picked"] == 0  # not looked up before it could have landed
     sandbox.admin.set_faults(lost_answer_rate=0.0)
     stored(sandbox, COMPANY, len(rows))  # every late record has landed
@@ -242,7 +232,7 @@ def test_a_customer_in_doubt_is_resent_once_its_last_send_had_time_to_land(
 ) -> None:
     rows = [make_customer()]
     seed_source(sqlite_url, rows)
-    configure(sqlite_url, rootfi_retries=0, rootfi_sync_settle_seconds=6)
+    configure(sqlite_url, rootfi_retries=0, rootfi_sync_settle_seconds=6, rootfi_timeout_seconds=1)
     sandbox.admin.set_faults(error_500_rate=1.0, seed=1)
     assert sync_customers()["in_doubt"] == 1  # a 500: it may exist
     sent = newest_attempt(sqlite_url)
@@ -251,7 +241,8 @@ def test_a_customer_in_doubt_is_resent_once_its_last_send_had_time_to_land(
     attempts_older_than(sqlite_url, 2)  # well inside its settle time
     make_due_now(sqlite_url)
     assert sync_customers()["in_doubt"] == 1  # looked up, not found, too early to resend
-    passed(sent + timedelta(seconds=6), "the first send's settle time")  # read before the lookup
+    # Its timeout, then its settle time, from the first send (read before the lookup).
+    passed(sent + timedelta(seconds=7.3), "the first send's timeout and settle time")
     make_due_now(sqlite_url)
 
     third = sync_customers()  # the lookup of the run before did not move the settle time on
@@ -275,6 +266,7 @@ def test_errors_on_the_gets_that_follow_an_async_write_never_resend_it(
         rootfi_batch_size=50,
         rootfi_retries=3,
         rootfi_concurrency=4,
+        rootfi_timeout_seconds=1,
     )
     # Writes take a while to land, so a lookup made right after a failed GET finds nothing.
     sandbox.admin.set_faults(
@@ -285,7 +277,7 @@ def test_errors_on_the_gets_that_follow_an_async_write_never_resend_it(
         seed=11,
     )
 
-    run_until_settled(8)
+    run_until_settled(db_url, 12)
 
     assert_exactly_once(sandbox, db_url, rows)
 

@@ -63,11 +63,11 @@ def test_init_db_creates_the_ledger_beside_the_sample_source_table(
         ).one()
         version = conn.execute(sa.text("SELECT version_num FROM rootfi_sync_alembic_version"))
         assert version.scalar_one() == head_revision()
-    assert tuple(options) == ("InnoDB", "utf8mb4_bin", "Dynamic")
+    assert tuple(options) == ("InnoDB", "utf8mb4_nopad_bin", "Dynamic")  # NO PAD: 0003
     keys = sa.inspect(engine).get_pk_constraint(LEDGER_TABLE)["constrained_columns"]
     assert keys == ["customer_id", "company_id"]
     ledger_columns = columns(engine, LEDGER_TABLE)
-    assert ledger_columns["customer_id"][1:] == ("varchar(255)", None, "utf8mb4_bin")
+    assert ledger_columns["customer_id"][1:] == ("varchar(255)", None, "utf8mb4_nopad_bin")
     assert ledger_columns["company_id"][1] == "bigint(20)"
     for name in TIMESTAMPS:
         assert ledger_columns[name][1:3] == ("datetime(6)", 6), name
@@ -133,7 +133,7 @@ def test_engines_read_committed_in_utf8mb4(mysql_url: str, engine: sa.Engine) ->
 def test_pending_customers_join_a_text_keyed_source_of_another_collation(
     mysql_url: str, engine: sa.Engine
 ) -> None:
-    """The source's id (utf8mb4_unicode_ci here) against the ledger's (utf8mb4_bin)."""
+    """The source's id (utf8mb4_unicode_ci here) against the ledger's (utf8mb4_nopad_bin)."""
     upgrade_ledger(engine)
     with engine.begin() as conn:
         text_columns = ", ".join(f"{name} TEXT" for name in SOURCE_COLUMNS[1:-2])

@@ -33,7 +33,7 @@ class CountingDelivery:
     def clock(self) -> datetime:
         return datetime.now(UTC)
 
-    def deliver(self, items: Sequence[Item], now: datetime, *, again: bool) -> list[Outcome]:
+    def deliver(self, items: Sequence[Item], now: datetime) -> list[Outcome]:
         self.delivered.append([i.payload.name for i in items])
         created = f"{len(self.delivered)}-"  # each delivery creates records of its own
         return [

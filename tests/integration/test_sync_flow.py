@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from typing import Any
 
@@ -85,10 +86,11 @@ def test_a_customer_out_of_attempts_is_parked_and_the_run_counts_it_as_failed(
 ) -> None:
     row = make_customer()
     seed_source(sqlite_url, [row])
-    configure(sqlite_url, rootfi_retries=0, rootfi_max_attempts=2)
+    configure(sqlite_url, rootfi_retries=0, rootfi_max_attempts=2, rootfi_timeout_seconds=1)
     sandbox.admin.set_faults(error_500_rate=1.0)
 
     first = sync_customers()
+    time.sleep(1.1)  # its request's timeout: it may be sent again (after a lookup)
     second = sync_customers()
 
     assert (first["in_doubt"], first["failed"]) == (1, 0)

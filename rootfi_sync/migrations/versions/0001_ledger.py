@@ -38,7 +38,8 @@ def upgrade() -> None:
         sa.Column("lease_owner", sa.String(64)),
         sa.Column("lease_expires_at", UTCDateTime),
         schema=schema,
-        **LEDGER_TABLE_OPTIONS,  # MySQL/MariaDB only: InnoDB, utf8mb4, binary collation
+        **LEDGER_TABLE_OPTIONS,  # MySQL/MariaDB only: InnoDB, utf8mb4
+        mysql_collate="utf8mb4_bin",  # as 0001 made it; 0003 makes keys exact (NO PAD)
     )
     op.create_index(
         "ix_rootfi_customer_sync_company_status",
