@@ -88,9 +88,15 @@ def clean_env() -> dict[str, str]:
 
 
 def start_sandbox(
-    children: Children, work: Path, *, latency: float = 0.0, rate_limit: int | None = None
+    children: Children,
+    work: Path,
+    *,
+    latency: float = 0.0,
+    rate_limit: int | None = None,
+    companies: Sequence[int] = (COMPANY_ID,),
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """`python -m rootfi_sandbox` in memory (async writes after 0.2 s); it and its URL."""
+    """`python -m rootfi_sandbox` in memory (async writes after 0.2 s), its key reaching
+    `companies`; it and its URL."""
     log = work / f"sandbox-{time.monotonic_ns()}.log"
     argv = [
         sys.executable,
@@ -102,9 +108,9 @@ def start_sandbox(
         str(latency),
         "--api-key",
         API_KEY,
-        "--company-id",
-        str(COMPANY_ID),
     ]
+    for company in companies:
+        argv += ["--company-id", str(company)]
     if rate_limit is not None:
         argv += ["--rate-limit", str(rate_limit)]
     proc = children.start(argv, env=clean_env() | {"COLUMNS": "200"}, log=log)
@@ -116,7 +122,7 @@ def start_sandbox(
         found.extend(re.findall(r"http://127\.0\.0\.1:\d+", log.read_text(errors="replace")))
         return bool(found) and _answers(f"{found[0]}/_sandbox/state")
 
-    wait_until(announced, 30, "sandbox")
+    wait_until(announced, 60, "sandbox")
     return proc, found[0]
 
 

@@ -48,7 +48,7 @@ from bench.common import (
     OthersCpu,
     clean_env,
     start_prefect,
-    wait_until,
+    start_sandbox,
     write_record,
 )
 
@@ -87,33 +87,6 @@ def kind(request: httpx.Request) -> str:
     """A request's kind: its method and path, ids left out (e.g. GET core/companies)."""
     path = re.sub(r"/[^/]*\d[^/]*", "/{id}", request.url.path.split("/v3/", 1)[-1])
     return f"{request.method} {path}"
-
-
-def start_sandbox(children: Children, work: Path, companies: int) -> str:
-    """`python -m rootfi_sandbox` whose key reaches companies 1..N; its API URL."""
-    log = work / f"sandbox-{companies}.log"
-    argv = [sys.executable, "-m", "rootfi_sandbox", "--port", "0", "--api-key", API_KEY]
-    for company in range(1, companies + 1):
-        argv += ["--company-id", str(company)]
-    proc = children.start(argv, env=clean_env() | {"COLUMNS": "200"}, log=log)
-    found: list[str] = []
-
-    def announced() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the sandbox exited ({proc.returncode}); see {log}")
-        found.extend(re.findall(r"http://127\.0\.0\.1:\d+", log.read_text(errors="replace")))
-        return bool(found)
-
-    wait_until(announced, 60, "sandbox")
-    wait_until(lambda: _answers(f"{found[0]}/_sandbox/state"), 30, "sandbox")
-    return f"{found[0]}/v3"
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def seed(url: str, ledger_url: str | None, companies: int, synced: int, new: int) -> list[int]:
@@ -210,7 +183,8 @@ def measure(
     from rootfi_sync.db import make_engine
     from rootfi_sync.tables import ledger
 
-    api = start_sandbox(children, work, n)
+    _, base = start_sandbox(children, work, companies=range(1, n + 1))
+    api = f"{base}/v3"
     url = f"sqlite:///{work / f'source-{n}.db'}"
     ledger_url = f"sqlite:///{work / f'ledger-{n}.db'}" if apart else None
     lucky = seed(url, ledger_url, n, synced, k)

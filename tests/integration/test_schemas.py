@@ -150,7 +150,8 @@ def test_a_users_autogenerate_leaves_the_ledger_alone_with_the_documented_hook(
 
 
 def include_name(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
-    """The hook docs/your-database.md shows for a user's env.py (`context.configure(include_name=...)`)."""
+    """The hook docs/your-database.md shows for a user's env.py
+    (`context.configure(include_name=...)`)."""
     if type_ == "table":
         return name not in {"rootfi_customer_sync", "rootfi_sync_alembic_version"}
     return True

@@ -32,13 +32,6 @@ def sandbox_server() -> Iterator[SandboxServer]:
         yield started
 
 
-@pytest.fixture
-def client(sandbox_server: SandboxServer) -> Iterator[httpx.Client]:
-    sandbox_server.admin.reset()
-    with api_client(sandbox_server) as http:
-        yield http
-
-
 def on_platform(sandbox_server: SandboxServer, platform: str) -> None:
     sandbox_server.admin.set_faults(platform=platform)
 

@@ -30,13 +30,6 @@ def sandbox_server() -> Iterator[SandboxServer]:
         yield started
 
 
-@pytest.fixture
-def client(sandbox_server: SandboxServer) -> Iterator[httpx.Client]:
-    sandbox_server.admin.reset()
-    with api_client(sandbox_server) as http:
-        yield http
-
-
 def test_gets_one_company_with_its_connection_to_the_platform(client: httpx.Client) -> None:
     company = client.get(f"/core/companies/{OTHER}").json()["data"]
     assert (company["rootfi_id"], company["name"]) == (OTHER, "Sandbox company 2002")

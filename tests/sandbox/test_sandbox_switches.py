@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from tests.sandbox.helpers import (
     CUSTOMERS,
-    api_client,
     assert_error,
     create,
     customer,
@@ -31,13 +30,6 @@ def sandbox_server() -> Iterator[SandboxServer]:
     config = SandboxConfig(company_ids=frozenset({1089, 2002, 3003}), async_delay_seconds=0.02)
     with SandboxServer(config) as started:
         yield started
-
-
-@pytest.fixture
-def client(sandbox_server: SandboxServer) -> Iterator[httpx.Client]:
-    sandbox_server.admin.reset()
-    with api_client(sandbox_server) as http:
-        yield http
 
 
 def job_names(client: httpx.Client, sync_id: str, limit: int = 2) -> list[str]:
