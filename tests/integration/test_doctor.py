@@ -204,7 +204,7 @@ BROKEN: list[tuple[Callable[[Setup, pytest.MonkeyPatch], None], str, str, str]] 
     (_column_missing, "source columns", "no column mail (for email)", 'SOURCE_COLUMNS=\'{"email"'),
     (_company_column_missing, "source columns", "no column tenant_id", "SOURCE_COMPANY_COLUMN"),
     (_ledger_missing, "ledger", "no ledger table rootfi_customer_sync", "rootfi-sync init-db"),
-    (_ledger_behind, "ledger", "at migration 0001; the code needs 0002", "rootfi-sync init-db"),
+    (_ledger_behind, "ledger", "at migration 0001; the code needs 0003", "rootfi-sync init-db"),
     (_key_refused, "rootfi key", "refused the key from Secret block", "rootfi-sync setup"),
     (_company_unknown, "rootfi company", "company 999 is not among the 1", "ROOTFI_COMPANY_ID"),
     (_no_pool, "work pool", "no work pool rootfi-sync-", "rootfi-sync setup --work-pool"),

@@ -53,11 +53,18 @@ def test_with_resend_never_a_customer_not_found_is_parked_and_retry_resends_it_o
     # 8591cdd knew no ROOTFI_RESEND_IN_DOUBT: the second run sent both again.
     rows = [make_customer() for _ in range(2)]
     seed_source(db_url, rows)
-    configure(db_url, rootfi_write_mode=mode, rootfi_retries=0, rootfi_resend_in_doubt="never")
+    configure(
+        db_url,
+        rootfi_write_mode=mode,
+        rootfi_retries=0,
+        rootfi_resend_in_doubt="never",
+        rootfi_timeout_seconds=1,
+    )
     sandbox.admin.set_faults(error_500_rate=1.0, seed=1)  # a 5xx: it may exist (it does not)
     assert sync_customers()["in_doubt"] == 2
     sandbox.admin.set_faults(error_500_rate=0.0)
     sent = creates(sandbox)
+    time.sleep(1.1)  # the request's timeout (settle time 0): it may now be decided
     make_due_now(db_url)
 
     second = sync_customers()
@@ -113,12 +120,19 @@ def test_a_platform_that_keeps_records_in_its_own_form_gets_each_customer_once(
     # every write ended SUCCESS, nothing matched, and every customer was written again.
     rows = [make_customer(country=c) for c in ("USA", "US", "United States") for _ in range(20)]
     seed_source(db_url, rows)
-    configure(db_url, rootfi_write_mode=mode, rootfi_batch_size=20, rootfi_retries=1)
+    configure(
+        db_url,
+        rootfi_write_mode=mode,
+        rootfi_batch_size=20,
+        rootfi_retries=1,
+        rootfi_timeout_seconds=1,
+    )
     sandbox.admin.set_faults(platform="shopify", lost_answer_rate=lost, seed=5)
 
     for _ in range(4):
         make_due_now(db_url)
         sync_customers()
+        time.sleep(1.1)  # a lost create's timeout (settle time 0): a lookup may decide it
 
     stored = sandbox.admin.customers(COMPANY)
     assert all(c["phone"].startswith("+1") and "-" not in c["phone"] for c in stored)

@@ -172,9 +172,11 @@ def test_a_wrong_key_or_company_stops_the_run_before_anything_is_sent(
     assert ledger_rows(sqlite_url) == {}
 
 
-def test_a_rerun_after_a_lost_write_back_reuses_the_cached_send_instead_of_resending(
+def test_a_rerun_after_a_lost_write_back_looks_the_batch_up_instead_of_resending(
     sqlite_url: str, sandbox: SandboxServer, configure: Any
 ) -> None:
+    # The send cache never answers for customers in doubt (only RootFi may say what became
+    # of them): the rerun finds the records by lookup, with one listing, and sends nothing.
     rows = [make_customer() for _ in range(6)]
     seed_source(sqlite_url, rows)
     configure(sqlite_url)
@@ -186,20 +188,29 @@ def test_a_rerun_after_a_lost_write_back_reuses_the_cached_send_instead_of_resen
     counts = sync_customers()
 
     after = sandbox.admin.state()["requests"]
-    assert counts["synced"] == 6
+    assert (counts["synced"], counts["adopted"]) == (6, 6)
     assert after["creates"] == before["creates"]  # nothing sent again...
-    assert after["total"] - before["total"] == 1  # ...nor looked up: only the access check
+    assert after["total"] - before["total"] == 2  # ...only the access check and one listing
     assert {cid: r.rootfi_id for cid, r in ledger_rows(sqlite_url).items()} == first
 
 
 def forget_outcomes(url: str) -> None:
+    """Put the ledger back as the intents left it: SENDING, in doubt since they were sent, no
+    record, no sync, the lease run out."""
     from rootfi_sync.db import make_engine
     from rootfi_sync.tables import ledger
 
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(
-            ledger.update().values(status="SENDING", rootfi_id=None, lease_expires_at=None)
+            ledger.update().values(
+                status="SENDING",
+                rootfi_id=None,
+                platform_id=None,
+                sync_id=None,
+                doubt_since=ledger.c.synced_at,  # the intent stamped it before the send
+                lease_expires_at=None,
+            )
         )
     engine.dispose()
 
