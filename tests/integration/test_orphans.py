@@ -1,0 +1,99 @@
+"""A customer whose source row was deleted while it was in doubt is still looked up in RootFi
+through the signatures the ledger keeps (issue 16, point 9): adopted when found, parked FAILED
+"source row deleted while in doubt; not found in RootFi" once its settle time is over, never
+resent, and counted. Against the sandbox over real HTTP, on SQLite and PostgreSQL. Each test
+failed on e84e1f8: the second run never took the customers (they stayed IN_DOUBT)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from rootfi_sandbox import SandboxServer
+
+from flows.sync_customers import sync_customers
+from rootfi_sync.db import make_engine
+from tests.factories import make_customer
+from tests.integration.helpers import ledger_rows, make_due_now, seed_source
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+MODES = ["single", "batch"]
+PARKED = "source row deleted while in doubt; not found in RootFi"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """The source (and ledger) on a SQLite file, then on the suite's PostgreSQL server."""
+    if request.param == "sqlite":
+        return sqlite_url
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+def creates(sandbox: SandboxServer) -> int:
+    return int(sandbox.admin.state()["requests"]["creates"])
+
+
+def delete_source_rows(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM customers"))
+    engine.dispose()
+
+
+def in_doubt_then_deleted(
+    url: str, sandbox: SandboxServer, configure: Any, mode: str, **fault: float
+) -> int:
+    """Seed two customers, send them with `fault` (each left IN_DOUBT), delete their source
+    rows and make them due; return the creates the sandbox received."""
+    seed_source(url, [make_customer() for _ in range(2)])
+    configure(url, rootfi_write_mode=mode, rootfi_retries=0)
+    sandbox.admin.set_faults(seed=1, **fault)
+    assert sync_customers()["in_doubt"] == 2
+    sandbox.admin.set_faults(error_500_rate=0.0, lost_answer_rate=0.0)
+    delete_source_rows(url)
+    make_due_now(url)
+    return creates(sandbox)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_customer_in_doubt_whose_source_row_is_deleted_is_adopted_when_rootfi_has_it(
+    db_url: str, sandbox: SandboxServer, configure: Any, mode: str
+) -> None:
+    sent = in_doubt_then_deleted(db_url, sandbox, configure, mode, lost_answer_rate=1.0)
+
+    second = sync_customers()
+
+    rows = ledger_rows(db_url).values()
+    assert {r.status for r in rows} == {"SYNCED"}
+    stored = {str(c["rootfi_id"]) for c in sandbox.admin.customers()}
+    assert {r.rootfi_id for r in rows} == stored
+    assert (second["source_deleted"], second["synced"], creates(sandbox)) == (2, 2, sent)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_customer_in_doubt_whose_source_row_is_deleted_is_parked_when_rootfi_has_not(
+    db_url: str, sandbox: SandboxServer, configure: Any, mode: str
+) -> None:
+    sent = in_doubt_then_deleted(db_url, sandbox, configure, mode, error_500_rate=1.0)
+
+    second = sync_customers()
+
+    rows = ledger_rows(db_url).values()
+    assert {r.status for r in rows} == {"FAILED"}
+    assert all(PARKED in (r.last_error or "") for r in rows)
+    assert (second["source_deleted"], second["failed"], creates(sandbox)) == (2, 2, sent)
+    assert {a["customer_id"] for a in second["attention"]} == {r.customer_id for r in rows}
+
+
+def test_a_deleted_customer_whose_settle_time_runs_stays_in_doubt_and_is_not_sent(
+    db_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    sent = in_doubt_then_deleted(db_url, sandbox, configure, "single", error_500_rate=1.0)
+    configure(db_url, rootfi_write_mode="single", rootfi_retries=0, rootfi_sync_settle_seconds=3600)
+
+    second = sync_customers()
+
+    assert {r.status for r in ledger_rows(db_url).values()} == {"IN_DOUBT"}
+    assert (second["source_deleted"], second["in_doubt"], creates(sandbox)) == (2, 2, sent)
