@@ -6,6 +6,7 @@ failed on e84e1f8: the second run never took the customers (they stayed IN_DOUBT
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from rootfi_sandbox import SandboxServer
 
 from flows.sync_customers import sync_customers
 from rootfi_sync.db import make_engine
+from rootfi_sync.tables import ledger
 from tests.factories import make_customer
 from tests.integration.helpers import ledger_rows, make_due_now, seed_source
 
@@ -36,9 +38,15 @@ def creates(sandbox: SandboxServer) -> int:
 
 
 def delete_source_rows(url: str) -> None:
+    """Delete the source rows, and move each request's send a minute into the past (longer
+    than the settings' timeout and settle time: what was sent had time to land)."""
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM customers"))
+        sent = conn.execute(sa.select(ledger.c.customer_id, ledger.c.attempted_at)).all()
+        for cid, at in sent:
+            moved = sa.update(ledger).where(ledger.c.customer_id == cid)
+            conn.execute(moved.values(attempted_at=at - timedelta(minutes=1)))
     engine.dispose()
 
 
