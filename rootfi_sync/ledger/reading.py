@@ -303,12 +303,14 @@ def latest_failures(engine: sa.Engine, company_id: int | None, limit: int = 10) 
 
 def needing_a_look(engine: sa.Engine, company_id: int | None, limit: int = 20) -> list[Any]:
     """Return the customers to look at in RootFi, newest first: created with their id unknown,
-    and synced ones whose lookup found duplicates (their `last_error` names the records)."""
+    synced ones whose lookup found duplicates (their `last_error` names the records), and
+    those parked because their source row was deleted while in doubt and RootFi had none."""
     c = ledger.c
     duplicate = sa.and_(c.status == Status.SYNCED, c.last_error.like("%duplicate found in RootFi%"))
+    deleted = sa.and_(c.status == Status.FAILED, c.last_error.like("%source row deleted%"))
     query = (
         sa.select(c.customer_id, c.company_id, c.status, c.rootfi_id, c.sync_id, c.last_error)
-        .where(sa.or_(c.status == Status.CREATED_UNKNOWN, duplicate))
+        .where(sa.or_(c.status == Status.CREATED_UNKNOWN, duplicate, deleted))
         .order_by(c.updated_at.desc())
         .limit(limit)
     )
