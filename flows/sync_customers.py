@@ -32,6 +32,7 @@ from rootfi_sync.settings import Settings, load_settings
 from rootfi_sync.window import BatchWindow
 from tasks.extract import claim_batch, count_pending
 from tasks.load import SendRequest, check_access, send_batch
+from tasks.orphans import settle_orphans
 from tasks.report import publish_report
 from tasks.transform import build_batch
 from tasks.write_back import Recorded, ToRecord, record_intent, record_outcomes
@@ -147,6 +148,8 @@ def _sync_company(
             check_access(company)
         try:
             _sync_batches(settings, summary, dry_run=dry_run, limit=limit, only=customer_ids)
+            if not dry_run and not customer_ids:
+                _settle_orphans(settings, summary)
         finally:
             summary.duration_seconds = time.monotonic() - started
             publish_report(summary, settings.rootfi_alert_failed_share)
@@ -256,6 +259,24 @@ def _sync_batches(
             window.drain()
     update_progress_artifact(progress, 100.0)
     summary.check_breaker(settings.rootfi_max_refused_share)
+
+
+def _settle_orphans(settings: Settings, summary: RunSummary) -> None:
+    """Look up and settle the customers in doubt whose source row was deleted, a page at a
+    time (`rootfi_sync.orphans`); count them in `summary`."""
+    after: str | None = None
+    while True:
+        settled = settle_orphans(
+            summary.orphan_pages + 1,
+            after=after,
+            limit=settings.rootfi_batch_size,
+            requeue_seconds=settings.rootfi_requeue_delay_seconds,
+        )
+        if settled.last_id is None:
+            return
+        summary.orphan_pages += 1
+        after = settled.last_id
+        summary.add_orphans(settled.written, settled.forgotten)
 
 
 def _start_batch(

@@ -186,12 +186,15 @@ def status(
 
 def _print_look(rows: list[Any]) -> None:
     """Print the customers to look at in RootFi: created with their id unknown (with the
-    async write that created them), and duplicates found (the records' ids)."""
+    async write that created them), duplicates found (the records' ids), and those whose
+    source row was deleted while in doubt and that RootFi has no record of."""
     table = Table(title="to look at in RootFi (never sent again)")
     for col in ("customer", "company", "what", "rootfi id", "sync id", "why"):
         table.add_column(col)
     for r in rows:
-        what = "created, id unknown" if r.status == "CREATED_UNKNOWN" else "duplicate"
+        what = {"CREATED_UNKNOWN": "created, id unknown", "FAILED": "source row deleted"}.get(
+            r.status, "duplicate"
+        )
         why = (r.last_error or "").splitlines()[-1][-200:] if r.last_error else ""
         table.add_row(
             Text(r.customer_id),

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from rootfi_sync import errors
 from rootfi_sync.client import RootFiClient
@@ -78,8 +78,31 @@ class Item:
         return tuple(dict.fromkeys((*self.sent_keys, mine)))
 
 
+class Doubt(Protocol):
+    """A customer a lookup settles: an `Item`, or one whose source row is gone
+    (`rootfi_sync.orphans`: what was sent is known by its signatures alone)."""
+
+    @property
+    def customer_id(self) -> str: ...
+    @property
+    def keys(self) -> tuple[str, ...]: ...
+    @property
+    def doubt_since(self) -> datetime | None: ...
+    @property
+    def last_sent(self) -> datetime | None: ...
+    @property
+    def sync_id(self) -> str | None: ...
+    @property
+    def redriven(self) -> bool: ...
+    @property
+    def last_mode(self) -> str | None: ...
+
+
+D = TypeVar("D", bound=Doubt)
+
+
 def synced(
-    item: Item,
+    item: Doubt,
     record: Mapping[str, Any],
     sync_id: str | None = None,
     duplicates: tuple[str, ...] = (),
@@ -102,7 +125,7 @@ def synced(
 
 
 def all_pending(
-    items: Iterable[Item], event: Event, error: str, timing: Timing, sync_id: str | None = None
+    items: Iterable[Doubt], event: Event, error: str, timing: Timing, sync_id: str | None = None
 ) -> dict[str, Outcome]:
     """Return the pending outcome of each item after `event` (`error` says why)."""
     return {
@@ -148,8 +171,8 @@ class Lookup:
     clock: Callable[[], datetime] | None = None
 
     def resolve(
-        self, items: Sequence[Item], now: datetime
-    ) -> tuple[list[Outcome], dict[str, Outcome], list[Item]]:
+        self, items: Sequence[D], now: datetime
+    ) -> tuple[list[Outcome], dict[str, Outcome], list[D]]:
         """Settle the items in doubt; return (settled outcomes, pending outcomes, items to send).
 
         An item not in doubt is to send. One in doubt and not found waits until what was sent
@@ -190,7 +213,7 @@ class Lookup:
                 settled.append(outcome)
         return settled, held, to_send
 
-    def find(self, items: Sequence[Item], since: datetime) -> tuple[list[Outcome], list[Item]]:
+    def find(self, items: Sequence[D], since: datetime) -> tuple[list[Outcome], list[D]]:
         """Match items to the records updated since `since`; return (adopted, not found)."""
         records = list(self.client.iter_customers(self.company_id, updated_since=since))
         taken = self.known(str(r.get("rootfi_id")) for r in records)
@@ -203,7 +226,7 @@ class Lookup:
         return adopted, [i for i in items if i.customer_id not in found.records]
 
     def _open_syncs(
-        self, items: Sequence[Item]
+        self, items: Sequence[Doubt]
     ) -> tuple[dict[str, Outcome], dict[str, dict[str, Any]]]:
         """Ask RootFi about the async writes holding these items; return (the items held by
         a write not known to have ended, the ended writes by sync id).
@@ -211,7 +234,7 @@ class Lookup:
         A sync that cannot be read (404, 5xx, no answer) has not ended: only RootFi saying so
         ends it, and it is asked again later.
         """
-        groups: dict[str, list[Item]] = defaultdict(list)
+        groups: dict[str, list[Doubt]] = defaultdict(list)
         for item in items:
             if item.sync_id:
                 groups[item.sync_id].append(item)
@@ -232,7 +255,7 @@ class Lookup:
         return held, ended
 
     def _proofs(
-        self, looked_up: Sequence[Item], missing: Sequence[Item], ended: Mapping[str, Any]
+        self, looked_up: Sequence[Doubt], missing: Sequence[Doubt], ended: Mapping[str, Any]
     ) -> dict[str, tuple[Verdict, str]]:
         """Return, for each ended write holding a customer not found, what its counts prove
         about those customers, and the error of a refusal (the jobs' reasons, if read)."""
@@ -249,7 +272,7 @@ class Lookup:
             proofs[sync_id] = (proof, refusal)
         return proofs
 
-    def _since_first_attempt(self, items: Sequence[Item]) -> tuple[list[Outcome], list[Item]]:
+    def _since_first_attempt(self, items: Sequence[D]) -> tuple[list[Outcome], list[D]]:
         """Look items up in RootFi; return (adopted outcomes, items not found)."""
         if not items:
             return [], []
@@ -276,7 +299,7 @@ class Lookup:
         )
         return skew
 
-    def _failed(self, items: Sequence[Item], now: datetime, exc: Exception) -> dict[str, Outcome]:
+    def _failed(self, items: Sequence[Doubt], now: datetime, exc: Exception) -> dict[str, Outcome]:
         return {
             i.customer_id: pending(
                 i.customer_id,

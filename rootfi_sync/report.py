@@ -17,13 +17,14 @@ MAX_FAILURES_SHOWN = 50
 MAX_PREVIEW = 20
 DUPLICATE = "duplicate found in RootFi"
 CREATED_UNKNOWN = "created, id unknown"
+SOURCE_DELETED = "source row deleted"
 
 
 @dataclass(slots=True)
 class RunSummary:
     """Counts of one run; `failures` keeps the first few refused customers and why,
     `attention` the first few a person should look at in RootFi (created with their id
-    unknown, duplicates found)."""
+    unknown, duplicates found, source row deleted while in doubt)."""
 
     company_id: int
     dry_run: bool = False
@@ -36,6 +37,9 @@ class RunSummary:
     created_unknown: int = 0
     duplicates_found: int = 0
     retry_later: int = 0
+    source_deleted: int = 0  # customers in doubt whose source row is gone, looked up
+    source_deleted_unsent: int = 0  # ... and never sent: their ledger rows dropped
+    orphan_pages: int = 0
     lease_lost: int = 0
     skipped: int = 0
     sent: int = 0
@@ -92,12 +96,22 @@ class RunSummary:
             if o.status == Status.CREATED_UNKNOWN or o.duplicates:
                 self._keep_attention(o)
 
-    def _keep_attention(self, o: Outcome) -> None:
+    def add_orphans(self, outcomes: list[Outcome], forgotten: int) -> None:
+        """Count the outcomes of customers whose source row is gone (`rootfi_sync.orphans`),
+        each kept for a person to look at, and the never-sent ones dropped."""
+        self.add_outcomes(outcomes, {})
+        self.source_deleted += len(outcomes)
+        self.source_deleted_unsent += forgotten
+        for o in outcomes:
+            if o.status != Status.CREATED_UNKNOWN and not o.duplicates:  # else kept already
+                self._keep_attention(o, f"{SOURCE_DELETED}: {o.status.value.lower()}")
+
+    def _keep_attention(self, o: Outcome, what: str | None = None) -> None:
         if len(self.attention) < MAX_FAILURES_SHOWN:
             self.attention.append(
                 {
                     "customer_id": o.customer_id,
-                    "what": DUPLICATE if o.duplicates else CREATED_UNKNOWN,
+                    "what": what or (DUPLICATE if o.duplicates else CREATED_UNKNOWN),
                     "sync_id": o.sync_id or "",
                     "rootfi_ids": ", ".join(filter(None, (o.rootfi_id, *o.duplicates))),
                 }

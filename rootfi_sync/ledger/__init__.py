@@ -10,8 +10,9 @@ A customer moves through these states for a company (one ledger row each):
 
 The package, by what each module owns:
 
-    reading.py     which customers a run may take (`Candidate`, `Page`, `LedgerReader`), and
-                   the counts and failures `rootfi-sync status` shows
+    reading.py     which customers a run may take (`Candidate`, `Page`, `LedgerReader`; with
+                   `orphans`, those whose source row is gone), and the counts and failures
+                   `rootfi-sync status` shows
     writing.py     `Ledger`: a run's claims, lease renewals, intents and outcomes, all fenced
                    by the lease; `redrive` for parked customers
     statements.py  the SQL shared by both: which rows a run may take, the database's clock,

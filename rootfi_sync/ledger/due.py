@@ -2,7 +2,9 @@
 
 A company has work due when its source holds a customer the ledger has no row for (new), or
 the ledger holds a row of it that a run may take now (`statements.eligible`: a claim or an
-intent whose lease ran out, a retry, a lookup or a sync poll whose time has come). A parked
+intent whose lease ran out, a retry, a lookup or a sync poll whose time has come; read from
+the ledger alone, so a customer whose source row was deleted while in doubt is work due too,
+and a run settles it: `rootfi_sync.orphans`). A parked
 FAILED row is not work due: one whose source row changed is taken again the next time its
 company has a run, or at once after `rootfi-sync retry` (which makes it a RETRY).
 

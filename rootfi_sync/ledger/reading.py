@@ -22,12 +22,16 @@ from rootfi_sync.source import (
     copies_hash,
     count_keyless,
     fetch_page,
+    key_values,
     keys_asked,
     rows_by_key,
     source_hash,
 )
 from rootfi_sync.tables import ledger
 from rootfi_sync.transform import COPIES
+
+WAITING = (Status.CLAIMED, Status.SENDING, Status.IN_DOUBT, Status.RETRY)
+"""The states a customer waits in for a run (`eligible` says when)."""
 
 KEY_MAX: int = getattr(ledger.c.customer_id.type, "length", None) or 255
 """The longest key (as text) the ledger's `customer_id` holds."""
@@ -55,12 +59,14 @@ class Candidate:
 @dataclass(slots=True)
 class Page:
     """Candidates, the key to go on after, rows with a key the ledger cannot hold (NULL:
-    counted on the first page, or too long) and asked-for ids that cannot be keys."""
+    counted on the first page, or too long) and asked-for ids that cannot be keys; for a page
+    of `LedgerReader.orphans`, the customers whose source row is gone and nothing was sent."""
 
     candidates: list[Candidate] = field(default_factory=list)
     last_id: Any = None
     invalid_keys: int = 0
     unknown_ids: list[Any] = field(default_factory=list)
+    unsent: list[str] = field(default_factory=list)  # orphans nothing was sent for
 
 
 class LedgerReader:
@@ -209,6 +215,55 @@ class LedgerReader:
             Candidate(row, digest, attempts or 0, attempted_at, status=status or None)
         )
 
+    def orphans(self, now: datetime, *, after: str | None = None, limit: int = 100) -> Page:
+        """Return the next page (in customer id order after `after`) of the customers a run may
+        take now whose source row is gone: those a request may have left for (`attempted_at`
+        or `doubt_since` set) as candidates to look up, never to send (`rootfi_sync.orphans`),
+        and those never sent in `unsent`.
+
+        The ledger's rows a run may take are read through its (company, status) index, then
+        their keys in the source through its key, in either layout: no join on a cast key.
+        """
+        c = ledger.c
+        query = (
+            sa.select(
+                c.customer_id, c.status, c.attempts, c.attempted_at, c.doubt_since, c.source_hash
+            )
+            .where(c.company_id == self.company_id, c.status.in_(WAITING), eligible(now))
+            .order_by(c.customer_id)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(c.customer_id > after)
+        with self.engine.connect() as book:
+            rows = book.execute(query).all()
+        page = Page(last_id=rows[-1].customer_id if rows else None)
+        present = self._present([r.customer_id for r in rows])
+        for r in rows:
+            if r.customer_id in present:
+                continue
+            if r.attempted_at is None and r.doubt_since is None:
+                page.unsent.append(r.customer_id)
+                continue
+            row = {"id": r.customer_id}  # the claim keeps the ledger's fingerprint of it
+            page.candidates.append(
+                Candidate(row, r.source_hash, r.attempts, r.attempted_at, status=r.status)
+            )
+        return page
+
+    def _present(self, customer_ids: list[str]) -> set[str]:
+        """Return which of these customer ids have a row in the company's source."""
+        if not customer_ids:
+            return set()
+        key = self.source.c.id
+        with (self.source_engine or self.engine).connect() as conn:
+            sample = conn.execute(sa.select(key).where(key.is_not(None)).limit(1)).scalar()
+            keys, _ = key_values(customer_ids, sample)
+            if sample is None or not keys:  # no key at all, or none of these could be one
+                return set()
+            query = self._source_rows(keys).with_only_columns(key)
+            return {str(k) for k in conn.execute(query).scalars()}
+
     def known_rootfi_ids(self, rootfi_ids: Iterable[str]) -> set[str]:
         """Return which of these RootFi ids the ledger already gives to a customer."""
         ids, known = list(rootfi_ids), set[str]()
@@ -248,12 +303,14 @@ def latest_failures(engine: sa.Engine, company_id: int | None, limit: int = 10) 
 
 def needing_a_look(engine: sa.Engine, company_id: int | None, limit: int = 20) -> list[Any]:
     """Return the customers to look at in RootFi, newest first: created with their id unknown,
-    and synced ones whose lookup found duplicates (their `last_error` names the records)."""
+    synced ones whose lookup found duplicates (their `last_error` names the records), and
+    those parked because their source row was deleted while in doubt and RootFi had none."""
     c = ledger.c
     duplicate = sa.and_(c.status == Status.SYNCED, c.last_error.like("%duplicate found in RootFi%"))
+    deleted = sa.and_(c.status == Status.FAILED, c.last_error.like("%source row deleted%"))
     query = (
         sa.select(c.customer_id, c.company_id, c.status, c.rootfi_id, c.sync_id, c.last_error)
-        .where(sa.or_(c.status == Status.CREATED_UNKNOWN, duplicate))
+        .where(sa.or_(c.status == Status.CREATED_UNKNOWN, duplicate, deleted))
         .order_by(c.updated_at.desc())
         .limit(limit)
     )

@@ -396,6 +396,21 @@ class Ledger(LedgerReader):
             written = [o for o in outcomes if o.customer_id in held]
         return written
 
+    def forget_unsent(self, customer_ids: Sequence[str], now: datetime) -> int:
+        """Drop the ledger rows of these customers (whose source row is gone) where nothing
+        was ever sent for them and no run holds them; return how many were dropped."""
+        c = ledger.c
+        stmt = ledger.delete().where(
+            c.company_id == self.company_id,
+            c.customer_id.in_(list(customer_ids)),
+            c.attempted_at.is_(None),
+            c.doubt_since.is_(None),
+            c.sync_id.is_(None),
+            eligible(now),
+        )
+        with self.engine.begin() as conn:
+            return int(conn.execute(stmt).rowcount) if customer_ids else 0
+
     def _unclaimed(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
         """Return the outcomes, those adopting a record another customer holds made IN_DOUBT:
         one in the ledger already, or one earlier in these outcomes (two lookups of one batch,

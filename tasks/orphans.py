@@ -1,0 +1,48 @@
+"""Orphans: customers in doubt whose source row was deleted, looked up and settled
+(`rootfi_sync.orphans`); nothing is ever sent for them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from rootfi_sync import run
+from rootfi_sync.ledger import Outcome
+from rootfi_sync.orphans import Orphan, settle
+
+
+@dataclass(slots=True)
+class Settled:
+    """One page of orphans: the outcomes written (where this run held the lease), how many
+    never-sent ones were dropped, and the customer id to go on after (None: no page left)."""
+
+    written: list[Outcome] = field(default_factory=list)
+    forgotten: int = 0
+    last_id: str | None = None
+
+
+@task(name="settle-orphans", cache_policy=NO_CACHE, task_run_name="settle-orphans-{page_no}")
+def settle_orphans(
+    page_no: int, *, after: str | None, limit: int, requeue_seconds: float
+) -> Settled:
+    """Claim the next page of customers whose source row is gone, look up those a request
+    may have left for, and record what became of them; return what was written."""
+    parts = run.current()
+    ledger = parts.ledger
+    now = ledger.now()
+    page = ledger.orphans(now, after=after, limit=limit)
+    forgotten = ledger.forget_unsent(page.unsent, now)
+    won = ledger.claim(page.candidates, timedelta(seconds=parts.leases.lease), now)
+    ids = [c.customer_id for c in won]
+    parts.leases.hold(ids)
+    try:
+        outcomes = settle(parts.delivery.lookup, [Orphan.of(c) for c in won], ledger.now())
+        # No attempt is made (nothing is sent): none counts against ROOTFI_MAX_ATTEMPTS.
+        requeue = timedelta(seconds=requeue_seconds)
+        written = ledger.record_outcomes(outcomes, max_attempts=1, requeue=requeue, attempts={})
+    finally:
+        parts.leases.release(ids)
+    return Settled(written, forgotten, page.last_id)
