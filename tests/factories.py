@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import os
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from faker import Faker
-from rootfi_sandbox import SandboxConfig, SandboxServer
+from rootfi_sandbox import Faults, SandboxConfig, SandboxServer
+from rootfi_sandbox.platforms import PlatformName
 
 from rootfi_sync.settings import SOURCE_COLUMNS
 
@@ -15,6 +17,9 @@ _fake = Faker("en_US")
 _fake.seed_instance(4217)
 _ids = itertools.count(1)
 _EPOCH = datetime(2024, 1, 15, 9, 30, 0, 123456)
+# The platform profile project tests run their sandboxes under unless a test sets its own:
+# `ROOTFI_TEST_PLATFORM=normalizing` runs them against records kept in platforms' forms.
+PLATFORM_VARIABLE = "ROOTFI_TEST_PLATFORM"
 
 
 def make_customer(**overrides: Any) -> dict[str, Any]:
@@ -43,9 +48,20 @@ def make_customer(**overrides: Any) -> dict[str, Any]:
     return row | overrides
 
 
+def platform_under_test() -> str:
+    """Return the platform profile named by ROOTFI_TEST_PLATFORM (default `lenient`)."""
+    name = os.environ.get(PLATFORM_VARIABLE, "").strip() or "lenient"
+    if name not in get_args(PlatformName):
+        known = ", ".join(get_args(PlatformName))
+        raise ValueError(f"{PLATFORM_VARIABLE}={name!r} is not a platform profile; known: {known}")
+    return name
+
+
 def sandbox_for(api_key: str, *companies: int, **config: Any) -> SandboxServer:
-    """A sandbox (not yet started: use it as a context manager) that knows the key and companies."""
+    """A sandbox (not yet started: use it as a context manager) that knows the key and companies,
+    behind the platform profile ROOTFI_TEST_PLATFORM names unless `faults` say otherwise."""
     config.setdefault("async_delay_seconds", 0.05)
+    config.setdefault("faults", Faults(platform=platform_under_test()))
     return SandboxServer(
         SandboxConfig(api_keys=frozenset({api_key}), company_ids=frozenset(companies), **config)
     )

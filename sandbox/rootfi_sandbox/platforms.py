@@ -5,6 +5,11 @@ record or refuses it, and keeps what it takes in its own form, which is what a l
 shows. One profile is active at a time (`Faults.platform`, `--platform`):
 
 - `lenient`: keeps every record as sent and refuses nothing of its own.
+- `normalizing`: refuses nothing of its own, like `lenient`, but keeps records the way
+  platforms rewrite them: emails trimmed and lower-cased, phones as E.164 (read as `shopify`
+  reads them), names trimmed, currencies upper-cased, countries as ISO alpha-2; a value it
+  cannot read in that form is kept as sent. The profile to run a client's own tests under:
+  whatever it sends, it must recognise its records in the platform's form.
 - `shopify`: refuses an email without exactly one `@` and a dot after it, a phone that
   `phonenumbers` cannot read as a possible number (region from the address's country, else
   US), a name over 255 characters, a country `pycountry` does not know; keeps emails trimmed
@@ -32,7 +37,7 @@ import pycountry
 
 from rootfi_sandbox.errors import ApiError
 
-PlatformName = Literal["lenient", "shopify", "quickbooks"]
+PlatformName = Literal["lenient", "normalizing", "shopify", "quickbooks"]
 PLATFORM_ERROR = "PLATFORM_VALIDATION_ERROR"
 Record = dict[str, Any]
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -100,6 +105,8 @@ def _shopify_refuses(record: Record) -> ApiError | None:
 
 
 def _shopify_keeps(record: Record) -> Record:
+    """The record with emails trimmed and lower-cased, phones E.164, names trimmed and
+    countries ISO alpha-2, where a value can be read in that form (else as sent)."""
     kept = dict(record)
     if email := _filled(record, "email"):
         kept["email"] = email.strip().lower()
@@ -107,8 +114,16 @@ def _shopify_keeps(record: Record) -> Record:
         kept["phone"] = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if name := _filled(record, "name"):
         kept["name"] = name.strip()
-    if country := _address_country(record):
-        kept["address"] = {**record["address"], "country": _country(country).alpha_2}
+    if (country := _address_country(record)) and (found := _country(country)) is not None:
+        kept["address"] = {**record["address"], "country": found.alpha_2}
+    return kept
+
+
+def _normalizing_keeps(record: Record) -> Record:
+    """Shopify's forms, and currencies upper-cased as QuickBooks keeps them."""
+    kept = _shopify_keeps(record)
+    if currency := _filled(record, "currency_id"):
+        kept["currency_id"] = currency.strip().upper()
     return kept
 
 
@@ -170,6 +185,9 @@ class Platform:
 
 PLATFORMS: dict[str, Platform] = {
     "lenient": Platform("lenient", "ROOTFI_SANDBOX", "ECOMMERCE", _nothing, _as_sent),
+    "normalizing": Platform(
+        "normalizing", "ROOTFI_SANDBOX", "ECOMMERCE", _nothing, _normalizing_keeps
+    ),
     "shopify": Platform("shopify", "SHOPIFY", "ECOMMERCE", _shopify_refuses, _shopify_keeps),
     "quickbooks": Platform(
         "quickbooks", "QUICKBOOKS", "ACCOUNTING", _quickbooks_refuses, _quickbooks_keeps

@@ -1,5 +1,6 @@
-"""The sandbox's platform profiles (lenient, shopify, quickbooks), over real HTTP on 127.0.0.1:
-what RootFi's API accepts, what each platform refuses and the form it keeps records in."""
+"""The sandbox's platform profiles (lenient, normalizing, shopify, quickbooks), over real
+HTTP on 127.0.0.1: what RootFi's API accepts, what each platform refuses and the form it keeps
+records in."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ DOCS_EXAMPLE = {
     "updated_at": "2024-01-22T05:07:31.465Z",
     "address": {"street": "1 Main St", "city": "Springfield", "pincode": "62701", "country": "US"},
 }
+# Values some platform refuses and RootFi's docs state no rule against.
+LENIENT_CASES: list[dict[str, Any]] = [
+    {"name": ""},
+    {"name": "N" * 300},
+    {"email": "a@b@example.com"},
+    {"currency_id": "usd"},
+    {"phone": "+1 555 CALL-ME"},
+    {"address": {"country": "Atlantis"}},
+]
 
 
 @pytest.fixture(scope="module")
@@ -59,17 +69,7 @@ def test_the_default_profile_is_lenient_and_accepts_the_docs_example_request(
     assert failed_jobs(client, DOCS_EXAMPLE, DOCS_EXAMPLE) == [None, None]
 
 
-@pytest.mark.parametrize(
-    "fields",
-    [
-        {"name": ""},
-        {"name": "N" * 300},
-        {"email": "a@b@example.com"},
-        {"currency_id": "usd"},
-        {"phone": "+1 555 CALL-ME"},
-        {"address": {"country": "Atlantis"}},
-    ],
-)
+@pytest.mark.parametrize("fields", LENIENT_CASES)
 def test_lenient_stores_what_it_is_sent_where_the_docs_state_no_rule(
     client: httpx.Client, fields: dict[str, Any]
 ) -> None:
@@ -100,6 +100,42 @@ def test_shopify_keeps_phones_as_e164_countries_as_iso2_lower_case_emails_and_tr
     assert [r["address"]["country"] for r in listed] == ["US", "BR", "BR"]
     assert {r["phone"] for r in listed} == {"+15550107"}
     assert listed[1]["address"]["city"] == "Recife"
+
+
+def test_normalizing_keeps_records_in_platform_forms_where_it_can_read_them(
+    sandbox_server: SandboxServer, client: httpx.Client
+) -> None:
+    on_platform(sandbox_server, "normalizing")
+    sent = {
+        "name": "  Ana Souza ",
+        "email": " Ana.Souza@Example.COM",
+        "phone": "555-0107",
+        "currency_id": " brl",
+        "address": {"city": "Recife", "country": "BRA"},
+    }
+    record = created(create(client, {**sent, "address": {"country": "US"}}))
+    assert (record["name"], record["email"], record["phone"], record["currency_id"]) == (
+        "Ana Souza",
+        "ana.souza@example.com",
+        "+15550107",
+        "BRL",
+    )
+    assert record["address"] == {"country": "US"}
+    assert failed_jobs(client, {**sent, "phone": "+1 555 0107"}) == [None]
+    listed = client.get("/ecommerce/customers").json()["data"]
+    assert listed[-1]["address"] == {"city": "Recife", "country": "BR"}
+
+
+@pytest.mark.parametrize("fields", [*LENIENT_CASES, {"phone": "12"}])
+def test_normalizing_refuses_nothing_shopify_or_quickbooks_refuses_and_keeps_it_as_sent(
+    sandbox_server: SandboxServer, client: httpx.Client, fields: dict[str, Any]
+) -> None:
+    on_platform(sandbox_server, "normalizing")
+    record = created(create(client, customer(1, **fields)))
+    if "currency_id" in fields:  # the one rewrite that applies to any text
+        fields = {"currency_id": fields["currency_id"].upper()}
+    assert {field: record[field] for field in fields} == fields
+    assert failed_jobs(client, customer(2, **fields)) == [None]
 
 
 @pytest.mark.parametrize(
@@ -158,7 +194,7 @@ def test_quickbooks_refuses_what_quickbooks_refuses_synchronously_and_as_a_faile
     assert (error["code"], error["field"]) == ("PLATFORM_VALIDATION_ERROR", field)
 
 
-@pytest.mark.parametrize("platform", ["lenient", "shopify", "quickbooks"])
+@pytest.mark.parametrize("platform", ["lenient", "normalizing", "shopify", "quickbooks"])
 def test_every_profile_refuses_an_email_at_a_reserved_test_domain(
     sandbox_server: SandboxServer, client: httpx.Client, platform: str
 ) -> None:

@@ -6,16 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from rootfi_sandbox.platforms import PLATFORMS
 
 from rootfi_sync.lookup import Item
 from rootfi_sync.matching import (
     DEFAULT_MATCH_FIELDS,
+    FIELDS,
     legacy_key,
     match_records,
     parse_match_fields,
     signature,
 )
 from rootfi_sync.models import Address, CustomerPayload
+from rootfi_sync.transform import to_payload
+from tests.factories import make_customer
 
 
 def item(cid: str, **fields: Any) -> Item:
@@ -186,3 +190,16 @@ def test_refuses_match_fields_that_cannot_identify_a_customer(value: str) -> Non
 
 def test_the_default_match_fields_are_name_and_email() -> None:
     assert DEFAULT_MATCH_FIELDS == ("name", "email")
+
+
+@pytest.mark.parametrize("fields", [DEFAULT_MATCH_FIELDS, FIELDS], ids=["default", "every-field"])
+def test_adopts_each_demo_customer_as_the_normalizing_platform_profile_keeps_it(
+    fields: tuple[str, ...],
+) -> None:
+    # The sandbox profile ROOTFI_TEST_PLATFORM=normalizing runs the integration tests under:
+    # every payload the factories make, kept in the platform's forms, is still its own record.
+    payloads = [to_payload(make_customer()) for _ in range(60)]
+    items = [Item(str(n), payload) for n, payload in enumerate(payloads)]
+    keep = PLATFORMS["normalizing"].keep
+    records = [{"rootfi_id": n, **keep(p.to_api())} for n, p in enumerate(payloads)]
+    assert adopted(items, records, fields=fields) == {str(n): n for n in range(60)}
