@@ -151,9 +151,27 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         "ledger": dict(Counter(status for status, _ in ledger_rows(url))),
         "in_rootfi": sum(stored.values()),
         "duplicates": sum(n - 1 for n in stored.values() if n > 1),
-        "lost": args.n - len(stored),
+        "refused": (refused := refused_count(url)),
+        # neither in RootFi nor refused by it (a refusal is the platform's word, not a loss)
+        "lost": args.n - len(stored) - refused,
         "requests": creates,
     }
+
+
+def refused_count(url: str) -> int:
+    """How many customers RootFi or its platform refused (FAILED, neither parked nor given up
+    on in doubt): the platform profile's rules, not a loss."""
+    engine = sa.create_engine(url)
+    query = sa.text(
+        f"SELECT COUNT(*) FROM {LEDGER} WHERE company_id = :c AND status = 'FAILED' "
+        "AND last_error LIKE '%refused%' AND last_error NOT LIKE '%gave up after%' "
+        "AND last_error NOT LIKE '%in doubt%'"
+    )
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(query, {"c": COMPANY_ID}).scalar_one())
+    finally:
+        engine.dispose()
 
 
 def main() -> None:
@@ -182,7 +200,8 @@ def main() -> None:
     by = r["requests"].get("by_status", {})
     print(
         "| mode | platform, jobs | N | runs to converge (+ the rival) | seconds | 500 / 429 | "
-        "in RootFi | duplicates | lost | ledger |\n|---|---|---|---|---|---|---|---|---|---|"
+        "in RootFi | refused | duplicates | lost | ledger |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
     )
     runs = (
         f"{r['runs_made']} + 1"
@@ -192,7 +211,7 @@ def main() -> None:
     print(
         f"| {r['mode']} | {r['platform']}, {r['jobs_order']} | {r['customers']:,} | {runs} | "
         f"{r['seconds']} | "
-        f"{by.get('500', 0):,} / {by.get('429', 0):,} | {r['in_rootfi']:,} | "
+        f"{by.get('500', 0):,} / {by.get('429', 0):,} | {r['in_rootfi']:,} | {r['refused']} | "
         f"{r['duplicates']} | {r['lost']} | {r['ledger']} |"
     )
     if not r["converged"]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -67,9 +66,6 @@ def test_with_resend_never_a_customer_not_found_is_parked_and_retry_resends_it_o
     sent = creates(sandbox)
     time.sleep(1.1)  # the request's timeout (settle time 0): it may now be decided
     make_due_now(db_url)
-    # and past the time a request may take to land (ROOTFI_TIMEOUT_SECONDS=5), counted from
-    # when it left: until then a customer not found is pending, not absent
-    set_ledger(db_url, attempted_at=datetime.now(UTC) - timedelta(minutes=1))
 
     second = sync_customers()
 
