@@ -70,7 +70,9 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under `-n N` (xdist's `load`): every test goes to whichever worker is free, but the
     e2e tier goes whole to one worker, so its package's real Prefect server starts once (the
-    e2e modules that do not use it each go whole to any worker: one built wheel).
+    e2e modules that do not use it each go whole to any worker: one built wheel), and each
+    sandbox module goes whole to one worker (its module-scoped sandbox, and the SDK's one
+    conformance run, happen once).
     (`--dist loadgroup` with xdist_group marks would say the same, but pytest 9.2 ignores
     the node ids xdist rewrites for it: pytest-xdist issue 1386.)"""
     if config.getvalue("dist") != "load":
@@ -80,8 +82,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     class E2EOnOneWorker(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::")[0]
-            if module in E2E_WITHOUT_SERVER:
-                return module
+            if module in E2E_WITHOUT_SERVER or nodeid.startswith("tests/sandbox/"):
+                return module  # one worker per module: its module-scoped sandbox starts once
             return "tests/e2e" if nodeid.startswith("tests/e2e/") else nodeid
 
     return E2EOnOneWorker(config, log)

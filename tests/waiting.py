@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from rootfi_sandbox import SandboxServer
 
 from rootfi_sync.db import make_engine
+from rootfi_sync.outcomes import FINAL_STATES
 from rootfi_sync.tables import ledger
 
 T = TypeVar("T")
@@ -34,32 +35,51 @@ def wait_until(condition: Callable[[], T], what: str, timeout: float = 60.0) -> 
     return value
 
 
-def _newest(url: str, column: sa.Column[datetime]) -> datetime | None:
+def _moment(url: str, query: sa.Select[tuple[datetime | None]]) -> datetime | None:
+    """The one time `query` reads from the ledger at `url`, as aware UTC (or None)."""
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            newest: datetime | None = conn.execute(sa.select(sa.func.max(column))).scalar()
+            moment: datetime | None = conn.execute(query).scalar()
     finally:
         engine.dispose()
-    if newest is not None and newest.tzinfo is None:  # SQLite's max() of stored text
-        newest = datetime.fromisoformat(str(newest)).replace(tzinfo=UTC)
-    return newest
+    if moment is not None and moment.tzinfo is None:  # SQLite's max()/min() of stored text
+        moment = datetime.fromisoformat(str(moment)).replace(tzinfo=UTC)
+    return moment
+
+
+def _newest(url: str, column: sa.Column[datetime]) -> datetime | None:
+    return _moment(url, sa.select(sa.func.max(column)))
 
 
 def _past(moment: datetime | None) -> bool:
     return moment is None or moment < datetime.now(UTC)
 
 
-def leases_run_out(url: str, timeout: float = 60.0) -> None:
-    """Wait until no ledger row at `url` holds a lease any more (every lease has run out)."""
-    wait_until(
-        lambda: _past(_newest(url, ledger.c.lease_expires_at)), "every lease to run out", timeout
-    )
+def leases_run_out(url: str, then: float = 0.0, timeout: float = 60.0) -> None:
+    """Wait until no ledger row at `url` holds a lease any more (every lease has run out), and
+    `then` seconds more (e.g. the timeout of a request a dead run may have sent last)."""
+    more = timedelta(seconds=then)
+
+    def over() -> bool:
+        end = _newest(url, ledger.c.lease_expires_at)
+        return end is None or _past(end + more)
+
+    wait_until(over, f"every lease to run out, and {then} s more", timeout)
 
 
 def newest_attempt(url: str) -> datetime | None:
     """When the ledger at `url` last recorded an attempt (an intent: a send leaving)."""
     return _newest(url, ledger.c.attempted_at)
+
+
+def next_due(url: str) -> datetime | None:
+    """When the ledger at `url` next lets a run take a customer that is not final (None: none
+    waits)."""
+    c = ledger.c
+    return _moment(
+        url, sa.select(sa.func.min(c.next_attempt_at)).where(c.status.not_in(FINAL_STATES))
+    )
 
 
 def passed(moment: datetime | None, what: str, timeout: float = 60.0) -> None:
@@ -92,10 +112,11 @@ def stored(sandbox: SandboxServer, company: int, count: int, timeout: float = 60
 def sync_ended(sandbox: SandboxServer, sync_id: str, api_key: str, timeout: float = 60.0) -> None:
     """Wait until the sandbox says the async write `sync_id` ended (SUCCESS or FAILED)."""
 
-    def status() -> bool:
+    def status() -> bool:  # a sync not readable yet (404, a GET fault) has not ended
         answer = httpx.get(
             f"{sandbox.api_url}/core/syncs/{sync_id}", headers={"api_key": api_key}, timeout=10
         )
-        return bool(answer.json()["data"]["status"] in ("SUCCESS", "FAILED"))
+        ok = answer.status_code == 200
+        return ok and answer.json()["data"]["status"] in ("SUCCESS", "FAILED")
 
     wait_until(status, f"the async write {sync_id} to end", timeout)

@@ -289,16 +289,8 @@ def status_counts(engine: sa.Engine, company_id: int | None = None) -> dict[str,
 def latest_failures(engine: sa.Engine, company_id: int | None, limit: int = 10) -> list[Any]:
     """Return the most recently failed customers, newest first."""
     c = ledger.c
-    query = (
-        sa.select(c.customer_id, c.company_id, c.attempts, c.last_error, c.updated_at)
-        .where(c.status == Status.FAILED)
-        .order_by(c.updated_at.desc())
-        .limit(limit)
-    )
-    if company_id is not None:
-        query = query.where(c.company_id == company_id)
-    with engine.connect() as conn:
-        return list(conn.execute(query))
+    query = sa.select(c.customer_id, c.company_id, c.attempts, c.last_error, c.updated_at)
+    return _newest(engine, query.where(c.status == Status.FAILED), company_id, limit)
 
 
 def needing_a_look(engine: sa.Engine, company_id: int | None, limit: int = 20) -> list[Any]:
@@ -308,13 +300,18 @@ def needing_a_look(engine: sa.Engine, company_id: int | None, limit: int = 20) -
     c = ledger.c
     duplicate = sa.and_(c.status == Status.SYNCED, c.last_error.like("%duplicate found in RootFi%"))
     deleted = sa.and_(c.status == Status.FAILED, c.last_error.like("%source row deleted%"))
-    query = (
-        sa.select(c.customer_id, c.company_id, c.status, c.rootfi_id, c.sync_id, c.last_error)
-        .where(sa.or_(c.status == Status.CREATED_UNKNOWN, duplicate, deleted))
-        .order_by(c.updated_at.desc())
-        .limit(limit)
-    )
+    query = sa.select(
+        c.customer_id, c.company_id, c.status, c.rootfi_id, c.sync_id, c.last_error
+    ).where(sa.or_(c.status == Status.CREATED_UNKNOWN, duplicate, deleted))
+    return _newest(engine, query, company_id, limit)
+
+
+def _newest(
+    engine: sa.Engine, query: sa.Select[Any], company_id: int | None, limit: int
+) -> list[Any]:
+    """Run a ledger listing for one company (or all), the most recently updated rows first."""
+    query = query.order_by(ledger.c.updated_at.desc()).limit(limit)
     if company_id is not None:
-        query = query.where(c.company_id == company_id)
+        query = query.where(ledger.c.company_id == company_id)
     with engine.connect() as conn:
         return list(conn.execute(query))

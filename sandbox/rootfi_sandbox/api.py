@@ -12,7 +12,13 @@ from starlette.routing import Route
 from rootfi_sandbox.core import Core
 from rootfi_sandbox.errors import ApiError, error_response, json_response
 from rootfi_sandbox.faults import DroppedAnswer, fault_response
-from rootfi_sandbox.listing import first_page_cursor, page_json, page_of, parse_list_query
+from rootfi_sandbox.listing import (
+    first_page_cursor,
+    page_json,
+    page_of,
+    parse_list_query,
+    repeated_cursor,
+)
 from rootfi_sandbox.runtime import SandboxState
 from rootfi_sandbox.validation import check_records, parse_create
 
@@ -111,6 +117,6 @@ class Api:
         page = page_of(self.state.store.customers_of(query.company_id), query)
         body = page_json(page)
         if self.state.faults.current.repeat_cursor:
-            cursor = request.query_params.get("next")
-            body["next"] = cursor or body["next"] or first_page_cursor(query)
+            asked = request.query_params.get("next")
+            body["next"] = repeated_cursor(asked, body["next"], first_page_cursor(query))
         return json_response(body)

@@ -16,6 +16,7 @@ from rootfi_sandbox.listing import (
     FIRST_POSITION,
     next_position,
     not_imitated,
+    repeated_cursor,
     window,
 )
 from rootfi_sandbox.models import Job, Sync, ordered_jobs
@@ -65,7 +66,8 @@ class Core:
         data = [show(item) for item in items[start:end]]
         body: dict[str, Any] = {"data": data, "next": next_position(end, len(items))}
         if self.state.faults.current.repeat_cursor:
-            body["next"] = request.query_params.get("next") or body["next"] or FIRST_POSITION
+            asked = request.query_params.get("next")
+            body["next"] = repeated_cursor(asked, body["next"], FIRST_POSITION)
         return body
 
     async def companies(self, request: Request) -> Response:

@@ -198,3 +198,9 @@ def window(params: Mapping[str, str], default_limit: int) -> tuple[int, int]:
 def next_position(end: int, total: int) -> str | None:
     """The `next` cursor of a page that ends before index `end`, or None on the last page."""
     return base64.urlsafe_b64encode(str(end).encode()).decode() if end < total else None
+
+
+def repeated_cursor(asked: str | None, following: str | None, first: str) -> str:
+    """The `next` the `repeat_cursor` fault hands back: the cursor asked with, else the one a
+    page would give, else the first page's, so a client that follows it never gets further."""
+    return asked or following or first

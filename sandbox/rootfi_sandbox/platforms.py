@@ -41,7 +41,8 @@ PlatformName = Literal["lenient", "normalizing", "shopify", "quickbooks"]
 PLATFORM_ERROR = "PLATFORM_VALIDATION_ERROR"
 Record = dict[str, Any]
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_PHONE_CHARACTERS = re.compile(r"[0-9 +\-().]*")
+PHONE_CHARACTERS = re.compile(r"[0-9 +\-().]*")
+"""The characters a phone may hold on the platforms that check it (and in `strict_schema`)."""
 SHOPIFY_MAX_NAME = 255
 QUICKBOOKS_MAX_NAME = 100
 QUICKBOOKS_MAX_PHONE = 30
@@ -137,7 +138,7 @@ def _quickbooks_refuses(record: Record) -> ApiError | None:
     if (email := _filled(record, "email")) and email.count("@") != 1:
         return _refusal("email", "email is not in a valid format")
     phone = _filled(record, "phone")
-    if phone and (len(phone) > QUICKBOOKS_MAX_PHONE or not _PHONE_CHARACTERS.fullmatch(phone)):
+    if phone and (len(phone) > QUICKBOOKS_MAX_PHONE or not PHONE_CHARACTERS.fullmatch(phone)):
         return _refusal("phone", "phone is not in a valid format")
     currency = _filled(record, "currency_id")
     if currency and pycountry.currencies.get(alpha_3=currency.strip().upper()) is None:

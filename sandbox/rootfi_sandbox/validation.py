@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rootfi_sandbox.errors import VALIDATION_ERROR, ApiError, invalid, json_object
+from rootfi_sandbox.platforms import PHONE_CHARACTERS
 from rootfi_sandbox.timefmt import parse_iso
 
 STATUSES = frozenset({"ACTIVE", "ARCHIVED", "UNKNOWN"})
@@ -28,7 +29,7 @@ STRICT_RULES: dict[str, tuple[re.Pattern[str], str]] = {
     "name": (re.compile(r"(?=.*\S).{1,255}", re.S), "name must be 1-255 characters, not blank"),
     "email": (re.compile(r"[^@]*@[^@]*"), "email must contain exactly one @"),
     "currency_id": (re.compile(r"[A-Z]{3}"), "currency_id must be three upper-case letters"),
-    "phone": (re.compile(r"[0-9 +\-().]*"), "phone may contain only digits, spaces and + - ( ) ."),
+    "phone": (PHONE_CHARACTERS, "phone may contain only digits, spaces and + - ( ) ."),
 }
 
 

@@ -64,3 +64,12 @@ def configure(monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer) -> Any:
             monkeypatch.setenv(name, value)
 
     return apply
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """The source (and ledger) on a SQLite file, then on the suite's PostgreSQL server."""
+    if request.param == "sqlite":
+        return sqlite_url
+    url: str = request.getfixturevalue("pg_url")
+    return url

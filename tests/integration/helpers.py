@@ -18,9 +18,11 @@ import sqlalchemy as sa
 from rootfi_sandbox import SandboxServer
 
 from rootfi_sync.db import create_sample, init_db, make_engine, sample_for, upgrade_ledger
+from rootfi_sync.outcomes import FINAL_STATES
 from rootfi_sync.settings import load_settings
 from rootfi_sync.tables import as_read, ledger, source_table
 from tests.integration.conftest import COMPANY
+from tests.waiting import next_due, passed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,6 +105,11 @@ def ledger_rows(url: str) -> dict[str, Any]:
     return rows
 
 
+def creates(sandbox: SandboxServer) -> int:
+    """How many create requests the sandbox has answered (or dropped) so far."""
+    return int(sandbox.admin.state()["requests"]["creates"])
+
+
 def make_due_now(url: str) -> int:
     """Move every ledger row's `next_attempt_at` into the past; return how many were moved."""
     engine = make_engine(url)
@@ -117,17 +124,17 @@ def make_due_now(url: str) -> int:
     return moved
 
 
-def run_until_settled(url: str, runs: int, pause: float = 1.0) -> dict[str, Any]:
-    """Run the flow until every ledger row is final (SYNCED or FAILED); return the last run's
-    counts, or fail if `runs` runs do not get there. A customer waiting out the time a lost
-    request may still take to land is taken by a later run: `pause` seconds between runs."""
+def run_until_settled(url: str, runs: int) -> dict[str, Any]:
+    """Run the flow until every ledger row is final (outcomes.FINAL_STATES); return the last
+    run's counts, or fail if `runs` runs do not get there. A customer waiting out the time a
+    lost request may still take to land is taken by a later run, once it is due."""
     from flows.sync_customers import sync_customers
 
     for _ in range(runs):
         counts: dict[str, Any] = sync_customers()
-        if {r.status for r in ledger_rows(url).values()} <= {"SYNCED", "FAILED"}:
+        if {r.status for r in ledger_rows(url).values()} <= set(FINAL_STATES):
             return counts
-        time.sleep(pause)
+        passed(next_due(url), "the next customer to be due")
     raise AssertionError(f"still unsettled after {runs} runs; the last one: {counts}")
 
 

@@ -7,7 +7,6 @@ created twice (duplicates) and every valid customer exists and is SYNCED (lost).
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from tests.integration.helpers import (
     seed_source,
     start_flow_process,
 )
-from tests.waiting import leases_run_out
+from tests.waiting import leases_run_out, stored
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -147,13 +146,6 @@ def test_the_circuit_breaker_stops_a_run_that_rootfi_keeps_refusing(
     }
 
 
-def wait_for_customers(sandbox: SandboxServer, at_least: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while len(sandbox.admin.customers(COMPANY)) < at_least:
-        assert time.monotonic() < deadline, f"fewer than {at_least} customers after {timeout}s"
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize("kill_at", [1, 45, 170])
 def test_a_run_killed_midway_is_finished_by_the_next_one_without_duplicates(
     sqlite_url: str, sandbox: SandboxServer, configure: Any, kill_at: int, tmp_path: Path
@@ -164,7 +156,7 @@ def test_a_run_killed_midway_is_finished_by_the_next_one_without_duplicates(
     sandbox.admin.set_faults(latency_seconds=0.05, lost_answer_rate=0.05, seed=3)
     process = start_flow_process({}, tmp_path)
     try:
-        wait_for_customers(sandbox, kill_at)
+        stored(sandbox, COMPANY, kill_at)
     finally:
         process.send_signal(signal.SIGKILL)
         _, stderr = process.communicate(timeout=30)
@@ -172,8 +164,7 @@ def test_a_run_killed_midway_is_finished_by_the_next_one_without_duplicates(
     killed_at = len(sandbox.admin.customers(COMPANY))
     assert 0 < killed_at < len(rows), "the kill should land mid-run"
     sandbox.admin.set_faults(latency_seconds=0.0, lost_answer_rate=0.0)
-    leases_run_out(sqlite_url)  # the dead run's
-    time.sleep(1.2)  # then its requests' timeout (ROOTFI_TIMEOUT_SECONDS=1) passes
+    leases_run_out(sqlite_url, then=1)  # the dead run's, then its requests' timeout (1 s)
 
     sync_customers()
 

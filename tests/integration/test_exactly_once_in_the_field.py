@@ -41,15 +41,6 @@ from tests.waiting import (
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
-    """The source (and ledger) on a SQLite file, then on the suite's PostgreSQL server."""
-    if request.param == "sqlite":
-        return sqlite_url
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 # -- 1. a key that reaches many companies -------------------------------------------------------
 
 

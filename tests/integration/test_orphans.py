@@ -22,24 +22,11 @@ from rootfi_sync.db import make_engine
 from rootfi_sync.tables import ledger
 from tests.factories import make_customer
 from tests.integration.conftest import COMPANY
-from tests.integration.helpers import ledger_rows, make_due_now, seed_source
+from tests.integration.helpers import creates, ledger_rows, make_due_now, seed_source
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 MODES = ["single", "batch"]
 PARKED = "source row deleted while in doubt; not found in RootFi"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
-    """The source (and ledger) on a SQLite file, then on the suite's PostgreSQL server."""
-    if request.param == "sqlite":
-        return sqlite_url
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
-def creates(sandbox: SandboxServer) -> int:
-    return int(sandbox.admin.state()["requests"]["creates"])
 
 
 def delete_source_rows(url: str, ledger_url: str | None = None) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from typing import Any
 
@@ -16,6 +15,7 @@ from flows.sync_customers import sync_customers
 from tests.factories import make_customer
 from tests.integration.conftest import API_KEY, COMPANY
 from tests.integration.helpers import ledger_rows, seed_source
+from tests.waiting import attempts_older_than
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -90,7 +90,7 @@ def test_a_customer_out_of_attempts_is_parked_and_the_run_counts_it_as_failed(
     sandbox.admin.set_faults(error_500_rate=1.0)
 
     first = sync_customers()
-    time.sleep(1.1)  # its request's timeout: it may be sent again (after a lookup)
+    attempts_older_than(sqlite_url, 1)  # its request's timeout: it may be sent again
     second = sync_customers()
 
     assert (first["in_doubt"], first["failed"]) == (1, 0)
