@@ -321,8 +321,10 @@ def _start_batch(
     summary.lease_lost += len(items) - len(sendable)
     send = None
     if sendable:
-        fresh = any(fresh_send(c.attempts, c.doubt_since is not None) for c in claimed)
-        send = _submit(settings, summary.company_id, sendable, batch_no, fresh, intent)
+        # The cache answers only for customers the ledger had no row for (a ledger lost after
+        # the send); any other (a redrive of a refused one above all) is really sent.
+        known = any(c.status is not None for c in claimed)
+        send = _submit(settings, summary.company_id, sendable, batch_no, known, intent)
     recorded = record_outcomes.submit(
         allow_failure(send) if send is not None else None,
         batch=as_is(ToRecord(batch_no, sendable, rejects, attempts)),
@@ -373,14 +375,15 @@ def _submit(
     company_id: int,
     items: list[Item],
     batch_no: int,
-    fresh: bool,
+    refresh: bool,
     intent: State[Any],
 ) -> PrefectFuture[list[Outcome]]:
-    """Start the batch's send task (with its retries) and return its future."""
+    """Start the batch's send task (with its retries; `refresh`: never answered from the send
+    cache) and return its future."""
     sender = send_batch.with_options(
         retries=settings.rootfi_retries,
         retry_delay_seconds=exponential_backoff(backoff_factor=settings.rootfi_retry_delay_seconds),
-        refresh_cache=fresh,
+        refresh_cache=refresh,
     )
     request = SendRequest(
         base_url=settings.rootfi_base_url,

@@ -50,6 +50,7 @@ from enum import StrEnum
 from typing import Any
 
 from rootfi_sync.outcomes import Outcome, Status
+from rootfi_sync.settings import ResendPolicy
 
 MAX_BACKOFF_DOUBLINGS = 10
 LATER_RUN = 1.0  # the wait of what must not be retried in this run (next_attempt_at: at least)
@@ -164,27 +165,28 @@ def next_attempt_at(
 
 
 def fresh_send(attempts: int, ever_sent: bool) -> bool:
-    """Whether a customer was re-driven (or changed) after being parked or refused.
-
-    Such a customer must really be sent: never answered from the send cache.
+    """Whether `rootfi-sync retry` re-drove a customer RootFi may hold: only a redrive resets
+    the attempts of a row that keeps its doubt (a changed source row does not). A lookup that
+    finds nothing then sends it on purpose, whatever ROOTFI_RESEND_IN_DOUBT says.
     """
     return attempts == 0 and ever_sent
 
 
 @dataclass(frozen=True, slots=True)
 class WriteCounts:
-    """What RootFi says an ended async write did: its records, how many created, refused."""
+    """What RootFi says an ended async write did: its records, how many created, refused
+    (None: RootFi did not say, which proves nothing)."""
 
     total: int
-    success: int
-    failed: int
+    success: int | None
+    failed: int | None
 
     @classmethod
     def of(
         cls, sync: Mapping[str, Any], jobs: Sequence[Mapping[str, Any]] | None = None
     ) -> WriteCounts:
         """Return the counts of a sync: from its jobs when they are listed, else its own."""
-        total = _count(sync.get("total_count"))
+        total = _count(sync.get("total_count")) or 0
         if jobs:
             states = [job.get("status") for job in jobs]
             success, failed = states.count("SUCCESS"), states.count("FAILED")
@@ -192,8 +194,8 @@ class WriteCounts:
         return cls(total, _count(sync.get("success_count")), _count(sync.get("failed_count")))
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and value >= 0 else None
 
 
 class Verdict(StrEnum):
@@ -208,8 +210,8 @@ class Verdict(StrEnum):
 def verdict(counts: WriteCounts, in_view: int, missing: int) -> Verdict:
     """Return what `counts` prove about `missing` customers not found, of the `in_view`
     customers of the write looked up (the whole write, or what is left of it)."""
-    if counts.total == 0:  # RootFi gave no counts and listed no jobs: nothing is shown
-        return Verdict.UNSURE
+    if counts.total == 0 or counts.success is None or counts.failed is None:
+        return Verdict.UNSURE  # RootFi did not say what became of its records
     if missing and in_view == counts.total and missing == counts.failed:
         return Verdict.REFUSED
     if counts.success == 0:
@@ -229,7 +231,7 @@ def unfound(
     item: tuple[str, str | None],
     found: Verdict | None,
     *,
-    resend: str,
+    resend: ResendPolicy,
     redriven: bool,
     refusal: str = "refused by the platform",
 ) -> Outcome | None:

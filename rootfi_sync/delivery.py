@@ -44,6 +44,7 @@ from rootfi_sync.lookup import (
 )
 from rootfi_sync.matching import DEFAULT_MATCH_FIELDS
 from rootfi_sync.outcomes import Outcome, Status
+from rootfi_sync.settings import ResendPolicy
 
 ACCEPTED_MARGIN = timedelta(seconds=2)  # the Date header is to the second
 
@@ -119,7 +120,7 @@ class Delivery:
     poll_timeout: float = 300.0
     poll_interval: float = 0.25
     match_fields: tuple[str, ...] = DEFAULT_MATCH_FIELDS
-    resend: str = "after-settle"
+    resend: ResendPolicy = "after-settle"
 
     @property
     def lookup(self) -> Lookup:
@@ -299,11 +300,11 @@ class Delivery:
             error = f"async write {sync_id} still {state} after {self.poll_timeout:g} s"
             waiting = all_pending(items, Event.ASYNC_OPEN, error, self.timing, sync_id)
             raise BatchIncomplete(error, [], waiting)
-        jobs = list(self.client.iter_sync_jobs(sync_id))
         adopted, missing = self.lookup.find(items, since)
         outcomes = [replace(o, sync_id=sync_id) for o in adopted]
-        if not missing:
+        if not missing:  # every record found: its jobs have nothing more to say
             return outcomes
+        jobs = list(self.client.iter_sync_jobs(sync_id))
         counts = WriteCounts.of(sync, jobs)
         proof = verdict(counts, len(items), len(missing))
         if proof is Verdict.NOTHING_CREATED:  # RootFi says it created none of them
@@ -316,7 +317,8 @@ class Delivery:
             return outcomes + [created_unknown(i.customer_id, sync_id) for i in missing]
         error = (
             f"async write {sync_id} ended {state}: {len(missing)} of {len(items)} not found, "
-            f"{counts.failed} refused; RootFi does not say which is which"
+            f"{'some' if counts.failed is None else counts.failed} refused; RootFi does not say "
+            "which is which"
         )
         waiting = all_pending(missing, Event.ASYNC_UNSURE, error, self.timing, sync_id)
         raise BatchIncomplete(f"{len(missing)} of {len(items)}: {error}", outcomes, waiting)

@@ -6,7 +6,7 @@ header, less a clock-skew margin) and matches them to what was sent:
 
 * A record matches a customer when it is equal, on the fields ROOTFI_MATCH_FIELDS names, to
   any payload sent for that customer since its first unresolved attempt, values compared the
-  way platforms rewrite them (`rootfi_sync.matching`). The other fields break ties.
+  way platforms rewrite them (`rootfi_sync.matching`), and contradicting it on no other field.
 * A record already given to a customer in the ledger is never adopted again.
 * Customers matching the same records are paired with them in order (lowest rootfi_id first)
   and never share one: with three identical customers in doubt and two records found, two are
@@ -46,12 +46,12 @@ from rootfi_sync.decisions import (
 from rootfi_sync.matching import DEFAULT_MATCH_FIELDS, match_records, signature
 from rootfi_sync.models import CustomerPayload
 from rootfi_sync.outcomes import Outcome, Status
+from rootfi_sync.settings import ResendPolicy
 
 logger = logging.getLogger("rootfi_sync.lookup")
 PASSING = (errors.RateLimited, errors.ServerError, errors.TransportError)
 UNREADABLE = (*PASSING, errors.Refused)  # a GET of a sync or its jobs that says nothing yet
 FINAL = ("SUCCESS", "FAILED")
-RESEND_POLICIES = ("after-settle", "never")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +167,7 @@ class Lookup:
     known: Callable[[Iterable[str]], set[str]]
     timing: Timing = field(default_factory=Timing)
     fields: tuple[str, ...] = DEFAULT_MATCH_FIELDS
-    resend: str = "after-settle"
+    resend: ResendPolicy = "after-settle"
     clock: Callable[[], datetime] | None = None
 
     def resolve(

@@ -15,8 +15,9 @@ compared through its normalized *forms*:
 Two values are equal when they share a form. The fields that identify a customer are a
 setting (ROOTFI_MATCH_FIELDS, default `name,email`): a record matches a payload sent when it
 is equal on each of them, an address field counting only when the record holds it (platforms
-drop what they do not keep). The other fields both sides hold break ties: a record that agrees
-on them is preferred, one that disagrees is not reported as a duplicate.
+drop what they do not keep). Every other field both sides hold must not contradict it: the
+forms absorb what platforms rewrite, so a phone or a country left different is another
+customer's (a namesake sent with no email is not adopted for the name alone).
 
 The ledger keeps, for each payload sent, its `Signature`: a short digest of each field's forms
 (hashes, not values). Rows written before signatures existed hold a `legacy_key` instead: a
@@ -158,10 +159,9 @@ def identifies(sent: Signature, found: Signature, fields: Iterable[str]) -> bool
     return True
 
 
-def disagreements(sent: Signature, found: Signature, fields: Iterable[str]) -> int:
-    """Return on how many fields other than `fields` both hold a value and differ."""
-    others = set(FIELDS) - set(fields)
-    return sum(1 for f in others if sent.get(f) and found.get(f) and not sent.get(f) & found.get(f))
+def contradicts(sent: Signature, found: Signature) -> bool:
+    """Whether a field both hold a value for differs (a record of another customer)."""
+    return any(sent.get(f) and found.get(f) and not sent.get(f) & found.get(f) for f in FIELDS)
 
 
 def _norm(value: Any) -> str | None:
@@ -221,20 +221,22 @@ class _Pool:
                 self._legacy[legacy_key(record)].append(n)
         return self._legacy.get(key, [])
 
-    def ranked(self, item: Sent) -> list[tuple[int, int]]:
-        """Return (disagreements, record number) of the records matching the item, best first."""
-        best: dict[int, int] = {}
+    def matching(self, item: Sent) -> list[int]:
+        """Return the numbers of the records matching what was sent for the item, in order."""
+        found: set[int] = set()
         for key in item.keys:
             sent = Signature.decode(key)
             if sent is None:
-                best |= {n: min(best.get(n, 0), 0) for n in self.legacy(key)}
+                found.update(self.legacy(key))
                 continue
             near = {n for d in sent.get(self.lead) or {""} for n in self.index.get(d, ())}
-            for n in near:
-                if identifies(sent, self.signatures[n], self.fields):
-                    score = disagreements(sent, self.signatures[n], self.fields)
-                    best[n] = min(best.get(n, score), score)
-        return sorted((score, n) for n, score in best.items())
+            found.update(
+                n
+                for n in near
+                if identifies(sent, self.signatures[n], self.fields)
+                and not contradicts(sent, self.signatures[n])
+            )
+        return sorted(found)
 
 
 def match_records(
@@ -244,18 +246,18 @@ def match_records(
     fields: Sequence[str] = DEFAULT_MATCH_FIELDS,
 ) -> Matches:
     """Pair items with RootFi records matching what they sent; report the records left over
-    that match a customer as well as its own (and disagree on nothing)."""
+    that match a customer as well as its own."""
     pool = _Pool((r for r in records if str(r.get("rootfi_id")) not in taken), fields)
-    ranked = {i.customer_id: pool.ranked(i) for i in items}
+    matching = {i.customer_id: pool.matching(i) for i in items}
     used: set[int] = set()
     found = Matches()
     for item in items:
-        pick = next((n for _, n in ranked[item.customer_id] if n not in used), None)
+        pick = next((n for n in matching[item.customer_id] if n not in used), None)
         if pick is not None:
             used.add(pick)
             found.records[item.customer_id] = pool.records[pick]
     for cid in found.records:
-        extra = [n for score, n in ranked[cid] if score == 0 and n not in used]
+        extra = [n for n in matching[cid] if n not in used]
         used.update(extra)
         if extra:
             found.duplicates[cid] = tuple(str(pool.records[n].get("rootfi_id")) for n in extra)

@@ -54,6 +54,11 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+ResendPolicy = Literal["after-settle", "never"]
+"""ROOTFI_RESEND_IN_DOUBT: a customer in doubt not found once its settle time is over is sent
+again, or parked FAILED for a person to look at."""
+
+
 class Settings(BaseSettings):
     """Everything rootfi-sync can be told; each field is read from the upper-cased env var."""
 
@@ -91,10 +96,10 @@ class Settings(BaseSettings):
     rootfi_sync_poll_seconds: float = Field(default=60.0, ge=0)
     rootfi_reconcile_skew_seconds: float = Field(default=120.0, ge=0)
     # Which fields identify a customer in RootFi when a lost create is looked up (comma-
-    # separated; the others break ties): see rootfi_sync.matching and docs/delivery.md.
+    # separated; any other field both hold must not contradict): see rootfi_sync.matching.
     rootfi_match_fields: str = ",".join(DEFAULT_MATCH_FIELDS)
     # A customer in doubt, not found after its settle time: sent again, or parked FAILED.
-    rootfi_resend_in_doubt: Literal["after-settle", "never"] = "after-settle"
+    rootfi_resend_in_doubt: ResendPolicy = "after-settle"
 
     @field_validator("rootfi_base_url")
     @classmethod

@@ -115,10 +115,11 @@ def attempt(
     try:
         return known + parts.delivery.deliver(items, parts.delivery.clock())
     except BatchIncomplete as exc:
-        # What a retry that may follow resumes from, in the ledger: not memory.
-        if run_count <= retries:
+        incomplete = BatchIncomplete(str(exc), known + exc.outcomes, exc.pending)
+        # What the retry that follows (is_transient) resumes from, in the ledger: not memory.
+        if run_count <= retries and incomplete.retry_now:
             parts.ledger.record_settled([*exc.outcomes, *exc.pending.values()])
-        raise BatchIncomplete(str(exc), known + exc.outcomes, exc.pending) from None
+        raise incomplete from None
 
 
 def resume(ledger: Ledger, items: Sequence[Item]) -> tuple[list[Outcome], list[Item]]:

@@ -103,6 +103,16 @@ def _outcome_update(*, release: bool = True) -> sa.Update:
     )
     now = sa.bindparam("b_now", type_=c.updated_at.type)
     attempted_at = sa.case((sent_at.is_not(None), sent_at), (unstamped, now), else_=c.attempted_at)
+    # No request may have left, in this attempt or any before (none is stamped): nothing can
+    # exist in RootFi, so the customer is not in doubt (the intent had made it so).
+    status = sa.bindparam("b_status", type_=sa.String)
+    never_left = sa.and_(
+        status != Status.IN_DOUBT,
+        status != Status.CREATED_UNKNOWN,
+        sent_at.is_(None),
+        c.attempted_at.is_(None),
+    )
+    settled = sa.or_(synced, never_left)
     # A SYNCED row is never written again, but for the same record (what a retry recorded).
     same_record = c.rootfi_id == sa.bindparam("b_rootfi_id", type_=c.rootfi_id.type)
     lease = {"lease_owner": None, "lease_expires_at": None} if release else {}
@@ -121,8 +131,8 @@ def _outcome_update(*, release: bool = True) -> sa.Update:
             synced_at=sa.bindparam("b_synced_at", type_=c.synced_at.type),
             next_attempt_at=sa.bindparam("b_next_attempt_at", type_=c.next_attempt_at.type),
             attempted_at=attempted_at,
-            doubt_since=sa.case((synced, None), else_=c.doubt_since),
-            sent_keys=sa.case((synced, None), else_=c.sent_keys),
+            doubt_since=sa.case((settled, None), else_=c.doubt_since),
+            sent_keys=sa.case((settled, None), else_=c.sent_keys),
             updated_at=now,
             **lease,
         )

@@ -11,6 +11,7 @@ unresolved attempt and for every payload sent since (`sent_keys`), before it is 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +33,8 @@ from rootfi_sync.ledger.statements import (
 )
 from rootfi_sync.outcomes import FINAL_STATES, Outcome, Status
 from rootfi_sync.tables import ledger
+
+logger = logging.getLogger("rootfi_sync.ledger")
 
 FINAL = FINAL_STATES
 HISTORY = (
@@ -111,7 +114,15 @@ class Ledger(LedgerReader):
                 )
                 # In this order: MySQL assigns left to right, each seeing the ones before it.
                 .ordered_values(
-                    (c.attempts, sa.case((c.status == Status.FAILED, 0), else_=c.attempts)),
+                    # A changed FAILED row gets a fresh budget, unless RootFi may hold it: a
+                    # parked customer in doubt keeps its attempts (only `redrive` resets them,
+                    # which is what `decisions.fresh_send` tells apart).
+                    (
+                        c.attempts,
+                        sa.case(
+                            (sa.and_(c.status == Status.FAILED, ~ever_sent), 0), else_=c.attempts
+                        ),
+                    ),
                     (c.status, sa.case((ever_sent, Status.IN_DOUBT), else_=Status.CLAIMED)),
                     (
                         c.attempted_at,
@@ -139,6 +150,7 @@ class Ledger(LedgerReader):
                 r.doubt_since or r.attempted_at,
                 _split_keys(r.sent_keys),
                 r.sync_id,
+                status=cand.status,
                 attempt_mode=r.attempt_mode,
             )
             for cand in candidates
@@ -271,17 +283,25 @@ class Ledger(LedgerReader):
         about to leave may carry, and when it leaves (what an outcome in doubt records).
 
         Asked right before each POST (and each new try after a 429): one read by key, so a
-        process that paused or slept past its lease sends nothing.
+        process that paused or slept past its lease sends nothing. A database that cannot be
+        asked vouches for no one (nothing leaves; the customers are retried later).
         """
         ids, held, now = list(customer_ids), set[str](), None
-        with self.engine.connect() as conn:
-            query = _vouch_query(conn.dialect.name, margin)
-            for start in range(0, len(ids), CHUNK):
-                params = {"b_company": self.company_id, "b_owner": self.owner}
-                for row in conn.execute(query, params | {"b_ids": ids[start : start + CHUNK]}):
-                    held.add(row.customer_id)
-                    now = row.now
-            return held, now if now is not None else db_now(conn)
+        try:
+            with self.engine.connect() as conn:
+                query = _vouch_query(conn.dialect.name, margin)
+                for start in range(0, len(ids), CHUNK):
+                    params = {"b_company": self.company_id, "b_owner": self.owner}
+                    chunk = {"b_ids": ids[start : start + CHUNK]}
+                    for row in conn.execute(query, params | chunk):
+                        held.add(row.customer_id)
+                        now = row.now
+                return held, now if now is not None else db_now(conn)
+        except sa.exc.SQLAlchemyError as exc:
+            logger.warning(
+                "the ledger could not vouch for leases (%s): not sent", type(exc).__name__
+            )
+            return set(), utcnow()
 
     def record_settled(self, outcomes: Sequence[Outcome]) -> None:
         """Write what an attempt learnt, keeping the leases: the final outcomes (SYNCED,

@@ -19,9 +19,9 @@ from rootfi_sandbox import SandboxServer
 
 from rootfi_sync.client import RootFiClient
 from rootfi_sync.db import make_engine
-from rootfi_sync.decisions import Timing
+from rootfi_sync.decisions import Timing, fresh_send
 from rootfi_sync.delivery import BatchIncomplete, Delivery
-from rootfi_sync.ledger import Candidate, Ledger, Status
+from rootfi_sync.ledger import Candidate, Ledger, Outcome, Status
 from rootfi_sync.lookup import Item
 from rootfi_sync.run import open_run
 from rootfi_sync.settings import load_settings
@@ -222,3 +222,63 @@ def test_a_retry_in_another_process_keeps_what_the_attempt_before_it_settled(
     assert sandbox.admin.state()["requests"]["creates"] == len(rows)
     assert {r.status for r in ledger_rows(db_url).values()} == {"SYNCED"}
     assert_exactly_once(sandbox, db_url, rows)
+
+
+def test_a_customer_whose_request_never_left_is_not_in_doubt_when_claimed_again(
+    db_url: str, engine: sa.Engine
+) -> None:
+    # A 429 (or no connection, or a lease not vouched for) says nothing left: the next run
+    # sends the customer, not looks it up. (Before the review fix the intent's doubt outlived
+    # the RETRY, and with ROOTFI_RESEND_IN_DOUBT=never the customer was parked "in doubt, not
+    # found in RootFi" though no request had ever left.)
+    rows = [make_customer()]
+    seed_source(db_url, rows)
+    source = as_read(source_table())
+    first = Ledger(engine, source, COMPANY, "first")
+    [item] = items_of(rows, claim_all(first, lease=60))
+    intend(first, [item])
+    throttled = Outcome(item.customer_id, Status.RETRY, error="RootFi answered 429")
+    first.record_outcomes([throttled], max_attempts=5, requeue=timedelta(0), attempts={})
+
+    [again] = claim_all(Ledger(engine, source, COMPANY, "second"), lease=60)
+
+    assert (again.doubt_since, again.attempted_at) == (None, None)
+
+
+def test_a_row_changed_after_its_customer_was_parked_in_doubt_is_not_taken_as_re_driven(
+    db_url: str, engine: sa.Engine
+) -> None:
+    # Only `rootfi-sync retry` re-drives (attempts 0 with a doubt): a changed source row keeps
+    # the customer's attempts, so a lookup that finds nothing parks it again rather than
+    # resending it. (Before the review fix the claim reset the attempts of every FAILED row.)
+    rows = [make_customer()]
+    seed_source(db_url, rows)
+    source = as_read(source_table())
+    first = Ledger(engine, source, COMPANY, "first")
+    [item] = items_of(rows, claim_all(first, lease=60))
+    intend(first, [item])
+    lost = Outcome(item.customer_id, Status.IN_DOUBT, error="no answer", sent_at=first.now())
+    [parked] = first.record_outcomes(
+        [lost], max_attempts=1, requeue=timedelta(0), attempts={item.customer_id: 1}
+    )
+    assert parked.status == Status.FAILED and parked.parked
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE customers SET city = 'Elsewhere'"))
+
+    [again] = claim_all(Ledger(engine, source, COMPANY, "second"), lease=60)
+
+    assert again.doubt_since is not None and again.attempts == 1
+    assert not fresh_send(again.attempts, again.doubt_since is not None)
+
+
+def test_a_database_that_cannot_be_asked_vouches_for_no_one(tmp_path: Any) -> None:
+    # The check right before a POST must answer "no" when the database is away, not raise:
+    # an error there escaped the send pool and turned every answer RootFi had already given in
+    # the batch into "in doubt". (It raised OperationalError before the review fix.)
+    gone = make_engine(f"sqlite:///{tmp_path / 'no-such-folder' / 'ledger.db'}")
+    away = Ledger(gone, as_read(source_table()), COMPANY, "run")
+
+    held, _ = away.vouch(["1", "2"], margin=0.1)
+
+    assert held == set()
+    gone.dispose()

@@ -66,6 +66,34 @@ def test_with_resend_never_a_customer_not_found_is_parked_and_retry_resends_it_o
     assert_exactly_once(sandbox, db_url, rows)
 
 
+def test_a_customer_parked_in_doubt_stays_parked_when_its_source_row_changes(
+    db_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    # A change to the row is not a person's `rootfi-sync retry`: the customer is looked up
+    # again and, still not found, parked again, never resent. (Before the review fix, the
+    # claim reset its attempts, which made it look re-driven, and it was sent again.)
+    rows = [make_customer()]
+    seed_source(db_url, rows)
+    configure(db_url, rootfi_retries=0, rootfi_resend_in_doubt="never", rootfi_timeout_seconds=1)
+    sandbox.admin.set_faults(error_500_rate=1.0, seed=1)
+    assert sync_customers()["in_doubt"] == 1
+    sandbox.admin.set_faults(error_500_rate=0.0)
+    attempts_older_than(db_url, 1)
+    make_due_now(db_url)
+    assert sync_customers()["failed"] == 1  # parked: in doubt, not found
+    sent = creates(sandbox)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE customers SET city = 'Elsewhere'"))
+    engine.dispose()
+
+    third = sync_customers()
+
+    assert (third["picked"], third["failed"], creates(sandbox)) == (1, 1, sent)
+    [row] = ledger_rows(db_url).values()
+    assert row.status == "FAILED" and "in doubt, not found in RootFi" in (row.last_error or "")
+
+
 def test_a_sync_that_answers_404_for_a_while_is_asked_again_and_never_resent(
     db_url: str, sandbox: SandboxServer, configure: Any
 ) -> None:

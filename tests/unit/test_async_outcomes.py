@@ -49,6 +49,7 @@ class RootFi:
     failures_first: bool = False
     unreadable_gets: int = 0
     creates: int = 0
+    job_listings: int = 0
     records: list[dict[str, Any]] = field(default_factory=list)
     jobs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -57,6 +58,7 @@ class RootFi:
         if request.method == "POST":
             return self._write(json.loads(request.content)["data"])
         if path.endswith("/jobs"):
+            self.job_listings += 1
             return httpx.Response(200, json={"data": self.jobs, "next": None})
         if "/core/syncs/" in path:
             if self.unreadable_gets > 0:
@@ -158,6 +160,7 @@ def test_records_the_platform_stored_in_its_own_form_are_all_found() -> None:
 
     assert by_status(outcomes) == {"SYNCED": {str(n) for n in range(1, 21)}}
     assert {o.rootfi_id for o in outcomes.values()} == {str(1000 + n) for n in range(20)}
+    assert app.job_listings == 0  # every record found: the jobs have nothing to add
 
 
 def test_a_created_customer_whose_record_cannot_be_identified_is_created_with_its_id_unknown() -> (

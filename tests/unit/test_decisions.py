@@ -168,6 +168,20 @@ def test_write_counts_come_from_the_jobs_when_listed_else_from_the_sync() -> Non
 
 
 @pytest.mark.parametrize(
+    "sync",
+    [
+        {"status": "SUCCESS", "total_count": 3},  # no success_count, no failed_count
+        {"status": "SUCCESS", "total_count": 3, "failed_count": 0},
+        {"status": "FAILED", "total_count": 3, "success_count": None, "failed_count": 3},
+    ],
+)
+def test_a_count_the_sync_does_not_give_proves_nothing(sync: dict[str, object]) -> None:
+    # Before the review fix a missing success_count counted as 0: "nothing created", and the
+    # customers not found were sent again although the write may have created them.
+    assert verdict(WriteCounts.of(sync), 3, 1) is Verdict.UNSURE
+
+
+@pytest.mark.parametrize(
     ("found", "resend", "redriven", "status"),
     [
         (None, "after-settle", False, None),  # nothing shows it was created: resent

@@ -94,7 +94,7 @@ def test_does_not_adopt_a_record_whose_identifying_fields_differ() -> None:
     assert adopted(items, records) == {}
 
 
-def test_a_phone_only_breaks_ties_by_default() -> None:
+def test_a_field_outside_the_match_fields_pairs_records_and_must_not_contradict() -> None:
     items = [
         item("1", email="ada@x.org", phone="+44 1"),
         item("2", email="ada@x.org", phone="+44 2"),
@@ -104,7 +104,19 @@ def test_a_phone_only_breaks_ties_by_default() -> None:
         record(4, email="ada@x.org", phone="+441"),
     ]
     assert adopted(items, records) == {"1": 4, "2": 3}
-    assert adopted([item("1", email="ada@x.org", phone="+44 1")], [records[0]]) == {"1": 3}
+    # A record that holds another phone is someone else (the forms absorb what platforms
+    # rewrite; what is left is a real difference). It was adopted before the review fix.
+    assert adopted([item("1", email="ada@x.org", phone="+44 1")], [records[0]]) == {}
+
+
+def test_a_customer_with_no_email_does_not_adopt_a_namesake_who_lives_elsewhere() -> None:
+    # Before the review fix, the name alone identified a customer sent with no email, and the
+    # merchant's other "Ada Lovelace" (another phone, another country) was adopted: ours was
+    # then never created.
+    ours = item("1", phone="+44 20 7946 0018", address={"city": "Leeds", "country": "GB"})
+    namesake = record(5, phone="+1 555 0107", address={"city": "Boston", "country": "US"})
+    assert adopted([ours], [namesake]) == {}
+    assert adopted([ours], [record(6, phone="+442079460018")]) == {"1": 6}  # the platform's form
 
 
 def test_a_phone_among_the_match_fields_must_agree() -> None:
