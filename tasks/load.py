@@ -107,7 +107,7 @@ def attempt(
     """Make attempt `run_count` (of 1 + `retries`) at a batch; return each item's outcome.
 
     A retry starts from what the ledger holds (`resume`). Raises BatchIncomplete while some
-    got no answer, after writing what this attempt settled when a retry will follow.
+    got no answer, after writing what this attempt settled when a retry may follow.
     """
     known: list[Outcome] = []
     if run_count > 1:
@@ -115,11 +115,16 @@ def attempt(
     try:
         return known + parts.delivery.deliver(items, parts.delivery.clock())
     except BatchIncomplete as exc:
-        incomplete = BatchIncomplete(str(exc), known + exc.outcomes, exc.pending)
-        # What the retry that follows (is_transient) resumes from, in the ledger: not memory.
-        if run_count <= retries and incomplete.retry_now:
-            parts.ledger.record_settled([*exc.outcomes, *exc.pending.values()])
-        raise incomplete from None
+        outcomes = exc.outcomes
+        if run_count <= retries:
+            # What a retry resumes from, in the ledger, not memory (a retry follows when one
+            # customer may be tried now, and takes the whole batch). What is written here is
+            # marked recorded, so the flow's write does not add it to the history again.
+            written = parts.ledger.record_settled([*outcomes, *exc.pending.values()])
+            outcomes = [
+                replace(o, recorded=True) if o.customer_id in written else o for o in outcomes
+            ]
+        raise BatchIncomplete(str(exc), known + outcomes, exc.pending) from None
 
 
 def resume(ledger: Ledger, items: Sequence[Item]) -> tuple[list[Outcome], list[Item]]:

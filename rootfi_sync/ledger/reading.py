@@ -22,7 +22,6 @@ from rootfi_sync.source import (
     copies_hash,
     count_keyless,
     fetch_page,
-    key_values,
     keys_asked,
     rows_by_key,
     source_hash,
@@ -257,9 +256,8 @@ class LedgerReader:
             return set()
         key = self.source.c.id
         with (self.source_engine or self.engine).connect() as conn:
-            sample = conn.execute(sa.select(key).where(key.is_not(None)).limit(1)).scalar()
-            keys, _ = key_values(customer_ids, sample)
-            if sample is None or not keys:  # no key at all, or none of these could be one
+            keys, _ = keys_asked(conn, key, customer_ids)
+            if not keys:  # none of these could be a key of the table
                 return set()
             query = self._source_rows(keys).with_only_columns(key)
             return {str(k) for k in conn.execute(query).scalars()}

@@ -303,18 +303,21 @@ class Ledger(LedgerReader):
             )
             return set(), utcnow()
 
-    def record_settled(self, outcomes: Sequence[Outcome]) -> None:
+    def record_settled(self, outcomes: Sequence[Outcome]) -> set[str]:
         """Write what an attempt learnt, keeping the leases: the final outcomes (SYNCED,
         FAILED), and when each request in doubt left (`sent_at`). What a task retry resumes
-        from (`resume`), whatever process it runs in."""
+        from (`resume`), whatever process it runs in. Returns the customers whose final
+        outcome was written (their history holds it: it is not written again)."""
         self._write_sent([o for o in outcomes if o.status not in FINAL and o.sent_at])
         final = [o for o in outcomes if o.status in FINAL]
         if not final:
-            return
+            return set()
         try:
             self._write_settled(final)
         except sa.exc.IntegrityError:  # two customers matched one record: keep it for one
-            self._write_settled([o for o in self._unclaimed(final) if o.status in FINAL])
+            final = [o for o in self._unclaimed(final) if o.status in FINAL]
+            self._write_settled(final)
+        return {o.customer_id for o in final}
 
     def _write_sent(self, outcomes: Sequence[Outcome]) -> None:
         if not outcomes:
