@@ -44,8 +44,8 @@ from pydantic import Field
 
 from flows.sync_customers import GROUP_ARTIFACT_KEY, group_row, resolve_api_key, sync_customers
 from rootfi_sync.errors import CompanyRunsFailed
-from rootfi_sync.fanout import GROUP_COMPANIES, GROUP_CUSTOMERS, plan_groups
-from rootfi_sync.settings import load_settings
+from rootfi_sync.fanout import GROUP_COMPANIES, GROUP_CUSTOMERS, not_reached, plan_groups
+from rootfi_sync.settings import Settings, load_settings
 from tasks.companies import find_due, list_reachable
 
 ARTIFACT_KEY = "rootfi-sync-all-companies"
@@ -142,7 +142,7 @@ def sync_all_companies(
         len(groups),
         max_concurrent,
     )
-    rows = [_unreachable(d.company_id) for d in due if d.company_id not in reached]
+    rows = [_unreachable(d.company_id, settings) for d in due if d.company_id not in reached]
     rows += _fan_out(groups, deployment, params, max_concurrent)
     rows.sort(key=lambda r: r["company_id"])
     create_table_artifact(rows, key=ARTIFACT_KEY, description="Each company with work due")
@@ -156,11 +156,8 @@ def sync_all_companies(
     return rows
 
 
-def _unreachable(company_id: int) -> dict[str, Any]:
-    message = (
-        f"ROOTFI_COMPANY_ID {company_id} is not among the companies this key can reach "
-        "(GET /v3/core/companies lists them)"
-    )
+def _unreachable(company_id: int, settings: Settings) -> dict[str, Any]:
+    message = not_reached(company_id, settings.rootfi_company_id)
     return group_row(company_id, False, message) | {"flow_run_id": ""}
 
 

@@ -145,7 +145,7 @@ def _sync_company(
         lambda sent, refused: summary.breaker_would_open(share, sent, refused),
     ):
         if not dry_run and not checked:
-            check_access(company)
+            check_access(company, settings.rootfi_company_id)
         try:
             _sync_batches(settings, summary, dry_run=dry_run, limit=limit, only=customer_ids)
             if not dry_run and not customer_ids:

@@ -10,13 +10,16 @@ new customer each is twenty runs, not a thousand, and a company with a large bac
 holds up a group of small ones.
 
 Reach (`reachable`): one pass over `GET /v3/core/companies`, in pages of COMPANIES_PAGE, that
-stops as soon as every company wanted has been seen.
+stops as soon as every company wanted has been seen: the fan-out asks it of every company due,
+a run (`tasks.load.check_access`) of its one company. `not_reached` is what both say of a
+company the key does not reach.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from rootfi_sync import errors
 from rootfi_sync.client import RootFiClient
 from rootfi_sync.ledger.due import Due
 
@@ -53,22 +56,34 @@ def plan_groups(
     return groups
 
 
-def reachable(client: RootFiClient, wanted: Collection[int]) -> tuple[set[int], int]:
-    """Return which `wanted` companies the key reaches, and how many companies were read.
+def reachable(client: RootFiClient, wanted: Collection[int]) -> set[int]:
+    """Return which `wanted` companies the key reaches; raise SettingsError when RootFi
+    refuses the key.
 
     Pages stop once every wanted company was seen: a company missing costs the whole list.
     """
     missing = {str(c) for c in wanted}
     found: set[int] = set()
-    seen = 0
     if not missing:
-        return found, seen
-    for company in client.iter_companies(page_size=COMPANIES_PAGE):
-        seen += 1
-        rootfi_id = str(company.get("rootfi_id"))
-        if rootfi_id in missing:
-            missing.discard(rootfi_id)
-            found.add(int(rootfi_id))
-            if not missing:
-                break
-    return found, seen
+        return found
+    try:
+        for company in client.iter_companies(page_size=COMPANIES_PAGE):
+            rootfi_id = str(company.get("rootfi_id"))
+            if rootfi_id in missing:
+                missing.discard(rootfi_id)
+                found.add(int(rootfi_id))
+                if not missing:
+                    break
+    except errors.AuthError as exc:
+        raise errors.SettingsError(f"ROOTFI_API_KEY was refused by RootFi: {exc}") from None
+    return found
+
+
+def not_reached(company_id: int, configured: int | None = None) -> str:
+    """Return the message for a company the key does not reach: it names ROOTFI_COMPANY_ID
+    only when the company is that setting's (`configured`), not one of a source's companies
+    (SOURCE_COMPANY_COLUMN) or a run's `company_id`."""
+    who = f"ROOTFI_COMPANY_ID {company_id}" if company_id == configured else f"company {company_id}"
+    return (
+        f"{who} is not among the companies this key can reach (GET /v3/core/companies lists them)"
+    )

@@ -76,7 +76,7 @@ def test_each_group_is_a_child_run_an_unreachable_company_fails_the_parent_named
         2002: ("Failed", False, 0),
         2003: ("Completed", True, 10),
     }
-    assert "ROOTFI_COMPANY_ID 2002 is not among" in table[UNKNOWN]["message"]
+    assert "company 2002 is not among" in table[UNKNOWN]["message"]  # not ROOTFI_COMPANY_ID's
     assert table[UNKNOWN]["flow_run_id"] == ""
     assert {table[c]["flow_run_id"] for c in KNOWN} == {str(c.id) for c in children}
     expected = Counter(r["email"] for r in rows if r["company_id"] in KNOWN)
