@@ -42,10 +42,18 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 from pydantic import Field
 
-from flows.sync_customers import GROUP_ARTIFACT_KEY, group_row, resolve_api_key, sync_customers
-from rootfi_sync.errors import CompanyRunsFailed
-from rootfi_sync.fanout import GROUP_COMPANIES, GROUP_CUSTOMERS, plan_groups
-from rootfi_sync.settings import load_settings
+from flows.sync_customers import sync_customers
+from rootfi_sync.fanout import (
+    GROUP_ARTIFACT_KEY,
+    GROUP_COMPANIES,
+    GROUP_CUSTOMERS,
+    group_row,
+    not_reached,
+    plan_groups,
+    raise_if_failed,
+)
+from rootfi_sync.prefect_setup import resolve_api_key
+from rootfi_sync.settings import Settings, load_settings
 from tasks.companies import find_due, list_reachable
 
 ARTIFACT_KEY = "rootfi-sync-all-companies"
@@ -142,25 +150,16 @@ def sync_all_companies(
         len(groups),
         max_concurrent,
     )
-    rows = [_unreachable(d.company_id) for d in due if d.company_id not in reached]
+    rows = [_unreachable(d.company_id, settings) for d in due if d.company_id not in reached]
     rows += _fan_out(groups, deployment, params, max_concurrent)
     rows.sort(key=lambda r: r["company_id"])
     create_table_artifact(rows, key=ARTIFACT_KEY, description="Each company with work due")
-    failed = [r for r in rows if not r["completed"]]
-    if failed:
-        named = ", ".join(f"{r['company_id']} ({r['state']})" for r in failed)
-        raise CompanyRunsFailed(
-            f"{len(failed)} of {len(rows)} companies did not complete: {named}; "
-            f"see the table artifact {ARTIFACT_KEY}"
-        )
+    raise_if_failed(rows, ARTIFACT_KEY)
     return rows
 
 
-def _unreachable(company_id: int) -> dict[str, Any]:
-    message = (
-        f"ROOTFI_COMPANY_ID {company_id} is not among the companies this key can reach "
-        "(GET /v3/core/companies lists them)"
-    )
+def _unreachable(company_id: int, settings: Settings) -> dict[str, Any]:
+    message = not_reached(company_id, settings.rootfi_company_id)
     return group_row(company_id, False, message) | {"flow_run_id": ""}
 
 

@@ -22,10 +22,11 @@ from pydantic import Field, SecretStr
 
 from rootfi_sync import errors
 from rootfi_sync.decisions import fresh_send
+from rootfi_sync.fanout import GROUP_ARTIFACT_KEY, group_row, raise_if_failed
 from rootfi_sync.ledger import Candidate, Outcome, Status, utcnow
 from rootfi_sync.lookup import Item
 from rootfi_sync.models import CustomerPayload
-from rootfi_sync.prefect_setup import SECRET_BLOCK
+from rootfi_sync.prefect_setup import resolve_api_key
 from rootfi_sync.report import RunSummary
 from rootfi_sync.run import open_run
 from rootfi_sync.settings import Settings, load_settings
@@ -36,9 +37,6 @@ from tasks.orphans import settle_orphans
 from tasks.report import publish_report
 from tasks.transform import build_batch
 from tasks.write_back import Recorded, ToRecord, record_intent, record_outcomes
-
-GROUP_ARTIFACT_KEY = "rootfi-sync-companies"
-"""The table artifact of a run of several companies (`company_ids`): one row each."""
 
 PROGRESS_SECONDS = 5.0
 """How often the progress artifact is updated (each update is a call to the Prefect API)."""
@@ -51,21 +49,6 @@ def as_is(value: T) -> T:
     payloads: `quote`). Typed as the value itself, which is what the task receives: Prefect
     unwraps `quote` before the call, which its task signatures cannot express."""
     return cast(T, quote(value))
-
-
-def resolve_api_key(settings: Settings) -> SecretStr:
-    """Return the key from the `rootfi-api-key` Secret block if saved, else ROOTFI_API_KEY."""
-    from prefect.blocks.system import Secret
-
-    try:
-        return SecretStr(str(Secret.load(SECRET_BLOCK).get()))  # type: ignore[union-attr]
-    except (ValueError, RuntimeError):
-        pass
-    if settings.rootfi_api_key is None:
-        raise errors.SettingsError(
-            f"missing setting: ROOTFI_API_KEY (or a Prefect Secret block named {SECRET_BLOCK!r})"
-        )
-    return settings.rootfi_api_key
 
 
 def run_name() -> str:
@@ -145,7 +128,7 @@ def _sync_company(
         lambda sent, refused: summary.breaker_would_open(share, sent, refused),
     ):
         if not dry_run and not checked:
-            check_access(company)
+            check_access(company, settings.rootfi_company_id)
         try:
             _sync_batches(settings, summary, dry_run=dry_run, limit=limit, only=customer_ids)
             if not dry_run and not customer_ids:
@@ -179,27 +162,8 @@ def sync_group(
             continue
         rows.append(group_row(company, True, "", counts))
     create_table_artifact(rows, key=GROUP_ARTIFACT_KEY, description="Each company of this run")
-    failed = [r for r in rows if not r["completed"]]
-    if failed:
-        named = ", ".join(f"{r['company_id']} ({r['message']})" for r in failed)
-        raise errors.CompanyRunsFailed(f"{len(failed)} of {len(rows)} companies failed: {named}")
+    raise_if_failed(rows, GROUP_ARTIFACT_KEY)
     return {"companies": rows}
-
-
-def group_row(
-    company: int, completed: bool, message: str, counts: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Return one company's row of a group run: how it ended, and what it picked and synced."""
-    counts = counts or {}
-    return {
-        "company_id": company,
-        "state": "Completed" if completed else "Failed",
-        "completed": completed,
-        "picked": counts.get("picked", 0),
-        "synced": counts.get("synced", 0),
-        "failed": counts.get("failed", 0),
-        "message": message[:300],
-    }
 
 
 def _sync_batches(

@@ -5,9 +5,10 @@
                                           message says "circuit breaker")
     rootfi-sync: failure share high       a run's event is labelled `rootfi-sync.failure-share:
                                           high` (more than ROOTFI_ALERT_FAILED_SHARE failed)
-    rootfi-sync: scheduled run cancelled  a scheduled-sync run was cancelled (e.g. the one before
-                                          it was still running)
-    rootfi-sync: no fresh sync            no scheduled-sync run completed in the last N minutes
+    rootfi-sync: scheduled run cancelled  a run of scheduled-sync or all-companies was cancelled
+                                          (e.g. the one before it was still running)
+    rootfi-sync: no fresh sync            no run of scheduled-sync or all-companies completed in
+                                          the last N minutes
 
 All send through one notification block. Setup run again updates them in place (by name), so
 there is always one of each.
@@ -38,8 +39,12 @@ FLOWS = {
     "prefect.resource.role": "flow",
     "prefect.resource.name": ["sync-customers", "sync-all-companies"],
 }
-SYNC_FLOW = {"prefect.resource.role": "flow", "prefect.resource.name": "sync-customers"}
-SCHEDULED = {"prefect.resource.role": "deployment", "prefect.resource.name": "scheduled-sync"}
+# The two scheduled deployments: one company syncs with scheduled-sync, many companies pause
+# it and run all-companies instead. An alert on scheduling watches whichever runs.
+SCHEDULED = {
+    "prefect.resource.role": "deployment",
+    "prefect.resource.name": ["scheduled-sync", "all-companies"],
+}
 BREAKER = "*circuit breaker*"  # matches the state message of a run its breaker stopped
 RUN_SUBJECT = "rootfi-sync: {{ flow.name }} run {{ flow_run.name }} is {{ flow_run.state.name }}"
 BREAKER_SUBJECT = "rootfi-sync: circuit breaker stopped {{ flow.name }} run {{ flow_run.name }}"
@@ -49,7 +54,7 @@ RUN_BODY = """{{ flow.name }} run {{ flow_run.name }} ended {{ flow_run.state.na
 
 What it sent before it stopped is recorded in the ledger; the next run picks up the rest.
 `rootfi-sync status` shows the ledger; `rootfi-sync doctor` checks the set-up."""
-CANCELLED_BODY = """Run {{ flow_run.name }} of scheduled-sync was cancelled:
+CANCELLED_BODY = """{{ flow.name }} run {{ flow_run.name }} was cancelled:
 {{ flow_run.state.message }}
 
 The deployment runs one at a time: a run due while the one before it still runs is cancelled.
@@ -66,9 +71,9 @@ The run's failures table: """
     + ARTIFACTS
     + "{{ event.payload.company_id }}-failures"
 )
-STALE_BODY = """No run of sync-customers/scheduled-sync completed in the last {minutes:g} minutes.
+STALE_BODY = """No scheduled run (scheduled-sync, all-companies) completed in {minutes:g} minutes.
 Check the pool's workers (`rootfi-sync doctor`), whether the schedule is paused, and the
-latest runs of the deployment."""
+latest runs of the deployment you use."""
 
 
 def definitions(block_id: UUID, freshness_minutes: float) -> list[AutomationCore]:
@@ -112,26 +117,26 @@ def failure_share(block_id: UUID) -> AutomationCore:
 
 
 def scheduled_cancelled(block_id: UUID) -> AutomationCore:
-    """A scheduled-sync run was cancelled (one at a time: a late one is cancelled)."""
-    trigger = _run_trigger(["Cancelled"], related=[SYNC_FLOW, SCHEDULED])
-    about = "A scheduled-sync run was cancelled, e.g. while the run before it still ran."
+    """A scheduled run (of either deployment) was cancelled (one at a time: a late one is)."""
+    trigger = _run_trigger(["Cancelled"], related=[FLOWS, SCHEDULED])
+    about = "A scheduled run was cancelled, e.g. while the run before it still ran."
     subject, body = CANCELLED_SUBJECT, CANCELLED_BODY
     return _automation("scheduled run cancelled", about, trigger, subject, body, block_id)
 
 
 def no_fresh_sync(block_id: UUID, minutes: float) -> AutomationCore:
-    """Proactive: no scheduled-sync run reached Completed within `minutes`."""
+    """Proactive: no run of either scheduled deployment reached Completed within `minutes`."""
     from prefect.events.schemas.automations import EventTrigger
 
     trigger = EventTrigger(
         expect={"prefect.flow-run.Completed"},
         match={"prefect.resource.id": "prefect.flow-run.*"},
-        match_related=[SYNC_FLOW, SCHEDULED],
+        match_related=[FLOWS, SCHEDULED],
         posture="Proactive",
         threshold=1,
         within=timedelta(minutes=minutes),
     )
-    subject = f"rootfi-sync: no scheduled-sync run completed in {minutes:g} minutes"
+    subject = f"rootfi-sync: no scheduled run completed in {minutes:g} minutes"
     body = STALE_BODY.format(minutes=minutes)
     return _automation("no fresh sync", body.splitlines()[0], trigger, subject, body, block_id)
 

@@ -278,7 +278,7 @@ def setup(
     ] = None,
     freshness_minutes: Annotated[
         float,
-        typer.Option(min=0.5, help="Alert when no scheduled-sync run completed in this long."),
+        typer.Option(min=0.5, help="Alert when no scheduled run completed in this long."),
     ] = 60,
 ) -> None:
     """Prepare the current Prefect server: work pool, Secret block with the key, rate limit,

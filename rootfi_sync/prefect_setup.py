@@ -11,12 +11,30 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
+from rootfi_sync import errors
+from rootfi_sync.settings import Settings
+
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
-SECRET_BLOCK = "rootfi-api-key"  # the name flows/sync_customers.py loads
+SECRET_BLOCK = "rootfi-api-key"  # the name runs load the key from (`resolve_api_key`)
 RATE_LIMIT = "rootfi-api"
 WORK_POOL_TYPE = "process"
+
+
+def resolve_api_key(settings: Settings) -> SecretStr:
+    """Return the key from the `rootfi-api-key` Secret block if saved, else ROOTFI_API_KEY."""
+    from prefect.blocks.system import Secret
+
+    try:
+        return SecretStr(str(Secret.load(SECRET_BLOCK).get()))  # type: ignore[union-attr]
+    except (ValueError, RuntimeError):
+        pass
+    if settings.rootfi_api_key is None:
+        raise errors.SettingsError(
+            f"missing setting: ROOTFI_API_KEY (or a Prefect Secret block named {SECRET_BLOCK!r})"
+        )
+    return settings.rootfi_api_key
 
 
 def setup_prefect(

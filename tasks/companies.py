@@ -54,9 +54,5 @@ def list_reachable(settings: Settings, api_key: SecretStr, wanted: list[int]) ->
 
     Raises SettingsError when RootFi refuses the key.
     """
-    try:
-        with rootfi_client(settings, api_key) as client:
-            found, _seen = fanout.reachable(client, wanted)
-    except errors.AuthError as exc:
-        raise errors.SettingsError(f"ROOTFI_API_KEY was refused by RootFi: {exc}") from None
-    return found
+    with rootfi_client(settings, api_key) as client:
+        return fanout.reachable(client, wanted)

@@ -20,7 +20,7 @@ from prefect.context import TaskRunContext
 from prefect.utilities.annotations import quote
 from prefect.utilities.hashing import hash_objects
 
-from rootfi_sync import errors, run
+from rootfi_sync import errors, fanout, run
 from rootfi_sync.decisions import Event, pending
 from rootfi_sync.delivery import RETRYABLE, BatchIncomplete
 from rootfi_sync.ledger import Ledger, Outcome, Status
@@ -184,17 +184,8 @@ def _as_held(item: Item, row: Any) -> Item:
     retry_delay_seconds=2,
     retry_condition_fn=is_transient,
 )
-def check_access(company_id: int) -> None:
-    """Fail before anything is sent when the key is refused or cannot reach the company."""
-    seen = 0
-    try:
-        for company in run.current().client.iter_companies():
-            if str(company.get("rootfi_id")) == str(company_id):
-                return
-            seen += 1
-    except errors.AuthError as exc:
-        raise errors.SettingsError(f"ROOTFI_API_KEY was refused by RootFi: {exc}") from None
-    raise errors.SettingsError(
-        f"ROOTFI_COMPANY_ID {company_id} is not among the {seen} companies this key can reach "
-        "(GET /v3/core/companies lists them)"
-    )
+def check_access(company_id: int, configured: int | None = None) -> None:
+    """Fail before anything is sent when the key is refused or cannot reach the company
+    (`configured`: ROOTFI_COMPANY_ID, named in the message when it is that company)."""
+    if company_id not in fanout.reachable(run.current().client, [company_id]):
+        raise errors.SettingsError(fanout.not_reached(company_id, configured))

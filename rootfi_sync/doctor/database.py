@@ -15,6 +15,8 @@ import sqlalchemy as sa
 
 from rootfi_sync.db import make_engine, missing_columns, safe_url, source_for, sqlite_path
 from rootfi_sync.doctor import Check, skipped
+from rootfi_sync.ledger import db_now
+from rootfi_sync.ledger.due import due_work
 from rootfi_sync.settings import Settings
 from rootfi_sync.tables import LEDGER_TABLE, VERSION_TABLE
 
@@ -32,6 +34,26 @@ def read_only_engine(url: str, ledger_schema: str | None = None) -> sa.Engine:
         raise FileNotFoundError(path)
     mode = "mode=ro" if path.with_name(f"{path.name}-wal").exists() else "immutable=1"
     return make_engine(f"sqlite:///file:{path}?{mode}&uri=true", ledger_schema=ledger_schema)
+
+
+def due_companies(settings: Settings) -> list[int]:
+    """Return the companies with work due now (`ledger.due.due_work`, the fan-out's query),
+    read on read-only engines. Raises FileNotFoundError or a DBAPIError when a database cannot
+    be read."""
+    schema = settings.ledger_schema_name
+    book = read_only_engine(settings.ledger_url, schema)
+    reader = None
+    try:
+        if settings.ledger_apart:
+            reader = read_only_engine(settings.source_database_url, schema)
+        with book.connect() as conn:
+            now = db_now(conn)
+        due = due_work(book, source_for(settings), now, source_engine=reader)
+    finally:
+        book.dispose()
+        if reader is not None:
+            reader.dispose()
+    return [work.company_id for work in due]
 
 
 def check_database(settings: Settings) -> list[Check]:

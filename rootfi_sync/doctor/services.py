@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
 from pydantic import SecretStr
 
 from rootfi_sync import errors
@@ -49,6 +50,8 @@ def check_rootfi(settings: Settings, block_key: SecretStr | None) -> list[Check]
         ]
     reach = f"{len(ids)} compan{'y' if len(ids) == 1 else 'ies'}"
     detail = f"accepted by {settings.rootfi_base_url} (from {source}); it reaches {reach}"
+    if settings.rootfi_company_id is None and settings.source_company_column:
+        return [Check("rootfi key", "ok", detail), _check_due_companies(settings, ids)]
     return [Check("rootfi key", "ok", detail), _check_company(settings.rootfi_company_id, ids)]
 
 
@@ -70,6 +73,37 @@ def _check_company(company: int | None, ids: list[str]) -> Check:
         fix = "set ROOTFI_COMPANY_ID to one of them, or use that company's key"
         return Check("rootfi company", "fail", detail, fix)
     return Check("rootfi company", "ok", f"company {company} is reachable with this key")
+
+
+def _check_due_companies(settings: Settings, ids: list[str]) -> Check:
+    """A source of many companies (SOURCE_COMPANY_COLUMN, no ROOTFI_COMPANY_ID): the key
+    reaches every company with work due, the ones the fan-out's next tick would run.
+
+    Asked of the companies list the key check has read (the fan-out asks the same question
+    with `fanout.reachable`, which stops early; here the whole list is read anyway).
+    """
+    from rootfi_sync.doctor.database import due_companies
+
+    column = f"SOURCE_COMPANY_COLUMN {settings.source_company_column}"
+    try:
+        due = due_companies(settings)
+    except (FileNotFoundError, sa.exc.DBAPIError) as exc:
+        why = f"the companies with work due could not be read ({type(exc).__name__})"
+        return Check("rootfi company", "skip", f"not checked: {why}")
+    if not due:
+        why = f"no company has work due now ({column}); the fan-out's next tick starts no run"
+        return Check("rootfi company", "skip", f"not checked: {why}")
+    missed = [company for company in due if str(company) not in set(ids)]
+    if missed:
+        named = ", ".join(map(str, missed[:10])) + (", …" if len(missed) > 10 else "")
+        detail = (
+            f"{len(missed)} of the {len(due)} companies with work due ({column}) are not "
+            f"among the {len(ids)} this key reaches: {named}"
+        )
+        fix = "use the key that reaches them, or move their customers out of the source"
+        return Check("rootfi company", "fail", detail, fix)
+    many = f"the {len(due)} compan{'y' if len(due) == 1 else 'ies'} with work due"
+    return Check("rootfi company", "ok", f"{many} ({column}): reachable with this key")
 
 
 def check_prefect(settings: Settings, work_pool: str) -> tuple[list[Check], SecretStr | None]:

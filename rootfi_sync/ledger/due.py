@@ -1,6 +1,7 @@
 """Which companies have work due now: what a scheduled fan-out over companies starts runs for.
 
-A company has work due when its source holds a customer the ledger has no row for (new), or
+A company has work due when its source holds a customer the ledger has no row for (new; a key
+longer than KEY_MAX is not one: runs skip it, `ledger.reading`), or
 the ledger holds a row of it that a run may take now (`statements.eligible`: a claim or an
 intent whose lease ran out, a retry, a lookup or a sync poll whose time has come; read from
 the ledger alone, so a customer whose source row was deleted while in doubt is work due too,
@@ -28,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from rootfi_sync.ledger.reading import KEY_MAX
 from rootfi_sync.ledger.statements import eligible
 from rootfi_sync.pending import _sqlite_has_json_each
 from rootfi_sync.tables import ledger
@@ -81,16 +83,20 @@ def due_work(
 
 
 def _new_rows(source: sa.Table, companies: Sequence[int] | None) -> sa.Select[Any]:
-    """Per company, its source rows (with a key) that have no ledger row: one anti-join."""
+    """Per company, its source rows (with a key a ledger row can hold) that have no ledger
+    row: one anti-join."""
     src, c = source, ledger.c
-    joined = src.outerjoin(
-        ledger,
-        sa.and_(c.customer_id == sa.cast(src.c.id, sa.String), c.company_id == src.c.company_id),
-    )
+    key = sa.cast(src.c.id, sa.String)
+    joined = src.outerjoin(ledger, sa.and_(c.customer_id == key, c.company_id == src.c.company_id))
     query = (
         sa.select(src.c.company_id, sa.literal("new"), sa.func.count())
         .select_from(joined)
-        .where(src.c.id.is_not(None), src.c.company_id.is_not(None), c.customer_id.is_(None))
+        .where(
+            src.c.id.is_not(None),
+            src.c.company_id.is_not(None),
+            sa.func.char_length(key) <= KEY_MAX,  # a longer key is never taken: no run for it
+            c.customer_id.is_(None),
+        )
         .group_by(src.c.company_id)
     )
     return query if companies is None else query.where(src.c.company_id.in_(companies))
@@ -170,7 +176,8 @@ def _missing_query(dialect: str) -> tuple[sa.Select[Any], Encode] | None:
 def _source_pairs(
     conn: sa.Connection, source: sa.Table, companies: Sequence[int] | None
 ) -> Iterator[list[tuple[int, str]]]:
-    """Yield the source's (company, key as text) pairs, a page at a time, read in one pass."""
+    """Yield the source's (company, key as text) pairs, a page at a time, read in one pass;
+    a key longer than a ledger row holds (KEY_MAX) is left out: runs never take it."""
     query = sa.select(source.c.company_id, source.c.id).where(
         source.c.id.is_not(None), source.c.company_id.is_not(None)
     )
@@ -178,7 +185,10 @@ def _source_pairs(
         query = query.where(source.c.company_id.in_(companies))
     result = conn.execution_options(stream_results=True, yield_per=PAIRS_PAGE).execute(query)
     for part in result.partitions(PAIRS_PAGE):
-        yield list(dict.fromkeys((int(company), str(key)) for company, key in part))
+        pairs = ((int(company), str(key)) for company, key in part)
+        page = list(dict.fromkeys(pair for pair in pairs if len(pair[1]) <= KEY_MAX))
+        if page:
+            yield page
 
 
 def _present(book: sa.Connection, pairs: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:

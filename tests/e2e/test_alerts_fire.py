@@ -92,7 +92,7 @@ def test_setup_notify_alerts_fire_each_for_its_own_trouble(
     cancelled = one(notes, r"rootfi-sync: scheduled run \S+ was cancelled")  # never started,
     assert "concurrency" in cancelled  # so never named after its company
     assert f"rootfi-sync: company {COMPANY}: 1 of 3 customers failed" in notes
-    stale = notes["rootfi-sync: no scheduled-sync run completed in 0.5 minutes"]
+    stale = notes["rootfi-sync: no scheduled run completed in 0.5 minutes"]
     assert "whether the schedule is paused" in stale
     assert len(notes) == 5, notes  # the breaker's failed run has its own alert only
     assert all(API_KEY not in body for body in hook.bodies)

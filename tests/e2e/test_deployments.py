@@ -77,7 +77,7 @@ def test_the_deployments_clone_the_repository_and_carry_schedule_slug_and_timeou
     assert manual.enforce_parameter_schema and scheduled.enforce_parameter_schema
 
 
-def test_the_fan_out_is_scheduled_with_a_slug_a_timeout_and_one_run_at_a_time(
+def test_the_fan_out_is_deployed_with_its_schedule_off_a_slug_a_timeout_and_one_run_at_a_time(
     deployed: Deployed,
 ) -> None:
     with get_client(sync_client=True) as client:
@@ -86,7 +86,7 @@ def test_the_fan_out_is_scheduled_with_a_slug_a_timeout_and_one_run_at_a_time(
     [schedule] = fan_out.schedules
     assert isinstance(schedule.schedule, CronSchedule)
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("*/15 * * * *", "UTC")
-    assert schedule.slug == "all-companies-every-15-minutes"
+    assert schedule.slug == "all-companies-every-15-minutes" and not schedule.active
     assert fan_out.entrypoint == "flows/scheduled_sync.py:scheduled_all_companies"
     assert fan_out.global_concurrency_limit is not None
     assert fan_out.global_concurrency_limit.limit == 1
@@ -118,9 +118,9 @@ def test_a_schedule_paused_in_the_ui_stays_paused_when_deploying_again(
         [after] = client.read_deployment_schedules(deployed.scheduled.id)
         client.pause_deployment(deployed.scheduled.id)  # still no scheduled run for the workers
         fan_out = client.read_deployment_by_name("sync-all-companies/all-companies")
-        client.pause_deployment(fan_out.id)
     assert again.returncode == 0, again.stdout + again.stderr
     assert (after.id, after.slug, after.active) == (schedule.id, "every-15-minutes", False)
+    assert [s.active for s in fan_out.schedules] == [False]  # deployed off again
 
 
 def test_a_manual_run_picked_up_by_a_worker_elsewhere_syncs_the_customers_from_a_clone(

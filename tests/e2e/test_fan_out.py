@@ -64,7 +64,8 @@ def test_each_group_is_a_child_run_an_unreachable_company_fails_the_parent_named
     [artifact] = [a for a in artifacts if a.key == "rootfi-sync-all-companies"]
     assert states == {parent_id: StateType.FAILED}
     assert parent.state is not None and parent.state.message is not None
-    assert f"1 of 4 companies did not complete: {UNKNOWN} (Failed)" in parent.state.message
+    named = f"{UNKNOWN} (Failed: company {UNKNOWN} is not among"
+    assert f"1 of 4 companies did not complete: {named}" in parent.state.message
     assert sorted(c.parameters["company_ids"] for c in children) == [[c] for c in KNOWN]
     assert all(c.parameters["reachable"] == c.parameters["company_ids"] for c in children)
     assert {c.state.type for c in children if c.state} == {StateType.COMPLETED}
@@ -76,7 +77,7 @@ def test_each_group_is_a_child_run_an_unreachable_company_fails_the_parent_named
         2002: ("Failed", False, 0),
         2003: ("Completed", True, 10),
     }
-    assert "ROOTFI_COMPANY_ID 2002 is not among" in table[UNKNOWN]["message"]
+    assert "company 2002 is not among" in table[UNKNOWN]["message"]  # not ROOTFI_COMPANY_ID's
     assert table[UNKNOWN]["flow_run_id"] == ""
     assert {table[c]["flow_run_id"] for c in KNOWN} == {str(c.id) for c in children}
     expected = Counter(r["email"] for r in rows if r["company_id"] in KNOWN)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -122,9 +122,54 @@ def test_the_alerts_match_what_each_is_for(alerts_block: UUID) -> None:
     assert share["match"]["rootfi-sync.failure-share"] == "high"
     cancelled = spec("rootfi-sync: scheduled run cancelled")
     assert cancelled["expect"] == ["prefect.flow-run.Cancelled"]
-    assert {"prefect.resource.role": "deployment", "prefect.resource.name": "scheduled-sync"} in (
-        cancelled["match_related"]
+    assert {
+        "prefect.resource.role": "deployment",
+        "prefect.resource.name": ["scheduled-sync", "all-companies"],
+    } in cancelled["match_related"]
+
+
+def run_event(state: str, flow: str, deployment: str) -> Any:
+    """A flow-run state event as Prefect's server receives it, of a run of `deployment`."""
+    from prefect.server.events.schemas.events import ReceivedEvent
+
+    related = [("flow", flow), ("deployment", deployment)]
+    return ReceivedEvent(
+        id=uuid4(),
+        occurred=datetime.now(UTC),
+        event=f"prefect.flow-run.{state}",
+        resource={"prefect.resource.id": f"prefect.flow-run.{uuid4()}"},
+        related=[
+            {
+                "prefect.resource.id": f"prefect.{role}.{uuid4()}",
+                "prefect.resource.role": role,
+                "prefect.resource.name": name,
+            }
+            for role, name in related
+        ],
     )
+
+
+def test_the_scheduled_alerts_watch_both_scheduled_deployments_and_not_manual_runs(
+    alerts_block: UUID,
+) -> None:
+    from prefect.server.events.schemas.automations import EventTrigger as ServerTrigger
+
+    setup("--notify", "rootfi-sync-alerts")
+    found = ours()
+    for name, state in [
+        ("rootfi-sync: scheduled run cancelled", "Cancelled"),
+        ("rootfi-sync: no fresh sync", "Completed"),
+    ]:
+        trigger = ServerTrigger.model_validate(found[name].trigger.model_dump(mode="json"))
+        covers = {
+            deployment: trigger.covers(run_event(state, flow, deployment))
+            for flow, deployment in [
+                ("sync-customers", "scheduled-sync"),
+                ("sync-all-companies", "all-companies"),
+                ("sync-customers", "manual-sync"),
+            ]
+        }
+        assert covers == {"scheduled-sync": True, "all-companies": True, "manual-sync": False}, name
 
 
 def test_setup_refuses_an_unknown_block_or_one_that_cannot_notify_changing_nothing(

@@ -33,7 +33,7 @@ from rootfi_sync.prefect_setup import SECRET_BLOCK, setup_prefect
 from rootfi_sync.settings import SOURCE_COLUMNS
 from rootfi_sync.tables import source_table
 from tests.factories import make_customer
-from tests.integration.conftest import API_KEY
+from tests.integration.conftest import API_KEY, COMPANY
 from tests.integration.helpers import seed_source
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -371,3 +371,53 @@ def test_a_healthy_setup_of_another_kind_passes_every_check(
         assert code == 0, failing(checks)
         assert {c["status"] for c in checks.values()} == {"ok"}
         assert snapshot(healthy.folder) == before
+
+
+def fan_out_source(s: Setup, env: pytest.MonkeyPatch, *companies: int) -> None:
+    """A source of many companies (SOURCE_COMPANY_COLUMN, no ROOTFI_COMPANY_ID): a new
+    customer of each of `companies`."""
+    url = f"sqlite:///{s.folder / 'companies.db'}"
+    rows = [make_customer() | {"company_id": company} for company in companies]
+    seed_source(url, rows, source_company_column="tenant")
+    env.setenv("SOURCE_DATABASE_URL", url)
+    env.setenv("SOURCE_COMPANY_COLUMN", "tenant")
+    env.delenv("ROOTFI_COMPANY_ID")
+
+
+def test_with_a_company_column_the_companies_with_work_due_are_the_ones_checked(
+    healthy: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fan_out_source(healthy, monkeypatch, COMPANY)
+
+    code, checks = doctor(healthy)
+
+    assert code == 0, failing(checks)
+    assert checks["rootfi company"]["status"] == "ok"
+    assert "the 1 company with work due" in checks["rootfi company"]["detail"]
+
+
+def test_with_a_company_column_a_company_with_work_due_the_key_does_not_reach_fails(
+    healthy: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fan_out_source(healthy, monkeypatch, COMPANY, 999)
+    before = snapshot(healthy.folder)
+
+    code, checks = doctor(healthy)
+
+    assert code == 1
+    assert list(failing(checks)) == ["rootfi company"], failing(checks)
+    assert "999" in checks["rootfi company"]["detail"]
+    assert str(COMPANY) not in checks["rootfi company"]["detail"].split("reaches")[0]
+    assert snapshot(healthy.folder) == before  # read-only: the due query wrote nothing
+
+
+def test_with_a_company_column_and_nothing_due_the_company_check_is_skipped(
+    healthy: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fan_out_source(healthy, monkeypatch)
+
+    code, checks = doctor(healthy)
+
+    assert code == 0, failing(checks)
+    assert checks["rootfi company"]["status"] == "skip"
+    assert "no company has work due" in checks["rootfi company"]["detail"]

@@ -119,7 +119,7 @@ def test_a_company_the_key_cannot_reach_fails_the_tick_named_without_a_run_of_it
     assert state.is_failed()
     error = state.result(raise_on_failure=False)
     assert isinstance(error, CompanyRunsFailed)
-    assert "1 of 2 companies did not complete: 9999 (Failed)" in str(error)
+    assert "1 of 2 companies did not complete: 9999 (Failed: company 9999 is not" in str(error)
     assert [c["email"] for c in key_sandbox.admin.customers(7)] == [new[0]["email"]]
     assert requests(key_sandbox) == {"creates": 1, "others": 1}
     assert {r.company_id: r.status for r in ledger_rows(sqlite_url).values()} == {7: "SYNCED"}
@@ -176,6 +176,7 @@ def test_a_company_failing_in_a_shared_run_fails_the_run_named_and_the_others_st
     assert state.is_failed()
     error = state.result(raise_on_failure=False)
     assert isinstance(error, CompanyRunsFailed)
-    assert "1 of 2 companies failed: 9999 (SettingsError: ROOTFI_COMPANY_ID 9999" in str(error)
+    named = "9999 (Failed: SettingsError: company 9999 is not among"
+    assert f"1 of 2 companies did not complete: {named}" in str(error)
     assert [c["email"] for c in key_sandbox.admin.customers(7)] == [new[1]["email"]]
     assert requests(key_sandbox) == {"creates": 1, "others": 1}  # 9999 checked (one page)

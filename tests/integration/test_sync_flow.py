@@ -147,7 +147,7 @@ def test_the_api_key_appears_in_no_log_line(
     ("setting", "value", "named"),
     [
         ("ROOTFI_API_KEY", "sk-wrong", "ROOTFI_API_KEY"),
-        ("ROOTFI_COMPANY_ID", "4242", "ROOTFI_COMPANY_ID"),
+        ("ROOTFI_COMPANY_ID", "4242", "ROOTFI_COMPANY_ID 4242 is not among"),
     ],
 )
 def test_a_wrong_key_or_company_stops_the_run_before_anything_is_sent(

@@ -10,7 +10,8 @@ import pytest
 from pydantic import SecretStr
 
 from rootfi_sync.client import RootFiClient
-from rootfi_sync.fanout import plan_groups, reachable
+from rootfi_sync.errors import SettingsError
+from rootfi_sync.fanout import not_reached, plan_groups, reachable
 from rootfi_sync.ledger.due import Due
 
 
@@ -89,6 +90,30 @@ def test_reachable_reads_the_companies_list_once_and_stops_when_all_wanted_are_s
     seen: list[str] = []
     transport = companies_api(2500, seen)
     with RootFiClient("http://rootfi.test/v3", SecretStr("k"), transport=transport) as client:
-        assert reachable(client, wanted)[0] == found
+        assert reachable(client, wanted) == found
     assert len(seen) == pages
     assert all("limit=1000" in query for query in seen)
+
+
+@pytest.mark.parametrize(
+    ("company", "configured", "named"),
+    [
+        (1089, 1089, "ROOTFI_COMPANY_ID 1089 is not among"),
+        (2002, 1089, "company 2002 is not among"),  # a source's company, not the setting's
+        (2002, None, "company 2002 is not among"),
+    ],
+)
+def test_not_reached_names_rootfi_company_id_only_for_its_own_company(
+    company: int, configured: int | None, named: str
+) -> None:
+    assert not_reached(company, configured).startswith(named)
+
+
+def test_reachable_says_a_refused_key_is_a_settings_error() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"error": "invalid key"})
+
+    transport = httpx.MockTransport(refuse)
+    client = RootFiClient("http://rootfi.test/v3", SecretStr("k"), transport=transport)
+    with client, pytest.raises(SettingsError, match="ROOTFI_API_KEY was refused by RootFi"):
+        reachable(client, [5])
