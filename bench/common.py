@@ -147,9 +147,9 @@ def seed_source(url: str, n: int, *, bad_share: float = 0.05) -> None:
     """Create the customers table and the ledger; insert N synthetic customers (ids 1..N)."""
     from rootfi_sandbox.customers import fake_customers
 
-    from rootfi_sync.seed import seed_into
+    from rootfi_sync.cli.seed import seed_into
+    from rootfi_sync.ledger.tables import source_table
     from rootfi_sync.settings import load_settings
-    from rootfi_sync.tables import source_table
 
     # A bad row's 300-character name would not fit PostgreSQL's VARCHAR(255): cut to fit.
     lengths = ((c.key, getattr(c.type, "length", None)) for c in source_table().columns)

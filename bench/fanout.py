@@ -91,9 +91,9 @@ def kind(request: httpx.Request) -> str:
 
 def seed(url: str, ledger_url: str | None, companies: int, synced: int, new: int) -> list[int]:
     """Seed the source and the ledger (untimed); return the companies given a new customer."""
-    from rootfi_sync.db import create_sample, init_db, make_engine, sample_for
+    from rootfi_sync.ledger.db import create_sample, init_db, make_engine, sample_for
+    from rootfi_sync.ledger.tables import ledger
     from rootfi_sync.settings import load_settings
-    from rootfi_sync.tables import ledger
 
     settings = load_settings(
         source_database_url=url, source_company_column=TENANT, ledger_database_url=ledger_url
@@ -180,8 +180,8 @@ def due_seconds() -> float:
 def measure(
     children: Children, work: Path, n: int, k: int, synced: int, apart: bool
 ) -> dict[str, Any]:
-    from rootfi_sync.db import make_engine
-    from rootfi_sync.tables import ledger
+    from rootfi_sync.ledger.db import make_engine
+    from rootfi_sync.ledger.tables import ledger
 
     _, base = start_sandbox(children, work, companies=range(1, n + 1))
     api = f"{base}/v3"

@@ -58,9 +58,9 @@ PHASES = ("extract", "transform", "load", "write_back")
 
 def payload_batches(url: str, batch_size: int) -> list[list[dict[str, Any]]]:
     """The accepted payloads of the source's rows, by `batch_size` rows in id order."""
-    from rootfi_sync.db import make_engine
-    from rootfi_sync.tables import source_table
-    from rootfi_sync.transform import build_payloads
+    from rootfi_sync.ledger.db import make_engine
+    from rootfi_sync.ledger.tables import source_table
+    from rootfi_sync.source.transform import build_payloads
 
     table, engine = source_table(), make_engine(url)
     with engine.connect() as conn:

@@ -38,7 +38,7 @@ from bench.common import (
 def measure(args: argparse.Namespace, work: Path, children: Children) -> dict[str, Any]:
     api = start_prefect(children, work)
     os.environ["PREFECT_API_URL"] = api
-    from rootfi_sync.prefect_setup import setup_prefect
+    from rootfi_sync.orchestration.prefect_setup import setup_prefect
 
     setup_prefect(work_pool="rootfi-sync", api_key=None, rate_limit_per_minute=args.budget)
     url = f"sqlite:///{work / 'source.db'}"

@@ -16,7 +16,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron, Schedule
 
-from rootfi_sync import project
+from rootfi_sync.orchestration import project
 
 
 def deployments() -> list[RunnerDeployment]:

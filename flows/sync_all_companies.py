@@ -4,7 +4,7 @@
    or ledger rows due for a retry, a lookup or a sync poll): no other company gets a run.
 2. One pass over the key's companies list (stopping once every due company was seen) says
    which of them the key reaches; a company it does not reach fails here, named, with no run.
-3. The reachable ones are grouped (`rootfi_sync.fanout.plan_groups`): a company with
+3. The reachable ones are grouped (`rootfi_sync.run.fanout.plan_groups`): a company with
    `group_customers` due customers or more runs alone, the others share runs of at most
    `group_companies` companies and `group_customers` customers, spread over at least
    `max_concurrent` runs when there are that many companies (a run's companies go one after
@@ -43,7 +43,8 @@ from prefect.utilities.annotations import unmapped
 from pydantic import Field
 
 from flows.sync_customers import sync_customers
-from rootfi_sync.fanout import (
+from rootfi_sync.orchestration.prefect_setup import resolve_api_key
+from rootfi_sync.run.fanout import (
     GROUP_ARTIFACT_KEY,
     GROUP_COMPANIES,
     GROUP_CUSTOMERS,
@@ -52,7 +53,6 @@ from rootfi_sync.fanout import (
     plan_groups,
     raise_if_failed,
 )
-from rootfi_sync.prefect_setup import resolve_api_key
 from rootfi_sync.settings import Settings, load_settings
 from tasks.companies import find_due, list_reachable
 

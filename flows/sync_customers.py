@@ -21,16 +21,16 @@ from prefect.utilities.annotations import allow_failure, quote
 from pydantic import Field, SecretStr
 
 from rootfi_sync import errors
-from rootfi_sync.decisions import fresh_send
-from rootfi_sync.fanout import GROUP_ARTIFACT_KEY, group_row, raise_if_failed
 from rootfi_sync.ledger import Candidate, Outcome, Status, utcnow
-from rootfi_sync.lookup import Item
 from rootfi_sync.models import CustomerPayload
-from rootfi_sync.prefect_setup import resolve_api_key
-from rootfi_sync.report import RunSummary
+from rootfi_sync.orchestration.prefect_setup import resolve_api_key
+from rootfi_sync.rootfi.decisions import fresh_send
+from rootfi_sync.rootfi.lookup import Item
 from rootfi_sync.run import open_run
+from rootfi_sync.run.fanout import GROUP_ARTIFACT_KEY, group_row, raise_if_failed
+from rootfi_sync.run.report import RunSummary
+from rootfi_sync.run.window import BatchWindow
 from rootfi_sync.settings import Settings, load_settings
-from rootfi_sync.window import BatchWindow
 from tasks.extract import claim_batch, count_pending
 from tasks.load import SendRequest, check_access, send_batch
 from tasks.orphans import settle_orphans
@@ -227,7 +227,7 @@ def _sync_batches(
 
 def _settle_orphans(settings: Settings, summary: RunSummary) -> None:
     """Look up and settle the customers in doubt whose source row was deleted, a page at a
-    time (`rootfi_sync.orphans`); count them in `summary`."""
+    time (`rootfi_sync.run.orphans`); count them in `summary`."""
     after: str | None = None
     while True:
         settled = settle_orphans(

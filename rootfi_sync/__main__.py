@@ -1,5 +1,5 @@
 """`python -m rootfi_sync` runs the command line."""
 
-from rootfi_sync.cli import main
+from rootfi_sync.cli.commands import main
 
 main()

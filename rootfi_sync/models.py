@@ -50,3 +50,26 @@ class CustomerPayload(BaseModel):
         """Return a sha256 hex digest of the canonical JSON of the payload."""
         canonical = json.dumps(self.to_api(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+MATCHABLE_FIELDS: tuple[str, ...] = ("name", "email", "phone", "currency_id", *ADDRESS_FIELDS)
+"""The fields a RootFi record may be matched on (ROOTFI_MATCH_FIELDS; `rootfi.matching`)."""
+
+DEFAULT_MATCH_FIELDS: tuple[str, ...] = ("name", "email")
+
+
+def parse_match_fields(value: str) -> tuple[str, ...]:
+    """Return the fields of a ROOTFI_MATCH_FIELDS value (comma-separated), or raise ValueError
+    saying what is wrong with it."""
+    fields = tuple(f.strip().lower() for f in value.split(",") if f.strip())
+    unknown = [f for f in fields if f not in MATCHABLE_FIELDS]
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown}; known: {', '.join(MATCHABLE_FIELDS)}")
+    if len(set(fields)) != len(fields):
+        raise ValueError("names a field twice")
+    if not [f for f in fields if f not in ADDRESS_FIELDS]:
+        raise ValueError(
+            "needs at least one of name, email, phone, currency_id (address fields are "
+            "optional in a match: platforms drop them)"
+        )
+    return fields

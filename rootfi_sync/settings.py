@@ -17,15 +17,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from rootfi_sync.errors import SettingsError
-from rootfi_sync.matching import DEFAULT_MATCH_FIELDS, parse_match_fields
-from rootfi_sync.models import ADDRESS_FIELDS
+from rootfi_sync.models import ADDRESS_FIELDS, DEFAULT_MATCH_FIELDS, parse_match_fields
 
 PRODUCTION_URL = "https://api.rootfi.dev/v3"
-DEFAULT_DATABASE_URL = "sqlite:///rootfi_sync.db"
+DEFAULT_DATABASE_URL = "sqlite:///rootfi_sync.ledger.db"
 Drivers = dict[str, tuple[tuple[str, ...], str]]
 # The databases rootfi-sync supports, by SQLAlchemy URL: backend -> (its drivers, an example).
 DATABASES: Drivers = {
-    "sqlite": (("pysqlite",), "sqlite:///rootfi_sync.db"),
+    "sqlite": (("pysqlite",), "sqlite:///rootfi_sync.ledger.db"),
     "postgresql": (("psycopg",), "postgresql+psycopg://user:password@host:5432/dbname"),
     "mysql": (("pymysql",), "mysql+pymysql://user:password@host:3306/dbname?charset=utf8mb4"),
     "mariadb": (("pymysql",), "mariadb+pymysql://user:password@host:3306/dbname"),
@@ -96,7 +95,7 @@ class Settings(BaseSettings):
     rootfi_sync_poll_seconds: float = Field(default=60.0, ge=0)
     rootfi_reconcile_skew_seconds: float = Field(default=120.0, ge=0)
     # Which fields identify a customer in RootFi when a lost create is looked up (comma-
-    # separated; any other field both hold must not contradict): see rootfi_sync.matching.
+    # separated; any other field both hold must not contradict): see rootfi_sync.rootfi.matching.
     rootfi_match_fields: str = ",".join(DEFAULT_MATCH_FIELDS)
     # A customer in doubt, not found after its settle time: sent again, or parked FAILED.
     rootfi_resend_in_doubt: ResendPolicy = "after-settle"

@@ -6,11 +6,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
-from rootfi_sync import errors, fanout
-from rootfi_sync.db import ledger_engine, source_engine, source_for
+from rootfi_sync import errors
 from rootfi_sync.ledger import db_now
+from rootfi_sync.ledger.db import ledger_engine, source_engine, source_for
 from rootfi_sync.ledger.due import Due, due_work
-from rootfi_sync.run import rootfi_client
+from rootfi_sync.run import fanout, rootfi_client
 from rootfi_sync.settings import Settings
 from tasks.load import is_transient
 

@@ -4,7 +4,7 @@ A retry is never blind: it starts from what the ledger holds (`resume`: outcomes
 before it recorded, when a request for each customer may last have left and in which mode),
 not from this process's memory, so a retry anywhere behaves the same. It looks the doubtful
 ones up in RootFi first, and sends only what it did not find and may send
-(`rootfi_sync.decisions`).
+(`rootfi_sync.rootfi.decisions`).
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from prefect.context import TaskRunContext
 from prefect.utilities.annotations import quote
 from prefect.utilities.hashing import hash_objects
 
-from rootfi_sync import errors, fanout, run
-from rootfi_sync.decisions import Event, pending
-from rootfi_sync.delivery import RETRYABLE, BatchIncomplete
+from rootfi_sync import errors, run
 from rootfi_sync.ledger import Ledger, Outcome, Status
-from rootfi_sync.lookup import Item
 from rootfi_sync.outcomes import FINAL_STATES
+from rootfi_sync.rootfi.decisions import Event, pending
+from rootfi_sync.rootfi.delivery import RETRYABLE, BatchIncomplete
+from rootfi_sync.rootfi.lookup import Item
+from rootfi_sync.run import fanout
 
 
 def is_transient(task: Any, task_run: Any, state: Any) -> bool:

@@ -1,5 +1,5 @@
 """Orphans: customers in doubt whose source row was deleted, looked up and settled
-(`rootfi_sync.orphans`); nothing is ever sent for them."""
+(`rootfi_sync.run.orphans`); nothing is ever sent for them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from rootfi_sync import run
 from rootfi_sync.ledger import Outcome
-from rootfi_sync.orphans import Orphan, settle
+from rootfi_sync.run.orphans import Orphan, settle
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from rootfi_sync.alerts import (
+from rootfi_sync.orchestration.alerts import (
     ARTIFACTS,
     COMPANY_RESOURCE,
     FAILURE_SHARE,
@@ -17,7 +17,7 @@ from rootfi_sync.alerts import (
     RUN_COMPLETED,
     RUN_STOPPED,
 )
-from rootfi_sync.report import RunSummary
+from rootfi_sync.run.report import RunSummary
 
 
 @task(name="publish-report", cache_policy=NO_CACHE)

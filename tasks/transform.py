@@ -6,7 +6,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from rootfi_sync.ledger import Candidate
-from rootfi_sync.transform import Transformed, build_payloads
+from rootfi_sync.source.transform import Transformed, build_payloads
 
 
 @task(name="build-payloads", cache_policy=NO_CACHE, task_run_name="build-payloads-{batch_no}")

@@ -12,8 +12,8 @@ from prefect.cache_policies import NO_CACHE
 
 from rootfi_sync import run
 from rootfi_sync.ledger import Outcome
-from rootfi_sync.lookup import Item
-from rootfi_sync.window import outcomes_of_send
+from rootfi_sync.rootfi.lookup import Item
+from rootfi_sync.run.window import outcomes_of_send
 
 
 @task(name="record-intent", cache_policy=NO_CACHE, task_run_name="record-intent-{batch_no}")

@@ -16,9 +16,9 @@ import httpx
 import sqlalchemy as sa
 from rootfi_sandbox import SandboxServer
 
-from rootfi_sync.db import make_engine
+from rootfi_sync.ledger.db import make_engine
+from rootfi_sync.ledger.tables import ledger
 from rootfi_sync.outcomes import FINAL_STATES
-from rootfi_sync.tables import ledger
 
 T = TypeVar("T")
 POLL_SECONDS = 0.05

@@ -6,7 +6,7 @@ A customer moves through these states for a company (one ledger row each):
                                            │
                                            └─no answer─► IN_DOUBT  (looked up before any resend)
     RETRY: failed for a passing reason and never processed; comes back at `next_attempt_at`.
-    When each may be tried again is decided in `rootfi_sync.decisions`.
+    When each may be tried again is decided in `rootfi_sync.rootfi.decisions`.
 
 The package, by what each module owns:
 

@@ -5,7 +5,7 @@ longer than KEY_MAX is not one: runs skip it, `ledger.reading`), or
 the ledger holds a row of it that a run may take now (`statements.eligible`: a claim or an
 intent whose lease ran out, a retry, a lookup or a sync poll whose time has come; read from
 the ledger alone, so a customer whose source row was deleted while in doubt is work due too,
-and a run settles it: `rootfi_sync.orphans`). A parked
+and a run settles it: `rootfi_sync.run.orphans`). A parked
 FAILED row is not work due: one whose source row changed is taken again the next time its
 company has a run, or at once after `rootfi-sync retry` (which makes it a RETRY).
 
@@ -13,7 +13,7 @@ With the ledger beside the source this is one query: the source anti-joined to t
 its primary key (customer, company), grouped by the source's company column (indexed), and
 the ledger's eligible rows grouped by company. With the ledger in a database of its own the
 source's (company, key) pairs are streamed once and anti-joined to the ledger a page at a time
-(sent as one parameter, as `rootfi_sync.pending` sends a page of keys: only the missing come
+(sent as one parameter, as `rootfi_sync.ledger.pending` sends a page of keys: only the missing come
 back, counted by company); the eligible rows are the same query on the ledger alone.
 """
 
@@ -29,10 +29,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from rootfi_sync.ledger.pending import _sqlite_has_json_each
 from rootfi_sync.ledger.reading import KEY_MAX
 from rootfi_sync.ledger.statements import eligible
-from rootfi_sync.pending import _sqlite_has_json_each
-from rootfi_sync.tables import ledger
+from rootfi_sync.ledger.tables import ledger
 
 PAIRS_PAGE = 2000
 """Source (company, key) pairs looked up in a separate ledger per query: 4,000 parameters,

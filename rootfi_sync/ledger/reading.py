@@ -2,7 +2,7 @@
 
 `LedgerReader` pages through the source joined to the ledger (the candidates of a run, their
 count), or, with the ledger in a database of its own, scans the two side by side
-(`rootfi_sync.pending`). The functions below it answer `rootfi-sync status`. Everything that
+(`rootfi_sync.ledger.pending`). The functions below it answer `rootfi-sync status`. Everything that
 changes a ledger row is in `rootfi_sync.ledger.writing`.
 """
 
@@ -15,10 +15,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rootfi_sync.ledger.pending import estimate, lookup_in, scan, with_known
 from rootfi_sync.ledger.statements import CHUNK, eligible
+from rootfi_sync.ledger.tables import ledger
 from rootfi_sync.outcomes import Status
-from rootfi_sync.pending import estimate, lookup_in, scan, with_known
-from rootfi_sync.source import (
+from rootfi_sync.source.rows import (
     copies_hash,
     count_keyless,
     fetch_page,
@@ -26,8 +27,7 @@ from rootfi_sync.source import (
     rows_by_key,
     source_hash,
 )
-from rootfi_sync.tables import ledger
-from rootfi_sync.transform import COPIES
+from rootfi_sync.source.transform import COPIES
 
 WAITING = (Status.CLAIMED, Status.SENDING, Status.IN_DOUBT, Status.RETRY)
 """The states a customer waits in for a run (`eligible` says when)."""
@@ -178,7 +178,7 @@ class LedgerReader:
     def _candidates_apart(
         self, source: sa.Engine, now: datetime, after: Any, limit: int, only: Sequence[Any]
     ) -> Page:
-        """`candidates` with the ledger in a database of its own: see `rootfi_sync.pending`."""
+        """`candidates` with the ledger in a database of its own (`rootfi_sync.ledger.pending`)."""
         key = self.source.c.id
         with source.connect() as conn, self.engine.connect() as book:
             keys, unknown = keys_asked(conn, key, only)
@@ -217,7 +217,7 @@ class LedgerReader:
     def orphans(self, now: datetime, *, after: str | None = None, limit: int = 100) -> Page:
         """Return the next page (in customer id order after `after`) of the customers a run may
         take now whose source row is gone: those a request may have left for (`attempted_at`
-        or `doubt_since` set) as candidates to look up, never to send (`rootfi_sync.orphans`),
+        or `doubt_since` set) as candidates to look up, never to send (`rootfi_sync.run.orphans`),
         and those never sent in `unsent`.
 
         The ledger's rows a run may take are read through its (company, status) index, then

@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from rootfi_sync.ledger.tables import MYSQL_DIALECTS, UTCDateTime, ledger
 from rootfi_sync.outcomes import Outcome, Status
-from rootfi_sync.tables import MYSQL_DIALECTS, UTCDateTime, ledger
 from rootfi_sync.timefmt import iso_ms
 
 MAX_ERROR_HISTORY = 4000

@@ -18,7 +18,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rootfi_sync.decisions import next_attempt_at, park
 from rootfi_sync.ledger.reading import Candidate, LedgerReader
 from rootfi_sync.ledger.statements import (
     CHUNK,
@@ -31,8 +30,9 @@ from rootfi_sync.ledger.statements import (
     outcome_params,
     utcnow,
 )
+from rootfi_sync.ledger.tables import ledger
 from rootfi_sync.outcomes import FINAL_STATES, Outcome, Status
-from rootfi_sync.tables import ledger
+from rootfi_sync.rootfi.decisions import next_attempt_at, park
 
 logger = logging.getLogger("rootfi_sync.ledger")
 
@@ -391,7 +391,7 @@ class Ledger(LedgerReader):
         Only outcomes of customers this run still owns are written (fencing): a run that lost
         a lease to another run leaves that customer to it. `attempts` is each customer's
         attempt count (as `record_intent` left it); when it may be tried again is decided in
-        `rootfi_sync.decisions`. A record the ledger already gives to another customer is not
+        `rootfi_sync.rootfi.decisions`. A record the ledger already gives to another customer is not
         adopted: that customer stays IN_DOUBT.
         """
         outcomes = park(outcomes, attempts, max_attempts)

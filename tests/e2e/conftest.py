@@ -18,7 +18,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from pydantic import SecretStr
 from rootfi_sandbox import SandboxServer
 
-from rootfi_sync.prefect_setup import setup_prefect
+from rootfi_sync.orchestration.prefect_setup import setup_prefect
 from tests.e2e.deployment import API_KEY, BRANCH, COMPANY, POOL, Deployed
 from tests.e2e.prefect_server import (
     PREFECT,

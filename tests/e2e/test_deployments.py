@@ -24,7 +24,7 @@ from prefect.client.schemas.schedules import CronSchedule
 from pydantic import SecretStr
 from rootfi_sandbox import SandboxServer
 
-from rootfi_sync.prefect_setup import setup_prefect
+from rootfi_sync.orchestration.prefect_setup import setup_prefect
 from tests.e2e.deployment import API_KEY, BRANCH, COMPANY, POOL, Deployed, worker_env
 from tests.e2e.prefect_server import (
     CLONE_MARKER,

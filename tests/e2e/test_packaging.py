@@ -38,7 +38,7 @@ def test_the_wheel_installs_one_top_level_package(wheel: zipfile.ZipFile) -> Non
     tops = {name.split("/")[0] for name in wheel.namelist()}
 
     assert tops == {"rootfi_sync", next(t for t in tops if t.endswith(".dist-info"))}
-    assert any(n.startswith("rootfi_sync/migrations/") for n in wheel.namelist())
+    assert any(n.startswith("rootfi_sync/ledger/migrations/") for n in wheel.namelist())
 
 
 def test_the_sandbox_and_faker_come_only_with_the_sandbox_extra(wheel: zipfile.ZipFile) -> None:

@@ -17,10 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 from rootfi_sandbox import SandboxServer
 
-from rootfi_sync.db import create_sample, init_db, make_engine, sample_for, upgrade_ledger
+from rootfi_sync.ledger.db import create_sample, init_db, make_engine, sample_for, upgrade_ledger
+from rootfi_sync.ledger.tables import as_read, ledger, source_table
 from rootfi_sync.outcomes import FINAL_STATES
 from rootfi_sync.settings import load_settings
-from rootfi_sync.tables import as_read, ledger, source_table
 from tests.integration.conftest import COMPANY
 from tests.waiting import next_due, passed
 

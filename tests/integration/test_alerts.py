@@ -16,7 +16,7 @@ from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
 from typer.testing import CliRunner
 
-from rootfi_sync.cli import app
+from rootfi_sync.cli.commands import app
 from tests.e2e.prefect_server import WebhookReceiver
 from tests.integration.conftest import API_KEY
 

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from rootfi_sandbox import SandboxServer
 from typer.testing import CliRunner
 
-from rootfi_sync.cli import app
-from rootfi_sync.db import make_engine
-from rootfi_sync.seed import DEMO_MARKER
+from rootfi_sync.cli.commands import app
+from rootfi_sync.cli.seed import DEMO_MARKER
+from rootfi_sync.ledger.db import make_engine
 from tests.factories import make_customer
 from tests.integration.conftest import API_KEY
 from tests.integration.helpers import create_source, ledger_rows, seed_source
@@ -268,7 +268,7 @@ def test_a_cli_run_s_logs_are_in_the_prefect_api_when_the_command_returns(
 
 
 def test_demo_refuses_a_folder_it_did_not_make_and_reuses_its_own(tmp_path: Path) -> None:
-    from rootfi_sync.demo import prepare_folder
+    from rootfi_sync.cli.demo import prepare_folder
 
     theirs = tmp_path / "theirs"
     theirs.mkdir()

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from rootfi_sandbox import SandboxServer
 
 from rootfi_sync import errors
-from rootfi_sync.client import RootFiClient
+from rootfi_sync.rootfi.client import RootFiClient
 from rootfi_sync.settings import Settings
 from tests.factories import sandbox_for
 

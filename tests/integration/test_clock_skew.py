@@ -16,12 +16,12 @@ import pytest
 from pydantic import SecretStr
 from rootfi_sandbox import SandboxServer
 
-from rootfi_sync.client import RootFiClient
-from rootfi_sync.decisions import Timing
-from rootfi_sync.delivery import BatchIncomplete, Delivery
-from rootfi_sync.lookup import Item
 from rootfi_sync.models import CustomerPayload
 from rootfi_sync.outcomes import Status
+from rootfi_sync.rootfi.client import RootFiClient
+from rootfi_sync.rootfi.decisions import Timing
+from rootfi_sync.rootfi.delivery import BatchIncomplete, Delivery
+from rootfi_sync.rootfi.lookup import Item
 from tests.integration.conftest import API_KEY, COMPANY
 
 AHEAD = timedelta(minutes=10)
@@ -58,7 +58,7 @@ def test_a_database_clock_far_ahead_of_rootfis_still_finds_the_record_that_lande
         time.sleep(0.5)  # an async write lands
         in_doubt = replace(item, doubt_since=intent, last_sent=sent_at, last_mode=mode)
 
-        with caplog.at_level(logging.DEBUG, logger="rootfi_sync.lookup"):
+        with caplog.at_level(logging.DEBUG, logger="rootfi_sync.rootfi.lookup"):
             outcomes = delivery.deliver([in_doubt], database_clock())
 
     assert [(o.status, o.adopted) for o in outcomes] == [(Status.SYNCED, True)]

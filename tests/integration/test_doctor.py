@@ -25,13 +25,13 @@ from pydantic import SecretStr
 from rootfi_sandbox import SandboxServer
 from typer.testing import CliRunner
 
-from rootfi_sync.cli import app
-from rootfi_sync.db import make_engine
-from rootfi_sync.doctor import ORDER
-from rootfi_sync.governor import pacing
-from rootfi_sync.prefect_setup import SECRET_BLOCK, setup_prefect
+from rootfi_sync.cli.commands import app
+from rootfi_sync.cli.doctor import ORDER
+from rootfi_sync.ledger.db import make_engine
+from rootfi_sync.ledger.tables import source_table
+from rootfi_sync.orchestration.prefect_setup import SECRET_BLOCK, setup_prefect
+from rootfi_sync.rootfi.governor import pacing
 from rootfi_sync.settings import SOURCE_COLUMNS
-from rootfi_sync.tables import source_table
 from tests.factories import make_customer
 from tests.integration.conftest import API_KEY, COMPANY
 from tests.integration.helpers import seed_source
@@ -124,7 +124,7 @@ def _ledger_behind(s: Setup, env: pytest.MonkeyPatch) -> None:
     from alembic import command
     from alembic.config import Config
 
-    from rootfi_sync.db import MIGRATIONS
+    from rootfi_sync.ledger.db import MIGRATIONS
 
     url = f"sqlite:///{s.folder / 'behind.db'}"
     engine = make_engine(url)
@@ -291,7 +291,7 @@ def test_doctor_prints_one_line_per_check(healthy: Setup, monkeypatch: pytest.Mo
 def test_the_ledger_is_checked_where_ledger_database_url_puts_it(
     healthy: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rootfi_sync.db import init_db
+    from rootfi_sync.ledger.db import init_db
     from rootfi_sync.settings import load_settings
 
     monkeypatch.setenv("LEDGER_DATABASE_URL", f"sqlite:///{healthy.folder / 'ledger.db'}")
@@ -320,7 +320,7 @@ def _sqlite_uri_source(s: Setup, env: pytest.MonkeyPatch) -> Iterator[None]:
 @contextmanager
 def _duckdb_source(s: Setup, env: pytest.MonkeyPatch) -> Iterator[None]:
     """A DuckDB source with the ledger in SQLite, read (as runs read it) while doctor runs."""
-    from rootfi_sync.db import init_db
+    from rootfi_sync.ledger.db import init_db
     from rootfi_sync.settings import load_settings
 
     pytest.importorskip("duckdb_engine")

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from rootfi_sync.db import make_engine, source_for, upgrade_ledger
 from rootfi_sync.ledger import KEY_MAX
+from rootfi_sync.ledger.db import make_engine, source_for, upgrade_ledger
 from rootfi_sync.ledger.due import Due, due_work
+from rootfi_sync.ledger.tables import LEDGER_SCHEMA, ledger, source_table
 from rootfi_sync.settings import load_settings
-from rootfi_sync.tables import LEDGER_SCHEMA, ledger, source_table
 from tests.factories import make_customer
 from tests.integration.helpers import seed_source
 

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from rootfi_sync.db import MIGRATIONS, make_engine, upgrade_ledger
 from rootfi_sync.ledger import Ledger, Outcome, Status
-from rootfi_sync.tables import LEDGER_TABLE, as_read, ledger, source_table
+from rootfi_sync.ledger.db import MIGRATIONS, make_engine, upgrade_ledger
+from rootfi_sync.ledger.tables import LEDGER_TABLE, as_read, ledger, source_table
 from tests.factories import make_customer
 from tests.integration.conftest import COMPANY
 from tests.integration.helpers import create_source, ledger_rows

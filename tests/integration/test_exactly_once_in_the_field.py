@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from rootfi_sandbox import SandboxServer
 
 from flows.sync_customers import sync_customers
-from rootfi_sync.db import make_engine
 from rootfi_sync.ledger import Ledger, Outcome, Status
-from rootfi_sync.tables import ledger, source_table
+from rootfi_sync.ledger.db import make_engine
+from rootfi_sync.ledger.tables import ledger, source_table
 from tests.factories import make_customer, sandbox_for
 from tests.integration.conftest import API_KEY, COMPANY
 from tests.integration.helpers import (
@@ -106,8 +106,8 @@ def test_a_run_that_outlasts_its_lease_keeps_it_and_a_second_run_sends_nothing_t
 def test_a_run_that_lost_its_lease_neither_sends_nor_records(
     sqlite_url: str, sandbox: SandboxServer, configure: Any
 ) -> None:
-    from rootfi_sync.lookup import Item
-    from rootfi_sync.transform import build_payloads
+    from rootfi_sync.rootfi.lookup import Item
+    from rootfi_sync.source.transform import build_payloads
 
     rows = [make_customer() for _ in range(4)]
     seed_source(sqlite_url, rows)
@@ -411,10 +411,10 @@ def test_the_breaker_asked_during_a_split_counts_only_that_batch_not_the_ones_re
 
     from pydantic import SecretStr
 
-    from rootfi_sync.client import RootFiClient
-    from rootfi_sync.delivery import Delivery
-    from rootfi_sync.lookup import Item
     from rootfi_sync.models import CustomerPayload
+    from rootfi_sync.rootfi.client import RootFiClient
+    from rootfi_sync.rootfi.delivery import Delivery
+    from rootfi_sync.rootfi.lookup import Item
 
     asked: list[tuple[int, int]] = []
 

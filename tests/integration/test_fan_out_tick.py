@@ -14,10 +14,10 @@ from rootfi_sandbox import SandboxServer
 
 from flows.sync_all_companies import sync_all_companies
 from flows.sync_customers import sync_customers
-from rootfi_sync.db import make_engine, sample_for
 from rootfi_sync.errors import CompanyRunsFailed
+from rootfi_sync.ledger.db import make_engine, sample_for
+from rootfi_sync.ledger.tables import ledger
 from rootfi_sync.settings import load_settings
-from rootfi_sync.tables import ledger
 from tests.factories import make_customer, sandbox_for
 from tests.integration.conftest import API_KEY
 from tests.integration.helpers import ledger_rows, seed_source

@@ -18,12 +18,11 @@ import sqlalchemy as sa
 from rootfi_sandbox import SandboxServer
 
 from flows.sync_customers import sync_customers
-from rootfi_sync import pending
-from rootfi_sync.db import init_db, make_engine, source_for, upgrade_ledger
-from rootfi_sync.ledger import Ledger
+from rootfi_sync.ledger import Ledger, pending
+from rootfi_sync.ledger.db import init_db, make_engine, source_for, upgrade_ledger
+from rootfi_sync.ledger.tables import ledger, source_table
 from rootfi_sync.settings import SOURCE_COLUMNS, Settings, load_settings
-from rootfi_sync.source import source_hash
-from rootfi_sync.tables import ledger, source_table
+from rootfi_sync.source.rows import source_hash
 from tests.factories import make_customer
 from tests.integration.conftest import COMPANY
 from tests.integration.helpers import assert_exactly_once, seed_source

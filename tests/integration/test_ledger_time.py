@@ -17,16 +17,16 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from rootfi_sandbox import SandboxServer
 
-from rootfi_sync.client import RootFiClient
-from rootfi_sync.db import make_engine
-from rootfi_sync.decisions import Timing, fresh_send
-from rootfi_sync.delivery import BatchIncomplete, Delivery
 from rootfi_sync.ledger import Candidate, Ledger, Outcome, Status
-from rootfi_sync.lookup import Item
+from rootfi_sync.ledger.db import make_engine
+from rootfi_sync.ledger.tables import as_read, ledger, source_table
+from rootfi_sync.rootfi.client import RootFiClient
+from rootfi_sync.rootfi.decisions import Timing, fresh_send
+from rootfi_sync.rootfi.delivery import BatchIncomplete, Delivery
+from rootfi_sync.rootfi.lookup import Item
 from rootfi_sync.run import open_run
 from rootfi_sync.settings import load_settings
-from rootfi_sync.tables import as_read, ledger, source_table
-from rootfi_sync.transform import build_payloads
+from rootfi_sync.source.transform import build_payloads
 from tasks.load import attempt
 from tests.factories import make_customer
 from tests.integration.conftest import API_KEY, COMPANY

@@ -12,11 +12,11 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from typer.testing import CliRunner
 
-from rootfi_sync.cli import app
-from rootfi_sync.db import MIGRATIONS, create_sample, init_db, make_engine, upgrade_ledger
+from rootfi_sync.cli.commands import app
 from rootfi_sync.ledger import Ledger
+from rootfi_sync.ledger.db import MIGRATIONS, create_sample, init_db, make_engine, upgrade_ledger
+from rootfi_sync.ledger.tables import LEDGER_TABLE, ledger, source_table
 from rootfi_sync.settings import SOURCE_COLUMNS, load_settings
-from rootfi_sync.tables import LEDGER_TABLE, ledger, source_table
 from tests.factories import make_customer
 
 pytestmark = pytest.mark.mariadb

@@ -1,5 +1,5 @@
-"""The ledger's migrations build the table `rootfi_sync/tables.py` declares, and nothing else:
-Alembic's autogenerate finds no difference after an upgrade to head of a fresh database."""
+"""The ledger's migrations build the table `rootfi_sync/ledger/tables.py` declares, and nothing
+else: Alembic's autogenerate finds no difference after an upgrade to head of a fresh database."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from rootfi_sync.db import make_engine, upgrade_ledger
-from rootfi_sync.tables import VERSION_TABLE, ledger
+from rootfi_sync.ledger.db import make_engine, upgrade_ledger
+from rootfi_sync.ledger.tables import VERSION_TABLE, ledger
 
 
 def declared(schema: str | None) -> sa.MetaData:

@@ -15,9 +15,9 @@ from rootfi_sandbox import SandboxServer
 from typer.testing import CliRunner
 
 from flows.sync_customers import sync_customers
-from rootfi_sync.cli import app
-from rootfi_sync.db import make_engine
-from rootfi_sync.tables import ledger
+from rootfi_sync.cli.commands import app
+from rootfi_sync.ledger.db import make_engine
+from rootfi_sync.ledger.tables import ledger
 from tests.factories import make_customer
 from tests.integration.conftest import API_KEY, COMPANY
 from tests.integration.helpers import (

@@ -14,8 +14,8 @@ import pytest
 from rootfi_sandbox import SandboxServer
 from rootfi_sandbox.timefmt import ms_from_iso
 
-from rootfi_sync.governor import SharedRateLimit, TokenBucket
-from rootfi_sync.prefect_setup import setup_prefect
+from rootfi_sync.orchestration.prefect_setup import setup_prefect
+from rootfi_sync.rootfi.governor import SharedRateLimit, TokenBucket
 from tests.factories import make_customer, sandbox_for
 from tests.integration.conftest import API_KEY, COMPANY
 from tests.integration.helpers import (

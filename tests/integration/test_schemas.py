@@ -14,9 +14,9 @@ from alembic.migration import MigrationContext
 from rootfi_sandbox import SandboxServer
 
 from flows.sync_customers import sync_customers
-from rootfi_sync.db import create_sample, init_db, make_engine, sample_for
+from rootfi_sync.ledger.db import create_sample, init_db, make_engine, sample_for
+from rootfi_sync.ledger.tables import LEDGER_TABLE, ledger
 from rootfi_sync.settings import SOURCE_COLUMNS, load_settings
-from rootfi_sync.tables import LEDGER_TABLE, ledger
 from tests.factories import make_customer
 from tests.integration.conftest import COMPANY
 from tests.mariadb import MariaDBServer

@@ -16,9 +16,9 @@ import pytest
 from prefect import flow
 
 from rootfi_sync import run
-from rootfi_sync.delivery import Item
 from rootfi_sync.models import CustomerPayload
 from rootfi_sync.outcomes import Outcome, Status
+from rootfi_sync.rootfi.delivery import Item
 from tasks.load import SendRequest, send_batch
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

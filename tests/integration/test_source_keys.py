@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from rootfi_sandbox import SandboxServer
 
 from flows.sync_customers import sync_customers
-from rootfi_sync.db import make_engine
+from rootfi_sync.ledger.db import make_engine
 from tests.factories import make_customer
 from tests.integration.conftest import COMPANY
 from tests.integration.helpers import assert_exactly_once, create_source, ledger_rows

@@ -197,8 +197,8 @@ def test_a_rerun_after_a_lost_write_back_looks_the_batch_up_instead_of_resending
 def forget_outcomes(url: str) -> None:
     """Put the ledger back as the intents left it: SENDING, in doubt since they were sent, no
     record, no sync, the lease run out."""
-    from rootfi_sync.db import make_engine
-    from rootfi_sync.tables import ledger
+    from rootfi_sync.ledger.db import make_engine
+    from rootfi_sync.ledger.tables import ledger
 
     engine = make_engine(url)
     with engine.begin() as conn:

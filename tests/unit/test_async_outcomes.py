@@ -17,12 +17,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from rootfi_sync.client import RootFiClient
-from rootfi_sync.decisions import Timing
-from rootfi_sync.delivery import BatchIncomplete, Delivery
-from rootfi_sync.lookup import Item
 from rootfi_sync.models import Address, CustomerPayload
 from rootfi_sync.outcomes import Outcome, Status
+from rootfi_sync.rootfi.client import RootFiClient
+from rootfi_sync.rootfi.decisions import Timing
+from rootfi_sync.rootfi.delivery import BatchIncomplete, Delivery
+from rootfi_sync.rootfi.lookup import Item
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 Store = Callable[[dict[str, Any]], dict[str, Any]]
@@ -215,7 +215,7 @@ def test_a_later_lookup_never_resends_a_customer_whose_sync_answers_404() -> Non
 
 
 def test_a_runs_counts_and_attention_list_name_created_unknown_and_duplicates() -> None:
-    from rootfi_sync.report import RunSummary
+    from rootfi_sync.run.report import RunSummary
 
     summary = RunSummary(company_id=1089)
     summary.add_outcomes(

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from rootfi_sync.delivery import BatchIncomplete
 from rootfi_sync.ledger.statements import outcome_params
-from rootfi_sync.lookup import Item
 from rootfi_sync.models import CustomerPayload
 from rootfi_sync.outcomes import Outcome, Status
+from rootfi_sync.rootfi.delivery import BatchIncomplete
+from rootfi_sync.rootfi.lookup import Item
 from tasks.load import attempt
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from rootfi_sync import errors
-from rootfi_sync.client import RootFiClient
+from rootfi_sync.rootfi.client import RootFiClient
 
 RECORD = {"rootfi_id": 7, "name": "Ada"}
 

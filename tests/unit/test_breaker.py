@@ -6,7 +6,7 @@ import pytest
 
 from rootfi_sync.errors import CircuitOpen
 from rootfi_sync.ledger import Outcome, Status
-from rootfi_sync.report import RunSummary
+from rootfi_sync.run.report import RunSummary
 
 
 def summary_after(sent: int, refused: int, parked: int = 0) -> RunSummary:

@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from rootfi_sync import errors
-from rootfi_sync.client import RootFiClient, retry_after_seconds
+from rootfi_sync.rootfi.client import RootFiClient, retry_after_seconds
 
 KEY = "sk-test-secret"
 
@@ -147,7 +147,7 @@ def test_reads_the_wait_from_retry_after_or_rate_limit_reset(
 
 @pytest.fixture
 def no_pause(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("rootfi_sync.client.GET_RETRY_PAUSE", 0.0)
+    monkeypatch.setattr("rootfi_sync.rootfi.client.GET_RETRY_PAUSE", 0.0)
 
 
 @pytest.mark.usefixtures("no_pause")

@@ -1,4 +1,4 @@
-"""Every delivery rule of `rootfi_sync.decisions`: what happened -> next state, and when."""
+"""Every delivery rule of `rootfi_sync.rootfi.decisions`: what happened -> next state, and when."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rootfi_sync.decisions import (
+from rootfi_sync.outcomes import Outcome, Status
+from rootfi_sync.rootfi.decisions import (
     LATER_RUN,
     Event,
     Timing,
@@ -21,7 +22,6 @@ from rootfi_sync.decisions import (
     verdict,
     wait_left,
 )
-from rootfi_sync.outcomes import Outcome, Status
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 TIMING = Timing(sync_settle=300, async_settle=900, sync_poll=60, skew=timedelta(minutes=2))

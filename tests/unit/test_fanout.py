@@ -9,10 +9,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from rootfi_sync.client import RootFiClient
 from rootfi_sync.errors import SettingsError
-from rootfi_sync.fanout import not_reached, plan_groups, reachable
 from rootfi_sync.ledger.due import Due
+from rootfi_sync.rootfi.client import RootFiClient
+from rootfi_sync.run.fanout import not_reached, plan_groups, reachable
 
 
 def due(*sizes: int) -> list[Due]:

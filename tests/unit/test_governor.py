@@ -4,7 +4,7 @@ import bisect
 
 import httpx
 
-from rootfi_sync.governor import TokenBucket
+from rootfi_sync.rootfi.governor import TokenBucket
 
 
 class FakeClock:

@@ -1,5 +1,5 @@
-"""The matching rule that adopts records a lost request created (rootfi_sync.lookup, on the
-normalized values of rootfi_sync.matching): what platforms change must not hide a record."""
+"""The matching rule that adopts records a lost request created (rootfi_sync.rootfi.lookup, on the
+normalized values of rootfi_sync.rootfi.matching): what platforms change must not hide a record."""
 
 from __future__ import annotations
 
@@ -8,17 +8,16 @@ from typing import Any
 import pytest
 from rootfi_sandbox.platforms import PLATFORMS
 
-from rootfi_sync.lookup import Item
-from rootfi_sync.matching import (
+from rootfi_sync.models import (
     DEFAULT_MATCH_FIELDS,
-    FIELDS,
-    legacy_key,
-    match_records,
+    MATCHABLE_FIELDS,
+    Address,
+    CustomerPayload,
     parse_match_fields,
-    signature,
 )
-from rootfi_sync.models import Address, CustomerPayload
-from rootfi_sync.transform import to_payload
+from rootfi_sync.rootfi.lookup import Item
+from rootfi_sync.rootfi.matching import legacy_key, match_records, signature
+from rootfi_sync.source.transform import to_payload
 from tests.factories import make_customer
 
 
@@ -204,7 +203,9 @@ def test_the_default_match_fields_are_name_and_email() -> None:
     assert DEFAULT_MATCH_FIELDS == ("name", "email")
 
 
-@pytest.mark.parametrize("fields", [DEFAULT_MATCH_FIELDS, FIELDS], ids=["default", "every-field"])
+@pytest.mark.parametrize(
+    "fields", [DEFAULT_MATCH_FIELDS, MATCHABLE_FIELDS], ids=["default", "every-field"]
+)
 def test_adopts_each_demo_customer_as_the_normalizing_platform_profile_keeps_it(
     fields: tuple[str, ...],
 ) -> None:

@@ -1,4 +1,4 @@
-"""A task reaches its run's live parts through `run.current()` (rootfi_sync/run.py)."""
+"""A task reaches its run's live parts through `run.current()` (rootfi_sync/run/parts.py)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rootfi_sync.delivery import Item
 from rootfi_sync.models import CustomerPayload
+from rootfi_sync.rootfi.delivery import Item
 from tasks.load import SendRequest, send_key
 
 EARLIER = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -87,7 +87,7 @@ def test_a_value_from_the_environment_that_is_not_json_is_named_by_its_variable(
 @pytest.mark.parametrize(
     "url",
     [
-        "sqlite:///rootfi_sync.db",
+        "sqlite:///rootfi_sync.ledger.db",
         "sqlite+pysqlite:////var/lib/shop.db",
         "postgresql+psycopg://sync:secret@db.internal:5432/shop",
         "mysql+pymysql://sync:secret@db.internal:3306/shop?charset=utf8mb4",
@@ -119,7 +119,7 @@ def test_refuses_other_source_databases_naming_the_setting_and_the_supported_one
     message = str(caught.value)
     assert f"SOURCE_DATABASE_URL: Value error, {said}" in message
     for example in (
-        "sqlite:///rootfi_sync.db",
+        "sqlite:///rootfi_sync.ledger.db",
         "postgresql+psycopg://user:password@host:5432/dbname",
         "mysql+pymysql://user:password@host:3306/dbname?charset=utf8mb4",
     ):

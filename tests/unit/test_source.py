@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rootfi_sync.source import copies_hash, key_values, rows_by_key, source_hash
+from rootfi_sync.source.rows import copies_hash, key_values, rows_by_key, source_hash
 
 KEY = uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
 

@@ -33,7 +33,7 @@ def test_refuses_a_moment_that_leaves_the_calendar_once_in_utc() -> None:
 
 
 def test_is_the_formatter_the_client_sends_moments_with() -> None:
-    from rootfi_sync import client
+    from rootfi_sync.rootfi import client
 
     assert client.iso_ms is iso_ms
 

@@ -11,7 +11,7 @@ import pytest
 
 from rootfi_sync.errors import RootFiSyncError
 from rootfi_sync.models import ADDRESS_FIELDS, CustomerPayload
-from rootfi_sync.transform import (
+from rootfi_sync.source.transform import (
     COPIES,
     Rejection,
     RowRejected,

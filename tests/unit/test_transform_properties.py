@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from rootfi_sync.models import CustomerPayload
-from rootfi_sync.transform import RowRejected, Transformed, build_payloads, to_payload
+from rootfi_sync.source.transform import RowRejected, Transformed, build_payloads, to_payload
 from tests.factories import SOURCE_COLUMNS, make_customer
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,4 +1,4 @@
-"""The batch window (rootfi_sync/window.py) with fake futures, and what a finished send leaves
+"""The batch window (rootfi_sync/run/window.py) with fake futures, and what a finished send leaves
 to record (`outcomes_of_send`, pure)."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from rootfi_sync import errors
-from rootfi_sync.delivery import BatchIncomplete
-from rootfi_sync.lookup import Item
 from rootfi_sync.models import CustomerPayload
 from rootfi_sync.outcomes import Outcome, Status
-from rootfi_sync.window import BatchWindow, outcomes_of_send
+from rootfi_sync.rootfi.delivery import BatchIncomplete
+from rootfi_sync.rootfi.lookup import Item
+from rootfi_sync.run.window import BatchWindow, outcomes_of_send
 
 
 class FakeFuture:

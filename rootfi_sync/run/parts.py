@@ -1,0 +1,165 @@
+"""The real parts of one run, built at the edge: engines, ledger, leases, client, pool.
+
+`open_run` builds them and makes them this context's run; a task reaches them with
+`current()`. The run is a ContextVar: Prefect's ThreadPoolTaskRunner starts each task in a
+copy of the submitting context (`contextvars.copy_context()` in its `submit`), so a task
+sees the run of the flow that submitted it, and two runs in one process (subflows of a fan
+out, each in its own thread) never see each other's. Tasks themselves take plain values.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+
+from pydantic import SecretStr
+
+from rootfi_sync.ledger import Ledger
+from rootfi_sync.ledger.db import ledger_engine, source_engine, source_for
+from rootfi_sync.ledger.lease import LeaseKeeper
+from rootfi_sync.rootfi.client import RootFiClient
+from rootfi_sync.rootfi.decisions import Timing
+from rootfi_sync.rootfi.delivery import Delivery
+from rootfi_sync.rootfi.governor import Logger, SharedRateLimit, make_governor
+from rootfi_sync.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class RunParts:
+    ledger: Ledger
+    client: RootFiClient
+    leases: LeaseKeeper
+    delivery: Delivery  # how this run's batches are sent: through `client` and the run's pool
+
+
+_current: ContextVar[RunParts] = ContextVar("rootfi_sync_run")
+
+
+def current() -> RunParts:
+    """Return the parts of the run open in this context (a task's way to its run)."""
+    try:
+        return _current.get()
+    except LookupError:
+        raise RuntimeError("no rootfi-sync run is open here (see run.open_run)") from None
+
+
+def timing_of(settings: Settings) -> Timing:
+    """Return the settle and lookup timings the settings ask for."""
+    return Timing(
+        sync_settle=settings.rootfi_sync_settle_seconds,
+        async_settle=settings.rootfi_async_settle_seconds,
+        sync_poll=settings.rootfi_sync_poll_seconds,
+        skew=timedelta(seconds=settings.rootfi_reconcile_skew_seconds),
+        timeout=settings.rootfi_timeout_seconds,
+    )
+
+
+def run_logger() -> Logger:
+    """Return the flow run's logger (its lines reach the UI from any thread), else ours."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("rootfi_sync")
+
+
+@contextmanager
+def current_run(parts: RunParts) -> Iterator[RunParts]:
+    """Make `parts` this context's run (what `current()` returns) for the block."""
+    token = _current.set(parts)
+    try:
+        yield parts
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
+def open_run(
+    settings: Settings,
+    company_id: int,
+    api_key: SecretStr,
+    owner: str,
+    stop_splitting: Callable[[int, int], bool] = lambda _sent, _refused: False,
+) -> Iterator[RunParts]:
+    """Yield the run's ledger, lease keeper, client and delivery (with its pool), as this
+    context's run (`current()`); close them all afterwards. `stop_splitting` is the run's
+    breaker."""
+    engine = ledger_engine(settings)
+    # The source's own engine only when the ledger is elsewhere: the source is then only read.
+    reader = source_engine(settings) if settings.ledger_apart else None
+    source = source_for(settings)
+    pool = ThreadPoolExecutor(settings.rootfi_concurrency, thread_name_prefix="rootfi-send")
+    ledger = Ledger(engine, source, company_id, owner, source_engine=reader)
+    try:
+        with (
+            rootfi_client(settings, api_key) as client,
+            pool,
+            LeaseKeeper(ledger, settings.rootfi_lease_seconds) as leases,
+        ):
+            delivery = _delivery(settings, ledger, client, pool, leases, stop_splitting)
+            with current_run(RunParts(ledger, client, leases, delivery)) as parts:
+                yield parts
+    finally:
+        engine.dispose()
+        if reader is not None:
+            reader.dispose()
+
+
+@contextmanager
+def rootfi_client(settings: Settings, api_key: SecretStr) -> Iterator[RootFiClient]:
+    """Yield a RootFi client paced by the key's rate limit (the governor the settings name);
+    close both afterwards."""
+    governor = make_governor(
+        settings.rootfi_rate_limit_per_minute,
+        settings.rootfi_rate_limit_name,
+        max_wait=settings.rootfi_rate_limit_wait_seconds,
+        logger=run_logger(),
+    )
+    client = RootFiClient(
+        settings.rootfi_base_url,
+        api_key,
+        timeout=settings.rootfi_timeout_seconds,
+        governor=governor,
+        max_connections=max(4, settings.rootfi_concurrency * 2),
+    )
+    try:
+        with client:
+            yield client
+    finally:
+        if isinstance(governor, SharedRateLimit):
+            governor.close()
+
+
+def _delivery(
+    settings: Settings,
+    ledger: Ledger,
+    client: RootFiClient,
+    pool: ThreadPoolExecutor,
+    leases: LeaseKeeper,
+    stop_splitting: Callable[[int, int], bool],
+) -> Delivery:
+    """Return how this run delivers: its client, mode, timings, leases and breaker."""
+    return Delivery(
+        client=client,
+        company_id=ledger.company_id,
+        mode=settings.rootfi_write_mode,
+        pool=pool,
+        known=ledger.known_rootfi_ids,
+        timing=timing_of(settings),
+        vouch=partial(ledger.vouch, margin=leases.margin),
+        on_accepted=ledger.record_pending_sync,
+        stamp=partial(ledger.touch, mode=settings.rootfi_write_mode),
+        clock=ledger.now,
+        stop_splitting=stop_splitting,
+        poll_timeout=settings.rootfi_poll_timeout_seconds,
+        match_fields=settings.match_fields,
+        resend=settings.rootfi_resend_in_doubt,
+    )
