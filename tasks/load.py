@@ -114,7 +114,7 @@ def attempt(
     if run_count > 1:
         known, items = resume(parts.ledger, items)
     try:
-        return known + parts.delivery.deliver(items, parts.delivery.clock())
+        return known + parts.delivery.deliver(items, parts.ledger.now())
     except BatchIncomplete as exc:
         outcomes = exc.outcomes
         if run_count <= retries:

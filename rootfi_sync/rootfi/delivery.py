@@ -2,10 +2,13 @@
 their end (split while RootFi refuses one whole).
 
 The rule that keeps delivery exactly-once: a customer that may already exist in RootFi is
-looked up before it is sent again (`rootfi_sync.rootfi.lookup`), and resent only once what was sent
-had time to land (the rules, and their timings, are in `rootfi_sync.rootfi.decisions`). A customer
-held by an async write whose sync is known is never resent before that sync is final; the sync
-id is recorded as soon as RootFi names it, so later runs ask RootFi about it.
+looked up before it is sent again (`rootfi_sync.rootfi.lookup`), and resent only once what was
+sent had time to land (the rules, and their timings, are in `rootfi_sync.rootfi.decisions`). A
+customer held by an async write whose sync is known is never resent before that sync is final;
+the sync id is recorded as soon as RootFi names it, so later runs ask RootFi about it.
+
+Delivery reads and writes no database: what it must ask the ledger while it sends is the
+`Book` protocol (a run's ledger, bound by `rootfi_sync.run.parts.RunBook`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from concurrent.futures import Executor
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from rootfi_sync import errors
 from rootfi_sync.models import DEFAULT_MATCH_FIELDS
@@ -74,6 +77,54 @@ class BatchIncomplete(errors.RootFiSyncError):
         return BatchIncomplete(f"{self}; {other}", outcomes, pending)
 
 
+class Book(Protocol):
+    """What delivery asks of the ledger while it sends."""
+
+    def known(self, rootfi_ids: Iterable[str]) -> set[str]:
+        """Return which of these RootFi ids the ledger already gives to customers."""
+        ...
+
+    def vouch(self, customer_ids: Sequence[str]) -> tuple[set[str], datetime]:
+        """Return the customers whose lease the database vouches for now, and its clock: asked
+        right before each POST (nothing leaves for one it does not)."""
+        ...
+
+    def accepted(self, customer_ids: list[str], sync_id: str) -> None:
+        """Record the sync id of an async write holding these customers, once RootFi names it."""
+        ...
+
+    def stamp(self, keys: Mapping[str, tuple[str, ...]]) -> set[str]:
+        """Record the match keys of customers about to be sent again; return those still held."""
+        ...
+
+    def now(self) -> datetime:
+        """The ledger's clock: settle times are counted on it, as attempts are stamped."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FreeBook:
+    """A `Book` with no ledger behind it: it knows no record, vouches for every customer and
+    keeps nothing. For a delivery that is not part of a run (tests, benchmarks)."""
+
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def known(self, rootfi_ids: Iterable[str]) -> set[str]:
+        return set()
+
+    def vouch(self, customer_ids: Sequence[str]) -> tuple[set[str], datetime]:
+        return set(customer_ids), self.clock()
+
+    def accepted(self, customer_ids: list[str], sync_id: str) -> None:
+        return None
+
+    def stamp(self, keys: Mapping[str, tuple[str, ...]]) -> set[str]:
+        return set(keys)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+
 RETRYABLE = (BatchIncomplete, *PASSING)
 """What a send task may be retried for, and what leaves its batch to a later run (not a stop)."""
 
@@ -92,30 +143,17 @@ def refusal(item: Item, exc: errors.HTTPStatusError | str) -> Outcome:
 class Delivery:
     """Delivers batches of one company in one write mode, through one client.
 
-    `known` tells which RootFi ids the ledger already gives to customers; `vouch` returns the
-    customers whose lease the database still vouches for, and its clock, right before each
-    POST (nothing leaves for one it does not; an outcome in doubt records when it left);
-    `on_accepted` records the sync id of an async write as soon as RootFi names it; `stamp`
-    records the match keys of customers about to be sent again, and returns the customers
-    still held; `clock` is the ledger's (settle times are counted on the database's clock, as
-    attempts are); `stop_splitting(sent, refused)` is the circuit breaker, asked while a batch
-    refused whole is split; `match_fields` and `resend` are ROOTFI_MATCH_FIELDS and
-    ROOTFI_RESEND_IN_DOUBT.
+    `book` is what it asks the ledger while it sends (`Book`); `stop_splitting(sent, refused)`
+    is the circuit breaker, asked while a batch refused whole is split; `match_fields` and
+    `resend` are ROOTFI_MATCH_FIELDS and ROOTFI_RESEND_IN_DOUBT.
     """
 
     client: RootFiClient
     company_id: int
     mode: str
     pool: Executor
-    known: Callable[[Iterable[str]], set[str]]
+    book: Book = FreeBook()
     timing: Timing = field(default_factory=Timing)
-    vouch: Callable[[Sequence[str]], tuple[set[str], datetime]] = lambda ids: (
-        set(ids),
-        datetime.now(UTC),
-    )
-    on_accepted: Callable[[list[str], str], None] = lambda _ids, _sync: None
-    stamp: Callable[[Mapping[str, tuple[str, ...]]], set[str]] = lambda keys: set(keys)
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     stop_splitting: Callable[[int, int], bool] = lambda _sent, _refused: False
     poll_timeout: float = 300.0
     poll_interval: float = 0.25
@@ -129,23 +167,23 @@ class Delivery:
             self.client,
             self.company_id,
             self.mode,
-            self.known,
+            self.book.known,
             self.timing,
             self.match_fields,
             self.resend,
-            clock=self.clock,
+            clock=self.book.now,
         )
 
     def deliver(self, items: Sequence[Item], now: datetime) -> list[Outcome]:
         """Settle what is in doubt, then send the rest; return every item's outcome.
 
         What is about to be sent again (in doubt and not found) has its match keys recorded
-        first (`stamp`), and only what this run still holds is sent.
+        first (`Book.stamp`), and only what this run still holds is sent.
         Raises BatchIncomplete (carrying the outcomes known so far) when some got no answer.
         """
         done, waiting, to_send = self.lookup.resolve(items, now)
         keys = {i.customer_id: i.keys for i in to_send if i.doubt_since is not None}
-        held = self.stamp(keys) if keys else set()
+        held = self.book.stamp(keys) if keys else set()
         allowed = [i for i in to_send if i.customer_id in held or i.customer_id not in keys]
         waiting |= {
             cid: pending(cid, Event.NOT_SENT, "not sent: lease not held")
@@ -186,7 +224,7 @@ class Delivery:
         left: list[datetime] = []
 
         def vouched() -> bool:
-            held, now = self.vouch([item.customer_id])
+            held, now = self.book.vouch([item.customer_id])
             left.append(now)
             return bool(held)
 
@@ -213,7 +251,7 @@ class Delivery:
         ids, left = [i.customer_id for i in items], list[datetime]()
 
         def vouched() -> bool:  # the whole write, or none of it
-            held, now = self.vouch(ids)
+            held, now = self.book.vouch(ids)
             left.append(now)
             return len(held) == len(ids)
 
@@ -240,7 +278,7 @@ class Delivery:
                 f"async write of {len(items)} got no answer ({exc})", [], waiting
             ) from exc
         split.add(sent=len(items))
-        self.on_accepted([i.customer_id for i in items], sync_id)
+        self.book.accepted([i.customer_id for i in items], sync_id)
         # RootFi's own clock when it took the write bounds the records tightly; else ours.
         since = accepted_at - ACCEPTED_MARGIN if accepted_at else since - self.timing.skew
         try:

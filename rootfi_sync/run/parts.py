@@ -10,13 +10,12 @@ out, each in its own thread) never see each other's. Tasks themselves take plain
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import timedelta
-from functools import partial
+from datetime import datetime, timedelta
 
 from pydantic import SecretStr
 
@@ -146,20 +145,41 @@ def _delivery(
     leases: LeaseKeeper,
     stop_splitting: Callable[[int, int], bool],
 ) -> Delivery:
-    """Return how this run delivers: its client, mode, timings, leases and breaker."""
+    """Return how this run delivers: its client, mode, timings, ledger and breaker."""
     return Delivery(
         client=client,
         company_id=ledger.company_id,
         mode=settings.rootfi_write_mode,
         pool=pool,
-        known=ledger.known_rootfi_ids,
+        book=RunBook(ledger, leases.margin, settings.rootfi_write_mode),
         timing=timing_of(settings),
-        vouch=partial(ledger.vouch, margin=leases.margin),
-        on_accepted=ledger.record_pending_sync,
-        stamp=partial(ledger.touch, mode=settings.rootfi_write_mode),
-        clock=ledger.now,
         stop_splitting=stop_splitting,
         poll_timeout=settings.rootfi_poll_timeout_seconds,
         match_fields=settings.match_fields,
         resend=settings.rootfi_resend_in_doubt,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RunBook:
+    """A run's ledger as its delivery asks it (`rootfi_sync.rootfi.delivery.Book`): leases
+    vouched for `margin` seconds ahead (the keeper's), keys stamped with the run's write mode."""
+
+    ledger: Ledger
+    margin: float
+    mode: str
+
+    def known(self, rootfi_ids: Iterable[str]) -> set[str]:
+        return self.ledger.known_rootfi_ids(rootfi_ids)
+
+    def vouch(self, customer_ids: Sequence[str]) -> tuple[set[str], datetime]:
+        return self.ledger.vouch(customer_ids, margin=self.margin)
+
+    def accepted(self, customer_ids: list[str], sync_id: str) -> None:
+        self.ledger.record_pending_sync(customer_ids, sync_id)
+
+    def stamp(self, keys: Mapping[str, tuple[str, ...]]) -> set[str]:
+        return self.ledger.touch(keys, mode=self.mode)
+
+    def now(self) -> datetime:
+        return self.ledger.now()

@@ -20,7 +20,7 @@ from rootfi_sync.models import CustomerPayload
 from rootfi_sync.outcomes import Status
 from rootfi_sync.rootfi.client import RootFiClient
 from rootfi_sync.rootfi.decisions import Timing
-from rootfi_sync.rootfi.delivery import BatchIncomplete, Delivery
+from rootfi_sync.rootfi.delivery import BatchIncomplete, Delivery, FreeBook
 from rootfi_sync.rootfi.lookup import Item
 from tests.integration.conftest import API_KEY, COMPANY
 
@@ -45,10 +45,8 @@ def test_a_database_clock_far_ahead_of_rootfis_still_finds_the_record_that_lande
             COMPANY,
             mode,
             pool,
-            known=lambda ids: set(),
+            book=FreeBook(clock=database_clock),
             timing=timing,
-            vouch=lambda ids: (set(ids), database_clock()),
-            clock=database_clock,
         )
         intent = database_clock()
         with pytest.raises(BatchIncomplete) as caught:  # created; the answer was lost

@@ -427,9 +427,7 @@ def test_the_breaker_asked_during_a_split_counts_only_that_batch_not_the_ones_re
     sandbox.admin.set_faults(strict_schema=True)  # "call me" refused whole (RootFi does not)
     client = RootFiClient(sandbox.api_url, SecretStr(API_KEY))
     with client, ThreadPoolExecutor(2) as pool:
-        delivery = Delivery(
-            client, COMPANY, "batch", pool, known=lambda ids: set(), stop_splitting=breaker
-        )
+        delivery = Delivery(client, COMPANY, "batch", pool, stop_splitting=breaker)
         now = datetime.now(UTC)
         delivery.deliver(good, now)  # accepted whole: the run counts it once it is recorded
         refused = delivery.deliver(bad, now)  # refused whole: split down to each customer

@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 import pytest
@@ -25,6 +24,7 @@ from rootfi_sync.rootfi.decisions import Timing, fresh_send
 from rootfi_sync.rootfi.delivery import BatchIncomplete, Delivery
 from rootfi_sync.rootfi.lookup import Item
 from rootfi_sync.run import open_run
+from rootfi_sync.run.parts import RunBook
 from rootfi_sync.settings import load_settings
 from rootfi_sync.source.transform import build_payloads
 from tasks.load import attempt
@@ -112,11 +112,8 @@ def test_a_takeover_waits_from_the_lost_owners_lease_end_in_the_mode_it_sent(
             COMPANY,
             now,
             pool,
-            known=heir.known_rootfi_ids,
+            book=RunBook(heir, margin=0.1, mode=now),
             timing=timing,
-            vouch=partial(heir.vouch, margin=0.1),
-            stamp=partial(heir.touch, mode=now),
-            clock=heir.now,
         )
         with pytest.raises(BatchIncomplete) as caught:
             delivery.deliver(items_of(rows, held), heir.now())

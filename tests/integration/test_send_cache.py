@@ -30,9 +30,6 @@ class CountingDelivery:
     mode: str = "single"
     delivered: list[list[str]] = field(default_factory=list)
 
-    def clock(self) -> datetime:
-        return datetime.now(UTC)
-
     def deliver(self, items: Sequence[Item], now: datetime) -> list[Outcome]:
         self.delivered.append([i.payload.name for i in items])
         created = f"{len(self.delivered)}-"  # each delivery creates records of its own
@@ -41,10 +38,17 @@ class CountingDelivery:
         ]
 
 
+class Clock:
+    """The run's ledger as the task uses it here: only its clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
 @flow(name="send-cache-test")
 def one_run(delivery: Any, request: SendRequest) -> list[Outcome]:
-    parts: Any = run.RunParts(None, None, None, delivery)  # type: ignore[arg-type]
-    with run.current_run(parts):  # a run of which the task uses only the delivery
+    parts: Any = run.RunParts(Clock(), None, None, delivery)  # type: ignore[arg-type]
+    with run.current_run(parts):  # a run of which the task uses only the delivery and clock
         return send_batch(request)
 
 

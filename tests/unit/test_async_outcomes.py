@@ -21,7 +21,7 @@ from rootfi_sync.models import Address, CustomerPayload
 from rootfi_sync.outcomes import Outcome, Status
 from rootfi_sync.rootfi.client import RootFiClient
 from rootfi_sync.rootfi.decisions import Timing
-from rootfi_sync.rootfi.delivery import BatchIncomplete, Delivery
+from rootfi_sync.rootfi.delivery import BatchIncomplete, Delivery, FreeBook
 from rootfi_sync.rootfi.lookup import Item
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -110,9 +110,8 @@ def delivery(app: RootFi, **options: Any) -> Iterator[Delivery]:
             1089,
             "batch",
             pool,
-            known=lambda _ids: set(),
+            book=FreeBook(clock=lambda: NOW),
             timing=Timing(async_settle=900, sync_poll=60, skew=timedelta(0)),
-            clock=lambda: NOW,
             poll_interval=0.0,
             **options,
         )

@@ -27,6 +27,9 @@ class FakeLedger:
         self.settled.append(list(outcomes))
         return {o.customer_id for o in outcomes if o.status in (Status.SYNCED, Status.FAILED)}
 
+    def now(self) -> datetime:
+        return NOW
+
     def resume(self, customer_ids: list[str]) -> dict[str, Any]:
         return {}  # what the attempts before left: nothing this run still holds
 
@@ -35,9 +38,7 @@ def parts_raising(incomplete: BatchIncomplete) -> Any:
     def deliver(items: Any, now: datetime) -> list[Outcome]:
         raise incomplete
 
-    return SimpleNamespace(
-        ledger=FakeLedger(), delivery=SimpleNamespace(deliver=deliver, clock=lambda: NOW)
-    )
+    return SimpleNamespace(ledger=FakeLedger(), delivery=SimpleNamespace(deliver=deliver))
 
 
 ITEMS = [Item(cid, CustomerPayload(name=f"Customer {cid}")) for cid in ("a", "b")]
