@@ -6,6 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+# What a person should look at in RootFi, as the ledger's `last_error`, the run's report and
+# `rootfi-sync status --look` name it (the ledger is searched for these words).
+DUPLICATE = "duplicate found in RootFi"
+CREATED_UNKNOWN = "created, id unknown"
+SOURCE_DELETED = "source row deleted"
+
 
 class Status(StrEnum):
     CLAIMED = "CLAIMED"

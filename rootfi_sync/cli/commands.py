@@ -13,6 +13,7 @@ from rich.text import Text
 from rootfi_sync.cli.console import console, err, error, print_counts, run_flow
 from rootfi_sync.cli.doctor.command import doctor_command
 from rootfi_sync.errors import RootFiSyncError, SeedRefused, SettingsError, SourceTableError
+from rootfi_sync.outcomes import CREATED_UNKNOWN, SOURCE_DELETED
 from rootfi_sync.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -192,7 +193,7 @@ def _print_look(rows: list[Any]) -> None:
     for col in ("customer", "company", "what", "rootfi id", "sync id", "why"):
         table.add_column(col)
     for r in rows:
-        what = {"CREATED_UNKNOWN": "created, id unknown", "FAILED": "source row deleted"}.get(
+        what = {"CREATED_UNKNOWN": CREATED_UNKNOWN, "FAILED": SOURCE_DELETED}.get(
             r.status, "duplicate"
         )
         why = (r.last_error or "").splitlines()[-1][-200:] if r.last_error else ""

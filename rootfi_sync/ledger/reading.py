@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from rootfi_sync.ledger.pending import estimate, lookup_in, scan, with_known
 from rootfi_sync.ledger.statements import CHUNK, eligible
 from rootfi_sync.ledger.tables import ledger
-from rootfi_sync.outcomes import Status
+from rootfi_sync.outcomes import DUPLICATE, SOURCE_DELETED, Status
 from rootfi_sync.source.rows import (
     copies_hash,
     count_keyless,
@@ -296,8 +296,8 @@ def needing_a_look(engine: sa.Engine, company_id: int | None, limit: int = 20) -
     synced ones whose lookup found duplicates (their `last_error` names the records), and
     those parked because their source row was deleted while in doubt and RootFi had none."""
     c = ledger.c
-    duplicate = sa.and_(c.status == Status.SYNCED, c.last_error.like("%duplicate found in RootFi%"))
-    deleted = sa.and_(c.status == Status.FAILED, c.last_error.like("%source row deleted%"))
+    duplicate = sa.and_(c.status == Status.SYNCED, c.last_error.like(f"%{DUPLICATE}%"))
+    deleted = sa.and_(c.status == Status.FAILED, c.last_error.like(f"%{SOURCE_DELETED}%"))
     query = sa.select(
         c.customer_id, c.company_id, c.status, c.rootfi_id, c.sync_id, c.last_error
     ).where(sa.or_(c.status == Status.CREATED_UNKNOWN, duplicate, deleted))

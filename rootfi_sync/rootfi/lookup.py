@@ -34,7 +34,7 @@ from typing import Any, Protocol, TypeVar
 
 from rootfi_sync import errors
 from rootfi_sync.models import DEFAULT_MATCH_FIELDS, CustomerPayload
-from rootfi_sync.outcomes import Outcome, Status
+from rootfi_sync.outcomes import DUPLICATE, Outcome, Status
 from rootfi_sync.rootfi.client import RootFiClient
 from rootfi_sync.rootfi.decisions import (
     Event,
@@ -113,7 +113,7 @@ def synced(
     platform_id = record.get("platform_id")
     error = None
     if duplicates:
-        error = f"duplicate found in RootFi: records {', '.join(duplicates)} match it as well"
+        error = f"{DUPLICATE}: records {', '.join(duplicates)} match it as well"
     return Outcome(
         item.customer_id,
         Status.SYNCED,

@@ -19,9 +19,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from rootfi_sync.ledger import Candidate, Outcome, Status
+from rootfi_sync.outcomes import SOURCE_DELETED
 from rootfi_sync.rootfi.lookup import Lookup
 
-DELETED = "source row deleted while in doubt; not found in RootFi"
+DELETED = f"{SOURCE_DELETED} while in doubt; not found in RootFi"
 """The error of a customer parked because its source row is gone and RootFi has no record."""
 
 

@@ -11,13 +11,11 @@ from typing import Any
 
 from rootfi_sync.errors import CircuitOpen
 from rootfi_sync.ledger import Outcome, Status
+from rootfi_sync.outcomes import CREATED_UNKNOWN, DUPLICATE, SOURCE_DELETED
 
 MIN_SAMPLE_FOR_BREAKER = 20
 MAX_FAILURES_SHOWN = 50
 MAX_PREVIEW = 20
-DUPLICATE = "duplicate found in RootFi"
-CREATED_UNKNOWN = "created, id unknown"
-SOURCE_DELETED = "source row deleted"
 
 
 @dataclass(slots=True)
