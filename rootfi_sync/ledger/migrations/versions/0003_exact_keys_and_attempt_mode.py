@@ -27,10 +27,10 @@ def _table() -> str:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table(TABLE, schema=op.get_context().version_table_schema) as batch:
-        batch.add_column(sa.Column("attempt_mode", sa.String(8)))
     conn = op.get_bind()
     if conn.dialect.name in MYSQL_DIALECTS:
+        # MySQL commits each ALTER on its own: the conversion (which may be run again) goes
+        # first, so a failure in either step leaves a ledger this migration can be re-run on.
         # A NO PAD collation tells more keys apart than utf8mb4_bin, never fewer: no existing
         # pair of keys can collide in the conversion.
         collation = exact_collation(conn)
@@ -38,6 +38,8 @@ def upgrade() -> None:
             op.execute(
                 f"ALTER TABLE {_table()} CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}"
             )
+    with op.batch_alter_table(TABLE, schema=op.get_context().version_table_schema) as batch:
+        batch.add_column(sa.Column("attempt_mode", sa.String(8)))
 
 
 def downgrade() -> None:
