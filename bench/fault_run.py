@@ -151,27 +151,44 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         "ledger": dict(Counter(status for status, _ in ledger_rows(url))),
         "in_rootfi": sum(stored.values()),
         "duplicates": sum(n - 1 for n in stored.values() if n > 1),
-        "refused": (refused := refused_count(url)),
+        "refused": len(refused := refused_ids(url)),
         # neither in RootFi nor refused by it (a refusal is the platform's word, not a loss)
-        "lost": args.n - len(stored) - refused,
+        "lost": len(unaccounted(url, stored, refused)),
         "requests": creates,
     }
 
 
-def refused_count(url: str) -> int:
-    """How many customers RootFi or its platform refused (FAILED, neither parked nor given up
-    on in doubt): the platform profile's rules, not a loss."""
-    engine = sa.create_engine(url)
+def refused_ids(url: str) -> set[str]:
+    """The customers RootFi or its platform refused (FAILED, neither parked nor given up on in
+    doubt): the platform profile's rules, not a loss."""
     query = sa.text(
-        f"SELECT COUNT(*) FROM {LEDGER} WHERE company_id = :c AND status = 'FAILED' "
+        f"SELECT customer_id FROM {LEDGER} WHERE company_id = :c AND status = 'FAILED' "
         "AND last_error LIKE '%refused%' AND last_error NOT LIKE '%gave up after%' "
         "AND last_error NOT LIKE '%in doubt%'"
     )
+    engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(query, {"c": COMPANY_ID}).scalar_one())
+            return {str(cid) for cid in conn.execute(query, {"c": COMPANY_ID}).scalars()}
     finally:
         engine.dispose()
+
+
+def unaccounted(url: str, stored: Counter[str], refused: set[str]) -> list[str]:
+    """The source's customers neither in RootFi (by email, case-folded: platforms lower-case
+    it) nor refused: each counted once, whatever else holds."""
+    in_rootfi = {email.casefold() for email in stored}
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT id, email FROM customers")).all()
+    finally:
+        engine.dispose()
+    return [
+        str(cid)
+        for cid, email in rows
+        if str(email or "").casefold() not in in_rootfi and str(cid) not in refused
+    ]
 
 
 def main() -> None:
