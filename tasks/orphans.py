@@ -36,6 +36,8 @@ def settle_orphans(
     page = ledger.orphans(now, after=after, limit=limit)
     forgotten = ledger.forget_unsent(page.unsent, now)
     won = ledger.claim(page.candidates, timedelta(seconds=parts.leases.lease), now)
+    if not won:  # none in doubt, or another run holds them: nothing to look up
+        return Settled([], forgotten, page.last_id)
     ids = [c.customer_id for c in won]
     parts.leases.hold(ids)
     try:

@@ -422,6 +422,8 @@ class Ledger(LedgerReader):
     def forget_unsent(self, customer_ids: Sequence[str], now: datetime) -> int:
         """Drop the ledger rows of these customers (whose source row is gone) where nothing
         was ever sent for them and no run holds them; return how many were dropped."""
+        if not customer_ids:
+            return 0
         c = ledger.c
         stmt = ledger.delete().where(
             c.company_id == self.company_id,
@@ -432,7 +434,7 @@ class Ledger(LedgerReader):
             eligible(now),
         )
         with self.engine.begin() as conn:
-            return int(conn.execute(stmt).rowcount) if customer_ids else 0
+            return int(conn.execute(stmt).rowcount)
 
     def _unclaimed(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
         """Return the outcomes, those adopting a record another customer holds made IN_DOUBT:
