@@ -279,3 +279,25 @@ def test_a_database_that_cannot_be_asked_vouches_for_no_one(tmp_path: Any) -> No
 
     assert held == set()
     gone.dispose()
+
+
+def test_a_lease_ending_within_the_margin_is_not_vouched_for(
+    db_url: str, engine: sa.Engine
+) -> None:
+    # A request may take up to the margin to leave once vouched for: a lease that ends sooner,
+    # by the database's clock, could end while it is on its way, and another run could send
+    # the same customer. So the customer is held, but not vouched for.
+    rows = [make_customer(), make_customer()]
+    seed_source(db_url, rows)
+    run = Ledger(engine, as_read(source_table()), COMPANY, "run")
+    held = claim_all(run, lease=5)
+    ids = [c.customer_id for c in held]
+
+    vouched, clock = run.vouch(ids, margin=1)
+    short, _ = run.vouch(ids, margin=30)
+    other, _ = Ledger(engine, as_read(source_table()), COMPANY, "another run").vouch(ids, margin=0)
+
+    assert vouched == set(ids)
+    assert short == set()
+    assert other == set()  # a run vouches only for its own leases
+    assert abs((clock - run.now()).total_seconds()) < 5  # and answers with the database's clock
