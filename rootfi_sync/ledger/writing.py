@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -158,24 +158,26 @@ class Ledger(LedgerReader):
         ]
 
     def _held(
-        self, conn: sa.Connection, customer_ids: Sequence[str], now: datetime | None
+        self,
+        conn: sa.Connection,
+        customer_ids: Sequence[str],
+        now: datetime | None,
+        columns: Sequence[sa.ColumnElement[Any]] = HISTORY,
+        lock: bool = True,
     ) -> list[Any]:
-        """Return the ledger rows of these customers that this run holds (leased until after
-        `now`, when given), locked until the transaction ends where the database can lock."""
+        """Return `columns` of the ledger rows of these customers that this run holds (leased
+        until after `now`, when given), locked until the transaction ends where the database
+        can lock (`lock`)."""
         c, rows = ledger.c, list[Any]()
         for start in range(0, len(customer_ids), CHUNK):
-            query = (
-                sa.select(*HISTORY)
-                .where(
-                    c.company_id == self.company_id,
-                    c.lease_owner == self.owner,
-                    c.customer_id.in_(customer_ids[start : start + CHUNK]),
-                )
-                .with_for_update()
+            query = sa.select(*columns).where(
+                c.company_id == self.company_id,
+                c.lease_owner == self.owner,
+                c.customer_id.in_(customer_ids[start : start + CHUNK]),
             )
             if now is not None:
                 query = query.where(c.lease_expires_at > now)
-            rows += conn.execute(query).all()
+            rows += conn.execute(query.with_for_update() if lock else query).all()
         return rows
 
     def renew(self, customer_ids: Sequence[str], lease: timedelta) -> set[str]:
@@ -312,12 +314,8 @@ class Ledger(LedgerReader):
         final = [o for o in outcomes if o.status in FINAL]
         if not final:
             return set()
-        try:
-            self._write_settled(final)
-        except sa.exc.IntegrityError:  # two customers matched one record: keep it for one
-            final = [o for o in self._unclaimed(final) if o.status in FINAL]
-            self._write_settled(final)
-        return {o.customer_id for o in final}
+        written = self._write_claimed(final, SETTLED_UPDATE, lambda o, now: None)
+        return {o.customer_id for o in written if o.status in FINAL}
 
     def _write_sent(self, outcomes: Sequence[Outcome]) -> None:
         if not outcomes:
@@ -332,28 +330,14 @@ class Ledger(LedgerReader):
             stmt = stmt.values(attempted_at=sa.bindparam("b_sent_at", type_=c.attempted_at.type))
             conn.execute(stmt, [{"b_cid": o.customer_id, "b_sent_at": o.sent_at} for o in outcomes])
 
-    def _write_settled(self, outcomes: Sequence[Outcome]) -> None:
-        with self.engine.begin() as conn:
-            now = db_now(conn)
-            fenced = SETTLED_UPDATE.where(
-                ledger.c.company_id == self.company_id, ledger.c.lease_owner == self.owner
-            )
-            conn.execute(fenced, [outcome_params(o, now, None) for o in outcomes])
-
     def resume(self, customer_ids: Sequence[str]) -> dict[str, Any]:
         """Return the ledger rows of these customers this run still owns: each one's sends
         (`HISTORY`), state and outcome, where a task retry starts."""
-        c, ids, rows = ledger.c, list(customer_ids), dict[str, Any]()
+        c = ledger.c
         columns = (*HISTORY, c.status, c.rootfi_id, c.platform_id, c.last_error)
         with self.engine.connect() as conn:
-            for start in range(0, len(ids), CHUNK):
-                query = sa.select(*columns).where(
-                    c.company_id == self.company_id,
-                    c.lease_owner == self.owner,
-                    c.customer_id.in_(ids[start : start + CHUNK]),
-                )
-                rows.update((r.customer_id, r) for r in conn.execute(query))
-        return rows
+            rows = self._held(conn, list(customer_ids), None, columns, lock=False)
+        return {r.customer_id: r for r in rows}
 
     def record_pending_sync(self, customer_ids: Sequence[str], sync_id: str) -> None:
         """Remember the async write that holds these customers, as soon as RootFi names it."""
@@ -391,33 +375,46 @@ class Ledger(LedgerReader):
         Only outcomes of customers this run still owns are written (fencing): a run that lost
         a lease to another run leaves that customer to it. `attempts` is each customer's
         attempt count (as `record_intent` left it); when it may be tried again is decided in
-        `rootfi_sync.rootfi.decisions`. A record the ledger already gives to another customer is not
-        adopted: that customer stays IN_DOUBT.
+        `rootfi_sync.rootfi.decisions`. A record the ledger already gives to another customer
+        is not adopted: that customer stays IN_DOUBT.
         """
         outcomes = park(outcomes, attempts, max_attempts)
+
+        def next_at(o: Outcome, now: datetime) -> datetime | None:
+            return next_attempt_at(o, now, attempts.get(o.customer_id, 1), requeue)
+
+        return self._write_claimed(outcomes, OUTCOME_UPDATE, next_at)
+
+    def _write_claimed(
+        self,
+        outcomes: Sequence[Outcome],
+        update: sa.Update,
+        next_at: Callable[[Outcome, datetime], datetime | None],
+    ) -> list[Outcome]:
+        """Write outcomes with `update` (`statements._outcome_update`), fenced by this run's
+        leases; return those written. A record the ledger already gives to another customer
+        is not adopted: that customer is written IN_DOUBT (`_unclaimed`)."""
         if not outcomes:
             return []
         try:
-            return self._write_outcomes(outcomes, requeue, attempts)
+            return self._write(outcomes, update, next_at)
         except sa.exc.IntegrityError:  # two customers matched one record: keep it for one
-            return self._write_outcomes(self._unclaimed(outcomes), requeue, attempts)
+            return self._write(self._unclaimed(outcomes), update, next_at)
 
-    def _write_outcomes(
-        self, outcomes: Sequence[Outcome], requeue: timedelta, attempts: Mapping[str, int]
+    def _write(
+        self,
+        outcomes: Sequence[Outcome],
+        update: sa.Update,
+        next_at: Callable[[Outcome, datetime], datetime | None],
     ) -> list[Outcome]:
         with self.engine.begin() as conn:
             now = db_now(conn)
-            rows = [
-                outcome_params(o, now, next_attempt_at(o, now, attempts.get(cid, 1), requeue))
-                for o in outcomes
-                if (cid := o.customer_id)
-            ]
-            fenced = OUTCOME_UPDATE.where(
+            rows = [outcome_params(o, now, next_at(o, now)) for o in outcomes]
+            fenced = update.where(
                 ledger.c.company_id == self.company_id, ledger.c.lease_owner == self.owner
             )
             held = self._updated(conn, fenced, rows, now)
-            written = [o for o in outcomes if o.customer_id in held]
-        return written
+        return [o for o in outcomes if o.customer_id in held]
 
     def forget_unsent(self, customer_ids: Sequence[str], now: datetime) -> int:
         """Drop the ledger rows of these customers (whose source row is gone) where nothing
