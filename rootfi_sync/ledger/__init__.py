@@ -18,6 +18,11 @@ The package, by what each module owns:
     statements.py  the SQL shared by both: which rows a run may take, the database's clock,
                    INSERT IGNORE per dialect, the outcome UPDATE
     due.py         which companies have work due now (the fan-out's one query)
+    pending.py     `reading`'s candidates when the ledger is in a database of its own: the
+                   source's keys a page at a time, looked up in the ledger
+    lease.py       `LeaseKeeper`: the thread renewing a run's leases while it sends
+    tables.py      the tables: the user's source table (as declared, as read) and the ledger
+    db.py          engines, the ledger's migrations (migrations/, Alembic), the source's check
 
 Import the public names from here: `from rootfi_sync.ledger import Ledger, Candidate`.
 """

@@ -29,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from rootfi_sync.ledger.pending import _sqlite_has_json_each
+from rootfi_sync.ledger.pending import sqlite_has_json_each
 from rootfi_sync.ledger.reading import KEY_MAX
 from rootfi_sync.ledger.statements import eligible
 from rootfi_sync.ledger.tables import ledger
@@ -144,7 +144,7 @@ def _missing_query(dialect: str) -> tuple[sa.Select[Any], Encode] | None:
     c = ledger.c
     company: sa.ColumnElement[Any]
     key: sa.ColumnElement[Any]
-    if dialect == "sqlite" and _sqlite_has_json_each():
+    if dialect == "sqlite" and sqlite_has_json_each():
         page = sa.func.json_each(sa.bindparam("pairs", type_=sa.String))
         pairs = page.table_valued("value").alias("page_pairs")
         company = sa.func.json_extract(pairs.c.value, sa.literal_column("'$[0]'"))

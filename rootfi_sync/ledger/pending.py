@@ -35,8 +35,9 @@ nearly all synced is read in few round trips, with parameters every database tak
 KNOWN = ("_status", "_attempts", "_attempted_at", "_source_hash")
 """What a candidate row carries of its ledger row (None for each: no ledger row yet)."""
 
-Lookup = Callable[[list[str]], Mapping[str, Mapping[Any, Any]]]
-"""Customer ids -> those pending, each with what the ledger knows of it (`KNOWN`)."""
+KeyQuery = Callable[[list[str]], Mapping[str, Mapping[Any, Any]]]
+"""A ledger query: customer ids -> those a run may take, each with what the ledger knows of it
+(`KNOWN`)."""
 
 
 @dataclass(slots=True)
@@ -53,7 +54,7 @@ def scan(
     conn: sa.Connection,
     keys: sa.Select[Any],
     key: sa.ColumnElement[Any],
-    lookup: Lookup,
+    lookup: KeyQuery,
     *,
     after: Any,
     limit: int,
@@ -83,7 +84,7 @@ def scan(
     return found
 
 
-def lookup_in(conn: sa.Connection, company_id: int, takeable: sa.ColumnElement[bool]) -> Lookup:
+def lookup_in(conn: sa.Connection, company_id: int, takeable: sa.ColumnElement[bool]) -> KeyQuery:
     """Return the lookup of customer ids in the company's ledger, through `conn`."""
     c = ledger.c
     known = (
@@ -116,7 +117,7 @@ def _page_keys(conn: sa.Connection) -> tuple[Any, Callable[[list[str]], Any]] | 
     """A page's ids as a table of one column, `value`, from one parameter `ids`, and how to
     send them; None where the database has no such function."""
     dialect = conn.dialect.name
-    if dialect == "sqlite" and _sqlite_has_json_each():
+    if dialect == "sqlite" and sqlite_has_json_each():
         ids = sa.bindparam("ids", type_=sa.String)
         return sa.func.json_each(ids).table_valued("value").alias("page_keys"), json.dumps
     if dialect == "postgresql":
@@ -127,7 +128,7 @@ def _page_keys(conn: sa.Connection) -> tuple[Any, Callable[[list[str]], Any]] | 
 
 
 @cache
-def _sqlite_has_json_each() -> bool:
+def sqlite_has_json_each() -> bool:
     """Whether this process's SQLite has JSON1 (built in since 3.38; most earlier builds had
     it too). One library serves every connection: asked once, not on every page."""
     with closing(sqlite3.connect(":memory:")) as db:

@@ -339,7 +339,7 @@ class Ledger(LedgerReader):
             rows = self._held(conn, list(customer_ids), None, columns, lock=False)
         return {r.customer_id: r for r in rows}
 
-    def record_pending_sync(self, customer_ids: Sequence[str], sync_id: str) -> None:
+    def record_sync_id(self, customer_ids: Sequence[str], sync_id: str) -> None:
         """Remember the async write that holds these customers, as soon as RootFi names it."""
         with self.engine.begin() as conn:
             not_synced = ledger.c.status != Status.SYNCED

@@ -10,6 +10,6 @@
     matching.py   is this record the customer we sent? values compared as platforms keep them
     decisions.py  the delivery rules as pure functions: may a customer be sent again, and when
 
-Nothing here reads or writes a database: delivery asks the ledger through the callables a run
-hands it (`rootfi_sync.run.parts`).
+Nothing here reads or writes a database: delivery asks the ledger through one object, the
+`delivery.Book` protocol (a run's ledger bound by `rootfi_sync.run.parts.RunBook`).
 """

@@ -1,4 +1,4 @@
-"""Customers whose source row was deleted while they were in doubt (issue 16, point 9).
+"""Customers whose source row was deleted while they were in doubt.
 
 Nothing can be sent for such a customer (there is no row to build a payload from), but a
 request sent before may have created it. So a run still takes it from the ledger

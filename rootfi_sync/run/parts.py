@@ -176,7 +176,7 @@ class RunBook:
         return self.ledger.vouch(customer_ids, margin=self.margin)
 
     def accepted(self, customer_ids: list[str], sync_id: str) -> None:
-        self.ledger.record_pending_sync(customer_ids, sync_id)
+        self.ledger.record_sync_id(customer_ids, sync_id)
 
     def stamp(self, keys: Mapping[str, tuple[str, ...]]) -> set[str]:
         return self.ledger.touch(keys, mode=self.mode)

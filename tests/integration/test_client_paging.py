@@ -5,7 +5,6 @@ naming the endpoint, never a loop, when a cursor comes back (the sandbox's
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
@@ -19,6 +18,7 @@ from rootfi_sync import errors
 from rootfi_sync.rootfi.client import RootFiClient
 from rootfi_sync.settings import Settings
 from tests.factories import sandbox_for
+from tests.waiting import sync_ended
 
 KEY = "sk-paging-secret"
 COMPANY = 1089
@@ -36,8 +36,7 @@ def written(sandbox: SandboxServer, count: int) -> str:
     records = [{"name": f"Customer {n}"} for n in range(count)]
     with RootFiClient(sandbox.api_url, SecretStr(KEY)) as client:
         sync_id, _ = client.create_customers_async(COMPANY, records)
-        while client.get_sync(sync_id)["status"] not in ("SUCCESS", "FAILED"):
-            time.sleep(0.02)
+    sync_ended(sandbox, sync_id, KEY)
     return sync_id
 
 

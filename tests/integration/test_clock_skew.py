@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from rootfi_sync.rootfi.decisions import Timing
 from rootfi_sync.rootfi.delivery import BatchIncomplete, Delivery, FreeBook
 from rootfi_sync.rootfi.lookup import Item
 from tests.integration.conftest import API_KEY, COMPANY
+from tests.waiting import stored
 
 AHEAD = timedelta(minutes=10)
 
@@ -53,7 +53,7 @@ def test_a_database_clock_far_ahead_of_rootfis_still_finds_the_record_that_lande
             delivery.deliver([item], intent)
         sent_at = caught.value.pending["c-1"].sent_at
         sandbox.admin.set_faults(lost_answer_rate=0.0)
-        time.sleep(0.5)  # an async write lands
+        stored(sandbox, COMPANY, 1)  # the record landed
         in_doubt = replace(item, doubt_since=intent, last_sent=sent_at, last_mode=mode)
 
         with caplog.at_level(logging.DEBUG, logger="rootfi_sync.rootfi.lookup"):
@@ -64,4 +64,5 @@ def test_a_database_clock_far_ahead_of_rootfis_still_finds_the_record_that_lande
     logged = re.search(
         r"database's clock is (\d+\.\d) s ahead of RootFi's: lookup windows are", caplog.text
     )
-    assert logged is not None and 599 <= float(logged[1]) <= 601
+    # RootFi's Date is to the second, and a loaded machine adds its own delay to the reading.
+    assert logged is not None and 599 <= float(logged[1]) <= 605
