@@ -2,11 +2,13 @@
 
     python -m bench.pipeline [--n 2000 20000] [--db sqlite postgres] [--mode single batch]
                              [--latency 0.01] [--concurrency 8] [--batch-size 100]
+                             [--bad-share 0.05] [--no-ceiling]
 
 One `prefect server start` per invocation, and one PostgreSQL server if asked for (the test
 suite's `tests.postgres.PostgresServer`: fsync, synchronous commit and full-page writes off,
 data on /dev/shm). For each (db, mode, N), a fresh source of N synthetic customers (~5% bad
-rows; a SQLite file or a fresh PostgreSQL database; untimed), then:
+rows, `--bad-share`: one in five of them, one row in a hundred, refused by the platform; a
+SQLite file or a fresh PostgreSQL database; untimed), then:
 
 * the ceiling: the same rows' payloads (built beforehand with the flow's own
   `build_payloads`) posted from this process to a fresh sandbox with one `httpx.Client` and
@@ -144,7 +146,7 @@ class Bench:
         row: dict[str, Any] = {"db": db, "mode": mode, "batch_size": args.batch_size, "n": n}
         with ExitStack() as stack:
             url = self.source(stack, db, n)
-            seed_source(url, n)
+            seed_source(url, n, bad_share=args.bad_share)
             if not args.no_ceiling:
                 batches = payload_batches(url, args.batch_size)
                 sandbox, base = start_sandbox(self.children, self.work, latency=args.latency)
@@ -274,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--no-ceiling", action="store_true", help="run the pipeline alone")
+    parser.add_argument(
+        "--bad-share",
+        type=float,
+        default=0.05,
+        help="share of bad rows (one in five of them refused by the platform, not by us)",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the children on the way out
     rows: list[dict[str, Any]] = []
@@ -289,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"customers ({by_kind(row)}) {row['checks']}",
                         flush=True,
                     )
-    settings = {k: getattr(args, k) for k in ("latency", "concurrency", "batch_size")}
+    settings = {k: getattr(args, k) for k in ("latency", "concurrency", "batch_size", "bad_share")}
     print(f"\n{table(rows)}\n\n(written to {write_record('pipeline', settings | {'rows': rows})})")
     return 0
 
