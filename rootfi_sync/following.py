@@ -5,15 +5,15 @@ for the records of several writes that ended.
 start and end times), so the first GET of a sync is made when it may have ended, not at once.
 
 `SharedListing` finds the created records of several ended writes with one customer listing
-(group commit): the first write to ask leads a round, waits a little for the writes still being
-followed, and those still to come while the run claims batches (`expecting`), to end and join
-it (at most `wait` seconds, and no longer once none is left or coming), then
-lists the customers once, from the earliest of their windows, and matches every member's
-customers together (`rootfi_sync.lookup.Lookup.find`): records are paired with customers one
-to one across the writes, as within one. A write joins a round only once its sync said it
-ended, and a round lists only after every member joined, so the listing covers each member's
-window and records as a listing of its own would. A listing that fails fails every member
-(each keeps its customers in doubt with its sync id, as before).
+(group commit): the first write to ask leads a round and waits for the writes still followed,
+and for those still to come while the run claims batches (`expecting`; not while it waits on
+its batches in flight, `paused`), to end and join it: at most `wait` seconds, and no longer
+once none is left or coming. It then lists the customers once, from the earliest of their
+windows, and matches every member's customers together (`rootfi_sync.lookup.Lookup.find`):
+records are paired with customers one to one across the writes, as within one. A write joins
+a round only once its sync said it ended, and a round lists only after its members joined, so
+the listing covers each member's window and records as a listing of its own would. A listing
+that fails fails every member (each keeps its customers in doubt with its sync id).
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class Ticket:
 class SharedListing(Generic[T]):
     """One customer listing for the records of several ended async writes (module docstring).
 
-    `wait` is the longest a round waits for writes still being followed to join it.
+    `wait` is the longest a round waits for writes followed, or still to come, to join it.
     """
 
     def __init__(self, wait: float = 3.0) -> None:
@@ -123,7 +123,6 @@ class SharedListing(Generic[T]):
         self._followed = 0  # writes accepted whose sync has not ended (nor been given up) yet
         self._coming = 0  # blocks (`expecting`) that may start more writes...
         self._paused = 0  # ...less those waiting now on writes that ended (`paused`)
-        self.listings = 0  # listings made (what the rounds saved is members minus these)
 
     @contextmanager
     def expecting(self) -> Iterator[None]:
@@ -194,7 +193,6 @@ class SharedListing(Generic[T]):
             return current.share(items)
         try:
             assert current.since is not None
-            self.listings += 1
             adopted, _ = find(current.items, current.since)
             current.adopted = {o.customer_id: o for o in adopted}
         except BaseException as exc:  # every member meets it, as a listing of its own would
