@@ -2,11 +2,13 @@
 
     python -m bench.pipeline [--n 2000 20000] [--db sqlite postgres] [--mode single batch]
                              [--latency 0.01] [--concurrency 8] [--batch-size 100]
+                             [--bad-share 0.05] [--no-ceiling]
 
 One `prefect server start` per invocation, and one PostgreSQL server if asked for (the test
 suite's `tests.postgres.PostgresServer`: fsync, synchronous commit and full-page writes off,
 data on /dev/shm). For each (db, mode, N), a fresh source of N synthetic customers (~5% bad
-rows; a SQLite file or a fresh PostgreSQL database; untimed), then:
+rows, `--bad-share`: one in five of them, one row in a hundred, refused by the platform; a
+SQLite file or a fresh PostgreSQL database; untimed), then:
 
 * the ceiling: the same rows' payloads (built beforehand with the flow's own
   `build_payloads`) posted from this process to a fresh sandbox with one `httpx.Client` and
@@ -16,7 +18,9 @@ rows; a SQLite file or a fresh PostgreSQL database; untimed), then:
   fresh sandbox, ROOTFI_RATE_LIMIT_PER_MINUTE=0 and the same concurrency, batch size, mode.
 
 Both rates are N / seconds (the flow's own `duration_seconds`). Peak RSS is the flow
-process's VmHWM. Checks: every customer settled in the ledger, the SYNCED rows' rootfi_ids
+process's VmHWM. API requests: every request the sandbox answered, by kind
+(create, sync, sync_jobs, list_customers, companies) and per 100 customers of the source.
+Checks: every customer settled in the ledger, the SYNCED rows' rootfi_ids
 are the sandbox's customers one for one, no email stored twice. "others" is the share of
 the machine's CPU other people's processes took during the run. Prints a Markdown table and
 writes the records to bench/out/<time>-pipeline.json.
@@ -142,7 +146,7 @@ class Bench:
         row: dict[str, Any] = {"db": db, "mode": mode, "batch_size": args.batch_size, "n": n}
         with ExitStack() as stack:
             url = self.source(stack, db, n)
-            seed_source(url, n)
+            seed_source(url, n, bad_share=args.bad_share)
             if not args.no_ceiling:
                 batches = payload_batches(url, args.batch_size)
                 sandbox, base = start_sandbox(self.children, self.work, latency=args.latency)
@@ -179,7 +183,7 @@ class Bench:
         result: dict[str, Any] = {"others": others.share()}
         self.children.stop(proc)
         with SandboxAdmin(base, timeout=300) as admin:
-            stored, requests = admin.customers(COMPANY_ID), admin.state()["requests"]["total"]
+            stored, asked = admin.customers(COMPANY_ID), admin.state()["requests"]
         self.children.stop(sandbox)
         flow = json.loads((work / "flow.json").read_text()) if proc.returncode == 0 else {}
         counts = flow.get("counts") or {}
@@ -196,7 +200,8 @@ class Bench:
             "pipeline": n / counts["duration_seconds"] if counts else None,
             "flow_seconds": counts.get("duration_seconds"),
             "phases": counts.get("phase_seconds", {}),
-            "requests": requests,
+            "requests": asked["total"],
+            "requests_by_kind": asked.get("by_kind", {}),
             "peak_rss_mib": flow.get("vmhwm_kib", 0) / 1024,
             "ledger": dict(statuses),
             "checks": "ok" if ok else f"FAILED (ledger {dict(statuses)}, {len(stored)} stored)",
@@ -208,12 +213,28 @@ def _f(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+KINDS = ("create", "sync", "sync_jobs", "list_customers", "companies", "other")
+
+
+def per_100(row: dict[str, Any]) -> float:
+    """API requests per 100 customers of the source (N, invalid rows included)."""
+    return 100.0 * row["requests"] / row["n"]
+
+
+def by_kind(row: dict[str, Any]) -> str:
+    """The requests by kind, e.g. `create 20, sync 22, list_customers 20`: those asked only."""
+    kinds = row.get("requests_by_kind") or {}
+    return ", ".join(
+        f"{k} {kinds[k]:,}" for k in (*KINDS, *sorted(set(kinds) - set(KINDS))) if kinds.get(k)
+    )
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The Markdown table of the runs; RSS ratio: peak RSS at this N over the smallest N's."""
     head = (
         "| db | mode | batch | N | pipeline c/s | ceiling c/s | ratio | flow s | "
         "peak RSS MiB | RSS / smallest N's | extract s | transform s | load (wait) s | "
-        "write_back s | API requests | others' CPU | checks |"
+        "write_back s | API requests | per 100 customers | by kind | others' CPU | checks |"
     )
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
@@ -235,6 +256,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             _f(r["peak_rss_mib"] / first["peak_rss_mib"], 2) if first is not r else "-",
             *(_f(r["phases"].get(p), 1) for p in PHASES),
             _f(r["requests"]),
+            _f(per_100(r), 2),
+            by_kind(r),
             f"{others:.0%}",
             r["checks"],
         ]
@@ -253,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--no-ceiling", action="store_true", help="run the pipeline alone")
+    parser.add_argument(
+        "--bad-share",
+        type=float,
+        default=0.05,
+        help="share of bad rows (one in five of them refused by the platform, not by us)",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the children on the way out
     rows: list[dict[str, Any]] = []
@@ -264,10 +293,11 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row := bench.run(db, mode, n))
                     print(
                         f"[{time.strftime('%H:%M:%S')}] {db} {mode} {n}: "
-                        f"{_f(row['pipeline'])}/s {row['checks']}",
+                        f"{_f(row['pipeline'])}/s, {_f(per_100(row), 2)} requests per 100 "
+                        f"customers ({by_kind(row)}) {row['checks']}",
                         flush=True,
                     )
-    settings = {k: getattr(args, k) for k in ("latency", "concurrency", "batch_size")}
+    settings = {k: getattr(args, k) for k in ("latency", "concurrency", "batch_size", "bad_share")}
     print(f"\n{table(rows)}\n\n(written to {write_record('pipeline', settings | {'rows': rows})})")
     return 0
 

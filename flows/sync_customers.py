@@ -26,7 +26,7 @@ from rootfi_sync.models import CustomerPayload
 from rootfi_sync.orchestration.prefect_setup import resolve_api_key
 from rootfi_sync.rootfi.decisions import fresh_send
 from rootfi_sync.rootfi.lookup import Item
-from rootfi_sync.run import open_run
+from rootfi_sync.run import open_run, writes_coming, writes_paused
 from rootfi_sync.run.fanout import GROUP_ARTIFACT_KEY, group_row, raise_if_failed
 from rootfi_sync.run.report import RunSummary
 from rootfi_sync.run.window import BatchWindow
@@ -179,7 +179,9 @@ def _sync_batches(
     Batches overlap: while one is being sent, the next is claimed, built and recorded, and
     the one before is written back, so RootFi is never kept waiting on the database. In
     `single` mode two batches are in flight (their requests share the run's pool of
-    ROOTFI_CONCURRENCY); in `batch` mode up to ROOTFI_CONCURRENCY async writes are.
+    ROOTFI_CONCURRENCY); in `batch` mode up to ROOTFI_CONCURRENCY async writes are, and while
+    batches are still claimed an ended write waits a little for the next ones, so one
+    customer listing finds the records of several (`run.writes_coming`).
     """
     depth = 2 if settings.rootfi_write_mode == "single" else settings.rootfi_concurrency
     total = count_pending(only)
@@ -189,36 +191,39 @@ def _sync_batches(
     assert isinstance(progress, UUID)  # called from sync code, Prefect returns the id itself
     next_progress = time.monotonic() + PROGRESS_SECONDS
     after: Any = None
-    with BatchWindow(depth, partial(_count_batch, summary)) as window:
-        while limit is None or summary.picked < limit:
-            size = settings.rootfi_batch_size
-            if limit is not None:
-                size = min(size, limit - summary.picked)
-            with summary.timed("extract"):
-                claim = claim_batch(
-                    summary.batches + 1,
-                    after=after,
-                    limit=size,
-                    only=only,
-                    lease=not dry_run,
-                    return_state=True,
+    with BatchWindow(depth, partial(_count_batch, summary), writes_paused) as window:
+        with writes_coming():  # an ended write waits a little for the next (one listing)
+            while limit is None or summary.picked < limit:
+                size = settings.rootfi_batch_size
+                if limit is not None:
+                    size = min(size, limit - summary.picked)
+                with summary.timed("extract"):
+                    claim = claim_batch(
+                        summary.batches + 1,
+                        after=after,
+                        limit=size,
+                        only=only,
+                        lease=not dry_run,
+                        return_state=True,
+                    )
+                    claimed = claim.result()
+                if claimed.last_id is None:  # no row left (a page of parked rows still counts)
+                    break
+                summary.batches += 1
+                after = claimed.last_id
+                summary.skipped += claimed.seen - len(claimed.candidates)
+                summary.picked += len(claimed.candidates)
+                started = _start_batch(
+                    settings, summary, claim, claimed.candidates, dry_run=dry_run
                 )
-                claimed = claim.result()
-            if claimed.last_id is None:  # no row left (a page of parked rows still counts)
-                break
-            summary.batches += 1
-            after = claimed.last_id
-            summary.skipped += claimed.seen - len(claimed.candidates)
-            summary.picked += len(claimed.candidates)
-            started = _start_batch(settings, summary, claim, claimed.candidates, dry_run=dry_run)
-            if started is not None:
-                with summary.timed("load"):
-                    window.add(*started)
-            if time.monotonic() >= next_progress:
-                done = summary.picked + summary.skipped
-                update_progress_artifact(progress, min(99.0, 100.0 * done / max(total, 1)))
-                next_progress = time.monotonic() + PROGRESS_SECONDS
-            summary.check_breaker(settings.rootfi_max_refused_share)
+                if started is not None:
+                    with summary.timed("load"):
+                        window.add(*started)
+                if time.monotonic() >= next_progress:
+                    done = summary.picked + summary.skipped
+                    update_progress_artifact(progress, min(99.0, 100.0 * done / max(total, 1)))
+                    next_progress = time.monotonic() + PROGRESS_SECONDS
+                summary.check_breaker(settings.rootfi_max_refused_share)
         with summary.timed("load"):
             window.drain()
     update_progress_artifact(progress, 100.0)

@@ -36,6 +36,7 @@ from rootfi_sync.rootfi.decisions import (
     retry_in_run,
     verdict,
 )
+from rootfi_sync.rootfi.following import SharedListing, SyncPace, Ticket
 from rootfi_sync.rootfi.lookup import (
     FINAL,
     PASSING,
@@ -145,7 +146,10 @@ class Delivery:
 
     `book` is what it asks the ledger while it sends (`Book`); `stop_splitting(sent, refused)`
     is the circuit breaker, asked while a batch refused whole is split; `match_fields` and
-    `resend` are ROOTFI_MATCH_FIELDS and ROOTFI_RESEND_IN_DOUBT.
+    `resend` are ROOTFI_MATCH_FIELDS and ROOTFI_RESEND_IN_DOUBT. `listing` finds the records
+    of the writes that end about the same time with one customer listing, and `pace` says when
+    to ask about a sync first (`rootfi_sync.rootfi.following`): both are shared by the run's
+    batches.
     """
 
     client: RootFiClient
@@ -159,6 +163,8 @@ class Delivery:
     poll_interval: float = 0.25
     match_fields: tuple[str, ...] = DEFAULT_MATCH_FIELDS
     resend: ResendPolicy = "after-settle"
+    listing: SharedListing[Item] = field(default_factory=SharedListing)
+    pace: SyncPace = field(default_factory=SyncPace)
 
     @property
     def lookup(self) -> Lookup:
@@ -281,14 +287,16 @@ class Delivery:
         self.book.accepted([i.customer_id for i in items], sync_id)
         # RootFi's own clock when it took the write bounds the records tightly; else ours.
         since = accepted_at - ACCEPTED_MARGIN if accepted_at else since - self.timing.skew
-        try:
-            return self._collect(items, sync_id, since=since)
-        except BatchIncomplete as exc:
-            raise BatchIncomplete(str(exc), exc.outcomes, _sent_at(exc.pending, left)) from None
-        except UNREADABLE as exc:  # a follow-up GET failed: the write is known; ask again later
-            error = f"async write {sync_id}: could not follow it ({exc})"
-            waiting = all_pending(items, Event.ASYNC_OPEN, error, self.timing, sync_id)
-            raise BatchIncomplete(error, [], _sent_at(waiting, left)) from exc
+        with self.listing.following() as ticket:
+            try:
+                return self._collect(items, sync_id, since=since, ticket=ticket)
+            except BatchIncomplete as exc:
+                pending_ = _sent_at(exc.pending, left)
+                raise BatchIncomplete(str(exc), exc.outcomes, pending_) from None
+            except UNREADABLE as exc:  # a follow-up GET failed: the write is known; ask later
+                error = f"async write {sync_id}: could not follow it ({exc})"
+                waiting = all_pending(items, Event.ASYNC_OPEN, error, self.timing, sync_id)
+                raise BatchIncomplete(error, [], _sent_at(waiting, left)) from exc
 
     def _bisect(self, items: Sequence[Item], *, since: datetime, split: _Split) -> list[Outcome]:
         """Send each half on its own, so one bad record cannot hold back the others.
@@ -312,37 +320,50 @@ class Delivery:
             raise BatchIncomplete(str(extra), outcomes + extra.outcomes, waiting | extra.pending)
         return outcomes
 
-    def _wait_for_sync(self, sync_id: str) -> dict[str, Any] | None:
-        """Poll the sync until it ends or `poll_timeout` passes; return it as last read (None:
-        never readable). A GET that fails (a sync not readable yet: 404, 5xx) is asked again."""
+    def _wait_for_sync(self, sync_id: str, n: int) -> dict[str, Any] | None:
+        """Poll the sync of `n` records until it ends or `poll_timeout` passes; return it as
+        last read (None: never readable). The first GET waits until the sync may have ended
+        (`pace`: how long the last one took per record; at least `poll_interval`); a GET
+        that fails (a sync not readable yet: 404, 5xx) is asked again."""
         deadline, delay = time.monotonic() + self.poll_timeout, self.poll_interval
+        time.sleep(self.pace.first_wait(n, self.poll_interval))
         sync: dict[str, Any] | None = None
         while True:
             with suppress(*UNREADABLE):  # not readable yet (404, 5xx): asked again
                 sync = self.client.get_sync(sync_id)
-            if (sync and sync.get("status") in FINAL) or time.monotonic() > deadline:
+            if sync and sync.get("status") in FINAL:
+                self.pace.saw_end(sync, n)
+                return sync
+            if time.monotonic() > deadline:
                 return sync
             time.sleep(delay)
             delay = min(delay * 1.5, 5.0)
 
-    def _collect(self, items: Sequence[Item], sync_id: str, *, since: datetime) -> list[Outcome]:
-        """Follow an async write to its end, then find its records by lookup.
+    def _collect(
+        self, items: Sequence[Item], sync_id: str, *, since: datetime, ticket: Ticket
+    ) -> list[Outcome]:
+        """Follow an async write to its end, then find its records by lookup (one listing
+        with the other writes that ended meanwhile: `listing`).
 
         Jobs name no record: the customers not found are FAILED with the jobs' errors only
         when they are as many as the FAILED jobs; created with their id unknown when every
-        record was created; else in doubt, with the sync id (`decisions.verdict`).
+        record was created; else in doubt, with the sync id (`decisions.verdict`). The jobs
+        are listed only for customers not found, and only when the sync itself does not say
+        that it created every record.
         """
-        sync = self._wait_for_sync(sync_id)
+        sync = self._wait_for_sync(sync_id, len(items))
         state = sync.get("status") if sync else "unreadable"
         if sync is None or state not in FINAL:
             error = f"async write {sync_id} still {state} after {self.poll_timeout:g} s"
             waiting = all_pending(items, Event.ASYNC_OPEN, error, self.timing, sync_id)
             raise BatchIncomplete(error, [], waiting)
-        adopted, missing = self.lookup.find(items, since)
+        adopted, missing = self.listing.find(ticket, items, since, self.lookup.find)
         outcomes = [replace(o, sync_id=sync_id) for o in adopted]
         if not missing:  # every record found: its jobs have nothing more to say
             return outcomes
-        jobs = list(self.client.iter_sync_jobs(sync_id))
+        counts = WriteCounts.of(sync)
+        every_one = counts.failed == 0 and counts.success == counts.total > 0
+        jobs = [] if every_one else list(self.client.iter_sync_jobs(sync_id))
         counts = WriteCounts.of(sync, jobs)
         proof = verdict(counts, len(items), len(missing))
         if proof is Verdict.NOTHING_CREATED:  # RootFi says it created none of them

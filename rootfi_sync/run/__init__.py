@@ -8,6 +8,22 @@ orphans.py  customers whose source row was deleted while they were in doubt
 fanout.py   a fan-out over companies: which share a run, which the key reaches
 """
 
-from rootfi_sync.run.parts import RunParts, current, current_run, open_run, rootfi_client
+from rootfi_sync.run.parts import (
+    RunParts,
+    current,
+    current_run,
+    open_run,
+    rootfi_client,
+    writes_coming,
+    writes_paused,
+)
 
-__all__ = ["RunParts", "current", "current_run", "open_run", "rootfi_client"]
+__all__ = [
+    "RunParts",
+    "current",
+    "current_run",
+    "open_run",
+    "rootfi_client",
+    "writes_coming",
+    "writes_paused",
+]

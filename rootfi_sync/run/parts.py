@@ -71,6 +71,23 @@ def run_logger() -> Logger:
 
 
 @contextmanager
+def writes_coming() -> Iterator[None]:
+    """While the block claims and sends batches, the run's async writes that end wait a
+    little for the next ones, so one customer listing finds the records of several
+    (`rootfi_sync.rootfi.following.SharedListing`)."""
+    with current().delivery.listing.expecting():
+        yield
+
+
+@contextmanager
+def writes_paused() -> Iterator[None]:
+    """While the block waits for a batch in flight to end, an ended write waits for no new
+    one (`writes_coming`): none starts meanwhile."""
+    with current().delivery.listing.paused():
+        yield
+
+
+@contextmanager
 def current_run(parts: RunParts) -> Iterator[RunParts]:
     """Make `parts` this context's run (what `current()` returns) for the block."""
     token = _current.set(parts)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -32,13 +33,20 @@ class BatchWindow(Generic[B, R]):
     """At most `depth` batches in flight. As each batch's future completes (in the order they
     complete), `finish(batch, result)` is called once with what the future returned; a future
     that failed raises its error instead. Use it as a context manager: leaving the block
-    finishes every batch still in flight, whatever stopped it."""
+    finishes every batch still in flight, whatever stopped it. `blocked()` is entered while
+    the window waits for a batch to complete (nothing new is started meanwhile)."""
 
-    def __init__(self, depth: int, finish: Callable[[B, R], None]) -> None:
+    def __init__(
+        self,
+        depth: int,
+        finish: Callable[[B, R], None],
+        blocked: Callable[[], AbstractContextManager[None]] = nullcontext,
+    ) -> None:
         if depth < 1:
             raise ValueError(f"a batch window holds at least one batch, not {depth}")
         self.depth = depth
         self._finish = finish
+        self._blocked = blocked
         self._in_flight: dict[PrefectFuture[R], B] = {}
 
     def __len__(self) -> int:
@@ -64,7 +72,8 @@ class BatchWindow(Generic[B, R]):
             raise first
 
     def _finish_next(self) -> None:
-        future = next(as_completed(list(self._in_flight)))
+        with self._blocked():
+            future = next(as_completed(list(self._in_flight)))
         batch = self._in_flight.pop(future)
         self._finish(batch, future.result())
 

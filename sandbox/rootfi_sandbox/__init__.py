@@ -48,7 +48,8 @@ The sandbox's own rules where the RootFi docs are silent:
   `latency_seconds` delays every `/v3` request, GETs included (before the api_key check).
   `PUT /_sandbox/faults` re-seeds, `POST /_sandbox/reset` restores the configured faults and
   limit. `requests.creates` in the admin state counts create requests of any outcome;
-  dropped answers count under status "lost".
+  dropped answers count under status "lost"; `requests.by_kind` counts every request by what
+  it asked (create, list_customers, sync, sync_jobs, companies, other).
 """
 
 from __future__ import annotations

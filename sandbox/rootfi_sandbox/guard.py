@@ -10,7 +10,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rootfi_sandbox.errors import ApiError, error_response
 from rootfi_sandbox.runtime import SandboxState
 
-CREATE_PATH = "/v3/ecommerce/customers"
+
+def request_kind(method: str, path: str) -> str:
+    """Name what a `/v3` request asks for: create, list_customers, sync, sync_jobs, companies,
+    or other (any other path, a job by id included)."""
+    parts = path.split("/")[2:]  # after "/v3"
+    if parts == ["ecommerce", "customers"]:
+        return "create" if method == "POST" else "list_customers"
+    if parts[:2] == ["core", "syncs"] and len(parts) == 3 and parts[2] != "jobs":
+        return "sync"
+    if parts[:2] == ["core", "syncs"] and len(parts) == 4 and parts[3] == "jobs":
+        return "sync_jobs"
+    if parts[:2] == ["core", "companies"]:
+        return "companies"
+    return "other"
 
 
 def _api_key(headers: list[tuple[bytes, bytes]]) -> bytes | None:
@@ -50,8 +63,7 @@ class ApiGuard:
         try:
             await self._guarded(scope, receive, send_counted, extra)
         finally:
-            is_create = path == CREATE_PATH and scope["method"] == "POST"
-            state.counters.record(status, is_create)
+            state.counters.record(status, request_kind(scope["method"], path))
 
     async def _guarded(
         self, scope: Scope, receive: Receive, send: Send, extra: list[tuple[bytes, bytes]]

@@ -22,23 +22,31 @@ JOBS_PER_STEP = 200
 
 
 class Counters:
-    """Requests seen under /v3, by status ("lost" for dropped answers)."""
+    """Requests seen under /v3, by status ("lost" for dropped answers) and by kind (what was
+    asked: `guard.request_kind`)."""
 
     def __init__(self) -> None:
         self.total = 0
         self.creates = 0
         self.by_status: dict[str, int] = {}
+        self.by_kind: dict[str, int] = {}
 
-    def record(self, status: int | None, is_create: bool) -> None:
-        """Count one finished request."""
+    def record(self, status: int | None, kind: str) -> None:
+        """Count one finished request of `kind`."""
         self.total += 1
-        self.creates += is_create
+        self.creates += kind == "create"
         key = "lost" if status is None else str(status)
         self.by_status[key] = self.by_status.get(key, 0) + 1
+        self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
 
     def to_json(self) -> dict[str, Any]:
         """For `GET /_sandbox/state`."""
-        return {"total": self.total, "by_status": dict(self.by_status), "creates": self.creates}
+        return {
+            "total": self.total,
+            "by_status": dict(self.by_status),
+            "by_kind": dict(self.by_kind),
+            "creates": self.creates,
+        }
 
 
 class SyncRunner:

@@ -51,6 +51,23 @@ def test_syncs_valid_customers_once_and_records_why_the_others_failed(
     assert (counts["picked"], counts["synced"], counts["failed"]) == (12, 9, 3)
 
 
+def test_a_batch_run_with_no_fault_asks_for_each_sync_once_and_lists_for_several_writes(
+    sqlite_url: str, sandbox: SandboxServer, configure: Any
+) -> None:
+    rows = [make_customer() for _ in range(40)]
+    seed_source(sqlite_url, rows)
+    configure(sqlite_url, rootfi_write_mode="batch", rootfi_batch_size=5, rootfi_concurrency=4)
+
+    counts = sync_customers()
+
+    asked = sandbox.admin.state()["requests"]["by_kind"]
+    assert counts["synced"] == 40 and asked["create"] == 8
+    assert asked["sync"] <= 8 + 2  # once each (a loaded machine may slow a write down)
+    assert asked["list_customers"] <= 4  # one listing for several writes that ended
+    assert "sync_jobs" not in asked  # every record found: the jobs have nothing to add
+    assert asked["companies"] == 1
+
+
 def test_a_second_run_sends_nothing(
     sqlite_url: str, sandbox: SandboxServer, configure: Any
 ) -> None:

@@ -787,12 +787,21 @@ def test_reports_state_and_forgets_it_on_reset(
     create(sandbox_client, customer(1))
     create(sandbox_client, customer(2), company_id=OTHER_COMPANY)
     create(sandbox_client, customer(3), customer(4))
+    sync_id = create(sandbox_client, customer(5), customer(6), run_async=True).json()["sync_id"]
+    sandbox_client.get(f"/core/syncs/{sync_id}")
+    sandbox_client.get(f"/core/syncs/{sync_id}/jobs")
+    sandbox_client.get("/ecommerce/customers")
     sandbox_client.get("/core/companies")
     sandbox_fresh.admin.set_faults(error_500_rate=0.5)
     state = sandbox_fresh.admin.state()
-    assert state["customers"] == 2 and state["syncs"] == 2
-    assert state["customers_by_company"] == {"1089": 1, "2002": 1}
-    assert state["requests"] == {"total": 4, "by_status": {"200": 3, "400": 1}, "creates": 3}
+    assert state["customers_by_company"]["2002"] == 1 and state["syncs"] == 3
+    kinds = {"create": 4, "sync": 1, "sync_jobs": 1, "list_customers": 1, "companies": 1}
+    assert state["requests"] == {
+        "total": 8,
+        "by_status": {"200": 7, "400": 1},
+        "by_kind": kinds,
+        "creates": 4,
+    }
     assert state["faults"]["error_500_rate"] == 0.5
     assert [c["name"] for c in sandbox_fresh.admin.customers(OTHER_COMPANY)] == ["Customer 2"]
     after = sandbox_fresh.admin.reset()
