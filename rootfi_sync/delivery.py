@@ -47,6 +47,11 @@ from rootfi_sync.outcomes import Outcome, Status
 from rootfi_sync.settings import ResendPolicy
 
 ACCEPTED_MARGIN = timedelta(seconds=2)  # the Date header is to the second
+POLL_FIRST = 0.25
+"""Seconds between the first and second GET of an async write's sync (the first follows the
+POST at once); each wait is POLL_GROWTH times the one before, up to POLL_MAX."""
+POLL_GROWTH = 1.5
+POLL_MAX = 5.0
 
 
 class BatchIncomplete(errors.RootFiSyncError):
@@ -118,7 +123,7 @@ class Delivery:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     stop_splitting: Callable[[int, int], bool] = lambda _sent, _refused: False
     poll_timeout: float = 300.0
-    poll_interval: float = 0.25
+    poll_interval: float = POLL_FIRST
     match_fields: tuple[str, ...] = DEFAULT_MATCH_FIELDS
     resend: ResendPolicy = "after-settle"
 
@@ -285,7 +290,7 @@ class Delivery:
             if (sync and sync.get("status") in FINAL) or time.monotonic() > deadline:
                 return sync
             time.sleep(delay)
-            delay = min(delay * 1.5, 5.0)
+            delay = min(delay * POLL_GROWTH, POLL_MAX)
 
     def _collect(self, items: Sequence[Item], sync_id: str, *, since: datetime) -> list[Outcome]:
         """Follow an async write to its end, then find its records by lookup.
