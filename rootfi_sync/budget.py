@@ -178,6 +178,13 @@ def plan_tick(
     return TickPlan(budget, taken, [s for s in shares if not s.customers])
 
 
+def plan_unmeasured(due: Sequence[Due], mode: WriteMode) -> TickPlan:
+    """Return a tick that takes every company whole, in `mode`, at no estimated cost: what a
+    tick does when it cannot count the work due (no SOURCE_COMPANY_COLUMN: its `Due` rows
+    say 0 customers)."""
+    return TickPlan(None, [Share(d.company_id, 0, mode, 0, 0, d.oldest) for d in due], [])
+
+
 def _afford(due: Due, requests: int | None, costs: Costs, mode: WriteMode | None) -> Share:
     """Return the company's share that `requests` pay for (None: all its customers): the
     most customers, and of those the cheapest mode (of `mode` alone, when given)."""
