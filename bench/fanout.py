@@ -2,6 +2,7 @@
 
     python -m bench.fanout [--n 100 1000 10000] [--new 5 10 50] [--synced 10] [--ledger-apart]
     python -m bench.fanout --due-only --n 10000 --new 50 --synced 100 [--ledger-apart]
+        [--db sqlite postgres] [--due-against OLD_DUE.py]
 
 For each N (with the K of the same position in --new): a sandbox in a subprocess whose key
 reaches companies 1..N (no latency, no rate limit), one `prefect server start` for the whole
@@ -20,12 +21,17 @@ peak RSS of this process during the tick (VmHWM, reset before it), requests per 
 customer, and the share of the machine's CPU other people's processes took meanwhile.
 Checks: every new customer stored once, every ledger row SYNCED. Prints a Markdown table and
 writes the records to bench/out/<time>-fanout.json. With --due-only: no sandbox, no Prefect,
-no tick; the due query alone on the seeded data (best of three), e.g. on 1,000,000 rows.
+no tick; the due query alone on the seeded data (best of three), e.g. on 1,000,000 rows, on
+SQLite and/or a PostgreSQL server started as the test suite starts it (`tests.postgres`);
+with --due-against, also the `due_work` of another copy of `rootfi_sync/ledger/due.py` (e.g.
+`git show <commit>:rootfi_sync/ledger/due.py > /tmp/due_old.py`), timed on the same data,
+the two runs interleaved.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import sys
@@ -33,9 +39,9 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +133,17 @@ def _synced(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     }
 
 
+CREATED = datetime(2026, 1, 1)
+
+
 def _row(key: int, company: int) -> dict[str, Any]:
-    return {"id": key, "company_id": company, "name": f"Customer {key}", "email": f"c{key}@x.io"}
+    created = CREATED + timedelta(seconds=key % 1_000_000, minutes=company)
+    return {
+        "id": key,
+        "company_id": company,
+        "name": f"Customer {key}",
+        "email": f"c{key}@x.io",
+    } | {"created_at": created}
 
 
 def clear_peak() -> None:
@@ -226,41 +241,124 @@ def measure(
     }
 
 
-def measure_due(work: Path, n: int, k: int, synced: int, apart: bool) -> dict[str, Any]:
-    """The due query alone (best of three) on N companies with `synced` customers each, K new."""
-    from rootfi_sync.settings import load_settings
-    from tasks.companies import find_due
+DueWork = Callable[..., list[Any]]
 
-    url = f"sqlite:///{work / f'source-{n}.db'}"
-    ledger_url = f"sqlite:///{work / f'ledger-{n}.db'}" if apart else None
+
+def measure_due(
+    url: str, ledger_url: str | None, n: int, k: int, synced: int, against: DueWork | None
+) -> dict[str, Any]:
+    """The due query alone (best of three) on N companies with `synced` customers each, K new;
+    with `against`, that `due_work` too, each run interleaved with one of this one's."""
+    from rootfi_sync.ledger.due import due_work
+    from rootfi_sync.settings import load_settings
+
     seed(url, ledger_url, n, synced, k)
     settings = load_settings(
         source_database_url=url, source_company_column=TENANT, ledger_database_url=ledger_url
     )
-    seconds, due = [], []
+    versions = {"now": due_work} | ({"against": against} if against else {})
+    seconds: dict[str, list[float]] = {name: [] for name in versions}
+    due: list[Any] = []
     for _ in range(3):
-        started = time.monotonic()
-        due = find_due.fn(settings, None)
-        seconds.append(time.monotonic() - started)
+        for name, work in versions.items():
+            started = time.monotonic()
+            due = _due(settings, work)
+            seconds[name].append(time.monotonic() - started)
+            if name == "now":
+                ok = len(due) == k and sum(d.customers for d in due) == k
+                ok = ok and all(d.oldest is not None for d in due)
     rows = n * synced + k
-    ok = len(due) == k and sum(d.customers for d in due) == k
-    return {"n": n, "new": k, "rows": rows, "ledger": "apart" if apart else "beside"} | {
-        "due_query_s": round(min(seconds), 3),
+    return {
+        "n": n,
+        "new": k,
+        "rows": rows,
+        "ledger": "apart" if apart_of(ledger_url) else "beside",
+    } | {
+        "db": url.split(":", 1)[0].split("+")[0],
+        "due_query_s": round(min(seconds["now"]), 3),
+        "against_s": round(min(seconds["against"]), 3) if against else None,
         "ok": ok,
     }
 
 
+def apart_of(ledger_url: str | None) -> bool:
+    return ledger_url is not None
+
+
+def _due(settings: Any, work: DueWork) -> list[Any]:
+    """What `tasks.companies.find_due` does, with `work` as its `due_work`."""
+    from rootfi_sync.ledger import db_now
+    from rootfi_sync.ledger.db import ledger_engine, source_engine, source_for
+
+    engine = ledger_engine(settings)
+    reader = source_engine(settings) if settings.ledger_apart else None
+    try:
+        with engine.connect() as conn:
+            now = db_now(conn)
+        return work(engine, source_for(settings), now, source_engine=reader)
+    finally:
+        engine.dispose()
+        if reader is not None:
+            reader.dispose()
+
+
+def load_due_work(path: str) -> DueWork:
+    """The `due_work` of another copy of rootfi_sync/ledger/due.py."""
+    spec = importlib.util.spec_from_file_location("bench_due_against", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    found: DueWork = module.due_work
+    return found
+
+
 def due_table(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| N companies | source rows (and ledger rows) | K new | ledger | due query s | checks |",
-        "|---|---|---|---|---|---|",
+        "| db | N companies | source rows (and ledger rows) | K new | ledger | due query s "
+        "| --due-against s | checks |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r['n']:,} | {r['rows']:,} | {r['new']} | {r['ledger']} | {r['due_query_s']} "
+            f"| {r['db']} | {r['n']:,} | {r['rows']:,} | {r['new']} | {r['ledger']} "
+            f"| {r['due_query_s']} | {r['against_s'] if r['against_s'] is not None else '-'} "
             f"| {'ok' if r['ok'] else 'FAILED'} |"
         )
     return "\n".join(lines)
+
+
+@contextmanager
+def due_databases(
+    work: Path, dbs: list[str], n: int, apart: bool
+) -> Iterator[list[tuple[str, str | None]]]:
+    """(source URL, ledger URL) of each database asked for: SQLite files, or a fresh database
+    on one PostgreSQL server started for the invocation (its ledger beside it, or a SQLite
+    file when `apart`)."""
+    with ExitStack() as stack:
+        urls: list[tuple[str, str | None]] = []
+        for db in dbs:
+            ledger_url = f"sqlite:///{work / f'ledger-{db}-{n}.db'}" if apart else None
+            if db == "sqlite":
+                urls.append((f"sqlite:///{work / f'source-{n}.db'}", ledger_url))
+                continue
+            from tests.postgres import PostgresServer, find_pg_ctl, server_url
+            from tests.servers import database_name, throwaway_database
+
+            pg_ctl = find_pg_ctl()
+            if pg_ctl is None:
+                raise SystemExit("--db postgres needs pg_ctl (the PostgreSQL server binaries)")
+            server = PostgresServer(pg_ctl)
+            stack.callback(server.cleanup)
+            server.start()
+            name = database_name(f"bench due {n}")
+            urls.append(
+                (
+                    stack.enter_context(throwaway_database(server_url(server.executor), name)),
+                    ledger_url,
+                )
+            )
+        yield urls
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -290,13 +388,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synced", type=int, default=10, help="customers synced per company")
     parser.add_argument("--ledger-apart", action="store_true", help="LEDGER_DATABASE_URL set")
     parser.add_argument("--due-only", action="store_true", help="time the due query alone")
+    parser.add_argument("--db", nargs="+", choices=["sqlite", "postgres"], default=["sqlite"])
+    parser.add_argument("--due-against", help="another rootfi_sync/ledger/due.py to time too")
     args = parser.parse_args(argv)
     if len(args.new) != len(args.n):
         parser.error("--new needs one K per N")
     if args.due_only:
+        against = load_due_work(args.due_against) if args.due_against else None
+        due = []
         with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
-            points = zip(args.n, args.new, strict=True)
-            due = [measure_due(Path(tmp), n, k, args.synced, args.ledger_apart) for n, k in points]
+            for n, k in zip(args.n, args.new, strict=True):
+                with due_databases(Path(tmp), args.db, n, args.ledger_apart) as urls:
+                    for url, ledger_url in urls:
+                        due.append(measure_due(url, ledger_url, n, k, args.synced, against))
+                        print(due_table(due[-1:]), flush=True)
         print(due_table(due))
         print(write_record("fanout-due", {"results": due}))
         return 0 if all(r["ok"] for r in due) else 1

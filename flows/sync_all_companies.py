@@ -4,19 +4,26 @@
    or ledger rows due for a retry, a lookup or a sync poll): no other company gets a run.
 2. One pass over the key's companies list (stopping once every due company was seen) says
    which of them the key reaches; a company it does not reach fails here, named, with no run.
-3. The reachable ones are grouped (`rootfi_sync.run.fanout.plan_groups`): a company with
-   `group_customers` due customers or more runs alone, the others share runs of at most
-   `group_companies` companies and `group_customers` customers, spread over at least
-   `max_concurrent` runs when there are that many companies (a run's companies go one after
-   the other, parallel runs do not).
-4. Each group is a task run of this flow (`sync-companies-<first company>`) on a thread pool
+3. The key's budget until the next tick decides what is taken (`rootfi_sync.run.budget`): the
+   companies whose oldest work waited longest first, each with a share of the budget (its
+   run's `limit`) and its write mode (the cheaper one, unless `write_mode` or
+   ROOTFI_WRITE_MODE says which); the rest wait for the next tick.
+4. The companies taken are grouped, by write mode (`rootfi_sync.run.fanout.plan_groups`): a
+   company with `group_customers` customers taken or more runs alone, the others share runs
+   of at most `group_companies` companies and `group_customers` customers, spread over at
+   least `max_concurrent` runs when there are that many companies (a run's companies go one
+   after the other, parallel runs do not).
+5. Each group is a task run of this flow (`sync-companies-<first company>`) on a thread pool
    of `max_concurrent` workers. It starts a run of the manual-sync deployment (which any
-   worker of its pool may take) with the group's `company_ids` and, as `reachable`, the
-   companies this tick vouched for, so the child makes no companies request; Prefect links
-   that run to this one as its child. With `deployment=None` the group runs here, a subflow.
+   worker of its pool may take) with the group's `company_ids`, their `limits`, its
+   `write_mode` and, as `reachable`, the companies this tick vouched for, so the child makes
+   no companies request; Prefect links that run to this one as its child. With
+   `deployment=None` the group runs here, a subflow.
 
 The table artifact `rootfi-sync-all-companies` gives each company's end (its child run, its
-counts), and this run fails, naming the companies, when any of them did not complete.
+counts, what it was given of the budget, or that it waits for the next tick); its description
+and the log say the budget, the estimated cost of what was taken and what was left. This run
+fails, naming the companies, when any of them did not complete.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 from prefect.client.schemas.objects import FlowRun, State
+from prefect.context import FlowRunContext
 from prefect.deployments import run_deployment
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -44,7 +52,18 @@ from pydantic import Field
 
 from flows.sync_customers import sync_customers
 from rootfi_sync.orchestration.prefect_setup import resolve_api_key
+from rootfi_sync.run.budget import (
+    BUDGET_MARGIN,
+    TICK_SECONDS,
+    Costs,
+    Share,
+    TickPlan,
+    plan_tick,
+    plan_unmeasured,
+    tick_budget,
+)
 from rootfi_sync.run.fanout import (
+    COMPANIES_PAGE,
     GROUP_ARTIFACT_KEY,
     GROUP_COMPANIES,
     GROUP_CUSTOMERS,
@@ -72,6 +91,7 @@ def sync_companies(
 ) -> list[dict[str, Any]]:
     """Run one group's sync, as a child run of this flow run; return each company's row."""
     params = params | {"company_ids": companies, "reachable": companies}
+    params = {k: v for k, v in params.items() if v is not None}
     if deployment is None:
         state = sync_customers(**params, return_state=True)
         return company_rows(companies, state, state.state_details.flow_run_id)
@@ -122,40 +142,111 @@ def sync_all_companies(
     write_mode: Literal["single", "batch"] | None = None,
     group_companies: Annotated[int, Field(ge=1, le=1000)] = GROUP_COMPANIES,
     group_customers: Annotated[int, Field(ge=1)] = GROUP_CUSTOMERS,
+    budget_seconds: Annotated[int | None, Field(ge=1)] = None,
 ) -> list[dict[str, Any]]:
     """Sync every company with work due (of `company_ids`, or found in SOURCE_COMPANY_COLUMN),
-    in shared runs; return each company's row.
+    in shared runs, as far as the key's budget goes, oldest work first; return each company's
+    row.
 
     With `deployment` set, each group is a run of that deployment, so the runs spread over
     every worker of its work pool; with `deployment=None` they run in this process.
+    `budget_seconds`: the seconds of ROOTFI_RATE_LIMIT_PER_MINUTE this tick may plan to spend
+    (empty: this run's time limit, else 15 minutes, the schedule's interval).
     """
-    settings = load_settings()
+    settings = load_settings(**({"rootfi_batch_size": batch_size} if batch_size else {}))
     logger = get_run_logger()
     due = find_due(settings, company_ids)
     wanted = [d.company_id for d in due]
     reached = list_reachable(settings, resolve_api_key(settings), wanted) if due else set()
-    groups = plan_groups(
-        [d for d in due if d.company_id in reached],
-        group_companies,
-        group_customers,
-        max_concurrent,
+    seconds = budget_seconds or _time_limit() or TICK_SECONDS
+    budget = tick_budget(settings.rootfi_rate_limit_per_minute, seconds, _pages(wanted))
+    forced = write_mode or settings.forced_write_mode
+    ready = [d for d in due if d.company_id in reached]
+    plan = (
+        plan_tick(ready, budget, Costs(settings.rootfi_batch_size), forced)
+        if settings.source_company_column
+        else plan_unmeasured(ready, forced or settings.rootfi_write_mode)
     )
-    params = {k: v for k, v in {"batch_size": batch_size, "write_mode": write_mode}.items() if v}
+    runs = [
+        (group, {"batch_size": batch_size, "write_mode": mode, "limits": _limits(group, plan)})
+        for mode in ("single", "batch")
+        for group in plan_groups(
+            [s for s in plan.taken if s.mode == mode],
+            group_companies,
+            group_customers,
+            max_concurrent,
+        )
+    ]
+    told = budget_told(plan, settings.rootfi_rate_limit_per_minute, seconds)
     logger.info(
-        "%s companies have work due (%s customers), %s of them reached by the key: %s runs, "
-        "%s at a time",
+        "%s companies have work due (%s customers), %s of them reached by the key; %s: "
+        "%s runs, %s at a time",
         len(due),
         sum(d.customers for d in due),
         len(reached),
-        len(groups),
+        told,
+        len(runs),
         max_concurrent,
     )
     rows = [_unreachable(d.company_id, settings) for d in due if d.company_id not in reached]
-    rows += _fan_out(groups, deployment, params, max_concurrent)
+    rows += [_waiting(share) for share in plan.waiting]
+    rows += _with_shares(_fan_out(runs, deployment, max_concurrent), plan)
     rows.sort(key=lambda r: r["company_id"])
-    create_table_artifact(rows, key=ARTIFACT_KEY, description="Each company with work due")
+    create_table_artifact(
+        rows, key=ARTIFACT_KEY, description=f"Each company with work due. {told}."
+    )
     raise_if_failed(rows, ARTIFACT_KEY)
     return rows
+
+
+def _time_limit() -> float | None:
+    """This run's time limit (the all-companies deployment's: 14 minutes), if it has one."""
+    context = FlowRunContext.get()
+    return context.flow.timeout_seconds if context and context.flow else None
+
+
+def _pages(wanted: list[int]) -> int:
+    """The companies requests this tick made (at least; one page more for each thousand
+    companies the key reaches beyond those)."""
+    return -(-len(wanted) // COMPANIES_PAGE)
+
+
+def _limits(group: list[int], plan: TickPlan) -> list[int] | None:
+    """Each company's share of the budget, its run's limit (None: counts unknown, no limit)."""
+    taken = {s.company_id: s.customers for s in plan.taken}
+    limits = [taken[c] for c in group]
+    return limits if all(limits) else None
+
+
+def budget_told(plan: TickPlan, per_minute: int, seconds: float) -> str:
+    """Say the tick's budget, what it took at what estimated cost, and what it left."""
+    companies, customers = plan.left
+    if plan.budget is None:
+        head = "no budget (ROOTFI_RATE_LIMIT_PER_MINUTE=0)"
+    else:
+        head = f"budget {plan.budget} requests ({per_minute} a minute over {seconds:g} s, less "
+        head += f"{BUDGET_MARGIN:.0%} and the companies list)"
+    return (
+        f"{head}; taken: {len(plan.taken)} companies, {plan.customers} customers, estimated "
+        f"{plan.cost} requests; left for the next tick: {companies} companies, {customers} "
+        "customers"
+    )
+
+
+def _waiting(share: Share) -> dict[str, Any]:
+    """The row of a company the budget left for the next tick: not a failure."""
+    message = f"left for the next tick: the key's budget was spent on older work ({share.due} due)"
+    row = group_row(share.company_id, True, message) | {"flow_run_id": "", "state": "Waiting"}
+    return row | _share_columns(share)
+
+
+def _with_shares(rows: list[dict[str, Any]], plan: TickPlan) -> list[dict[str, Any]]:
+    shares = {s.company_id: s for s in plan.taken}
+    return [row | _share_columns(shares[row["company_id"]]) for row in rows]
+
+
+def _share_columns(share: Share) -> dict[str, Any]:
+    return {"due": share.due, "taken": share.customers, "mode": share.mode, "cost": share.cost}
 
 
 def _unreachable(company_id: int, settings: Settings) -> dict[str, Any]:
@@ -164,11 +255,13 @@ def _unreachable(company_id: int, settings: Settings) -> dict[str, Any]:
 
 
 def _fan_out(
-    groups: list[list[int]], deployment: str | None, params: dict[str, Any], max_concurrent: int
+    runs: list[tuple[list[int], dict[str, Any]]], deployment: str | None, max_concurrent: int
 ) -> list[dict[str, Any]]:
-    """Run `sync_companies` for each group, `max_concurrent` at a time; every company's row."""
-    if not groups:
+    """Run `sync_companies` for each group with its parameters, `max_concurrent` at a time;
+    every company's row."""
+    if not runs:
         return []
+    groups = [group for group, _params in runs]
     runner: ThreadPoolTaskRunner[list[dict[str, Any]]] = ThreadPoolTaskRunner(max_concurrent)
     with runner:
         futures = runner.map(
@@ -176,7 +269,7 @@ def _fan_out(
             {
                 "companies": groups,
                 "deployment": unmapped(deployment),
-                "params": unmapped(params),
+                "params": [params for _group, params in runs],
             },
         )
         return [row for g, f in zip(groups, futures, strict=True) for row in _outcome(g, f)]

@@ -77,6 +77,7 @@ def sync_customers(
     customer_ids: list[int | str] | None = None,
     company_ids: list[Annotated[int, Field(gt=0)]] | None = None,
     reachable: list[int] | None = None,
+    limits: list[Annotated[int, Field(ge=1)]] | None = None,
 ) -> dict[str, Any]:
     """Sync the company's new customers into RootFi; return the run's counts.
 
@@ -92,13 +93,18 @@ def sync_customers(
             returns {"companies": one row each}, and fails naming those that did not complete.
         reachable: Companies the fan-out found this key reaches this tick: their companies
             request is skipped. Any other company is checked before anything is sent.
+        limits: With company_ids, at most this many customers of each company, in the same
+            order (a fan-out's shares of the key's budget); `limit` for any not given one.
     """
     overrides = {"rootfi_batch_size": batch_size, "rootfi_write_mode": write_mode}
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     api_key = resolve_api_key(settings) if not dry_run else SecretStr("dry-run")
     checked = set(reachable or ())
     if company_ids:
-        return sync_group(settings, api_key, company_ids, checked, dry_run=dry_run, limit=limit)
+        each = dict(zip(company_ids, limits or [], strict=False))
+        return sync_group(
+            settings, api_key, company_ids, checked, dry_run=dry_run, limit=limit, limits=each
+        )
     company = settings.company(company_id)
     return _sync_company(
         settings, api_key, company, company in checked, dry_run, limit, customer_ids
@@ -148,14 +154,16 @@ def sync_group(
     *,
     dry_run: bool,
     limit: int | None,
+    limits: dict[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Sync each company in turn (one failing does not stop the others); return a row each,
-    also published as the table artifact GROUP_ARTIFACT_KEY. Raises CompanyRunsFailed, naming
-    them, when some did not complete."""
+    """Sync each company in turn (one failing does not stop the others), each at most its
+    `limits` customers (else `limit`); return a row each, also published as the table artifact
+    GROUP_ARTIFACT_KEY. Raises CompanyRunsFailed, naming them, when some did not complete."""
     rows = []
     for company in companies:
+        most = (limits or {}).get(company, limit)
         try:
-            counts = _sync_company(settings, api_key, company, company in checked, dry_run, limit)
+            counts = _sync_company(settings, api_key, company, company in checked, dry_run, most)
         except Exception as exc:  # reported in the row, and raised below with the others
             get_run_logger().error("company %s did not complete: %s", company, exc)
             rows.append(group_row(company, False, f"{type(exc).__name__}: {exc}"))

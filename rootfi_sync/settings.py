@@ -162,6 +162,12 @@ class Settings(BaseSettings):
         return ",".join(parse_match_fields(value))
 
     @property
+    def forced_write_mode(self) -> Literal["single", "batch"] | None:
+        """ROOTFI_WRITE_MODE when it was set (environment, `.env`, a value given), else None:
+        a fan-out then chooses each company's mode by what it saves (`rootfi_sync.run.budget`)."""
+        return self.rootfi_write_mode if "rootfi_write_mode" in self.model_fields_set else None
+
+    @property
     def match_fields(self) -> tuple[str, ...]:
         """ROOTFI_MATCH_FIELDS, as the fields it names."""
         return tuple(self.rootfi_match_fields.split(","))

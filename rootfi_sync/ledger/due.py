@@ -12,9 +12,20 @@ company has a run, or at once after `rootfi-sync retry` (which makes it a RETRY)
 With the ledger beside the source this is one query: the source anti-joined to the ledger on
 its primary key (customer, company), grouped by the source's company column (indexed), and
 the ledger's eligible rows grouped by company. With the ledger in a database of its own the
-source's (company, key) pairs are streamed once and anti-joined to the ledger a page at a time
-(sent as one parameter, as `rootfi_sync.ledger.pending` sends a page of keys: only the missing come
-back, counted by company); the eligible rows are the same query on the ledger alone.
+source's (company, key) pairs are streamed once and anti-joined to the ledger a page at a
+time (sent as one parameter, as `rootfi_sync.ledger.pending` sends a page of keys: only the missing
+come back, counted here by company); the eligible rows are the same query on the ledger alone.
+
+Each company's `oldest` is when its oldest work fell due, what a fan-out orders companies by
+when the key's budget cannot cover a tick (`rootfi_sync.run.budget`): the earliest `created_at` of
+its new source rows (the ledger has nothing on them yet), or the earliest moment one of its
+eligible ledger rows fell due (its `next_attempt_at`, else its lease's end, else its
+`updated_at`), whichever is earlier. With the ledger beside the source both are read in the
+same query as the counts: MIN over the rows the anti-join and the eligible filter already
+visit (no index added; the company index alone no longer covers the source's side). With the
+ledger apart, the `created_at` of the new rows alone is read afterwards, by key, a thousand
+at a time. bench/RESULTS.md has the cost. A `created_at` that is NULL or no timestamp counts
+as unknown; a company with nothing known is `oldest=None`, taken as having waited longest.
 """
 
 from __future__ import annotations
@@ -33,10 +44,13 @@ from rootfi_sync.ledger.pending import sqlite_has_json_each
 from rootfi_sync.ledger.reading import KEY_MAX
 from rootfi_sync.ledger.statements import eligible
 from rootfi_sync.ledger.tables import ledger
+from rootfi_sync.source.transform import moment_or_none
 
 PAIRS_PAGE = 2000
 """Source (company, key) pairs looked up in a separate ledger per query: 4,000 parameters,
 within every database's limit."""
+CREATED_PAGE = 1000
+"""Keys of new rows whose `created_at` is read from a source apart from the ledger per query."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +61,7 @@ class Due:
     company_id: int
     new: int = 0
     waiting: int = 0
+    oldest: datetime | None = None
 
     @property
     def customers(self) -> int:
@@ -69,17 +84,29 @@ def due_work(
     """
     new: Counter[int] = Counter()
     waiting: Counter[int] = Counter()
+    oldest = _Oldest()
     if source_engine is None:
         query = sa.union_all(_new_rows(source, companies), _waiting_rows(now, companies)).subquery()
         with engine.connect() as conn:
-            for company, kind, count in conn.execute(sa.select(query)):
+            for company, kind, count, moment in conn.execute(sa.select(query)):
                 (new if kind == "new" else waiting)[int(company)] += int(count)
+                oldest.see(int(company), moment_or_none(moment))
     else:
         with source_engine.connect() as src, engine.connect() as book:
-            new.update(_new_apart(src, book, source, companies))
-            for company, _kind, count in book.execute(_waiting_rows(now, companies)):
+            new.update(_new_apart(src, book, source, companies, oldest))
+            for company, _kind, count, moment in book.execute(_waiting_rows(now, companies)):
                 waiting[int(company)] += int(count)
-    return [Due(c, new[c], waiting[c]) for c in sorted(new.keys() | waiting.keys())]
+                oldest.see(int(company), moment_or_none(moment))
+    companies_due = sorted(new.keys() | waiting.keys())
+    return [Due(c, new[c], waiting[c], oldest.get(c)) for c in companies_due]
+
+
+class _Oldest(dict[int, datetime]):
+    """The earliest known moment per company."""
+
+    def see(self, company: int, moment: datetime | None) -> None:
+        if moment is not None and (company not in self or moment < self[company]):
+            self[company] = moment
 
 
 def _new_rows(source: sa.Table, companies: Sequence[int] | None) -> sa.Select[Any]:
@@ -89,7 +116,9 @@ def _new_rows(source: sa.Table, companies: Sequence[int] | None) -> sa.Select[An
     key = sa.cast(src.c.id, sa.String)
     joined = src.outerjoin(ledger, sa.and_(c.customer_id == key, c.company_id == src.c.company_id))
     query = (
-        sa.select(src.c.company_id, sa.literal("new"), sa.func.count())
+        sa.select(
+            src.c.company_id, sa.literal("new"), sa.func.count(), sa.func.min(src.c.created_at)
+        )
         .select_from(joined)
         .where(
             src.c.id.is_not(None),
@@ -103,10 +132,12 @@ def _new_rows(source: sa.Table, companies: Sequence[int] | None) -> sa.Select[An
 
 
 def _waiting_rows(now: datetime, companies: Sequence[int] | None) -> sa.Select[Any]:
-    """Per company, its ledger rows that a run may take now (`eligible`)."""
+    """Per company, its ledger rows that a run may take now (`eligible`), and the earliest
+    moment one of them fell due."""
     c = ledger.c
+    fell_due = sa.func.coalesce(c.next_attempt_at, c.lease_expires_at, c.updated_at)
     query = (
-        sa.select(c.company_id, sa.literal("waiting"), sa.func.count())
+        sa.select(c.company_id, sa.literal("waiting"), sa.func.count(), sa.func.min(fell_due))
         .where(eligible(now))
         .group_by(c.company_id)
     )
@@ -114,19 +145,35 @@ def _waiting_rows(now: datetime, companies: Sequence[int] | None) -> sa.Select[A
 
 
 def _new_apart(
-    src: sa.Connection, book: sa.Connection, source: sa.Table, companies: Sequence[int] | None
+    src: sa.Connection,
+    book: sa.Connection,
+    source: sa.Table,
+    companies: Sequence[int] | None,
+    oldest: _Oldest,
 ) -> Counter[int]:
-    """Per company, its source rows with no row in the ledger's own database."""
+    """Per company, its source rows with no row in the ledger's own database (and, into
+    `oldest`, the earliest `created_at` among them: read afterwards for those rows alone, so
+    the pass over every source row reads no more than the keys)."""
     new: Counter[int] = Counter()
+    absent: list[Any] = []
     missing = _missing_query(book.dialect.name)
-    for pairs in _source_pairs(src, source, companies):
+    for page in _source_pairs(src, source, companies):
+        pairs = list(page)
         if missing is None:
             present = _present(book, pairs)
-            new.update(company for company, key in pairs if (company, key) not in present)
-            continue
-        query, encode = missing
-        for company, count in book.execute(query, encode(pairs)):
-            new[int(company)] += int(count)
+            lacking = [pair for pair in pairs if pair not in present]
+        else:
+            query, encode = missing
+            found = book.execute(query, encode(pairs))
+            lacking = [(int(company), str(key)) for company, key in found]
+        for pair in lacking:
+            new[pair[0]] += 1
+            absent.append(page[pair])
+    for keys in (absent[i : i + CREATED_PAGE] for i in range(0, len(absent), CREATED_PAGE)):
+        ask = sa.select(source.c.company_id, source.c.created_at).where(source.c.id.in_(keys))
+        for company, created in src.execute(ask):
+            if company is not None and int(company) in new:
+                oldest.see(int(company), moment_or_none(created))
     return new
 
 
@@ -134,9 +181,9 @@ Encode = Callable[[list[tuple[int, str]]], dict[str, Any]]
 
 
 def _missing_query(dialect: str) -> tuple[sa.Select[Any], Encode] | None:
-    """The anti-join of a page of (company, key) pairs, sent as one parameter, to the ledger,
-    counted by company, and how to send the pairs; None where the database has no way to take
-    a list of pairs as a table (then `_present`).
+    """The anti-join of a page of (company, key) pairs, sent as one parameter, to the ledger
+    (the pairs it has no row for come back), and how to send the pairs; None where the
+    database has no way to take a list of pairs as a table (then `_present`).
 
     SQLite: a JSON array of [company, key] (`json_each`); PostgreSQL: two arrays (`unnest`).
     Either way the ledger is probed on its primary key, and only the missing come back.
@@ -164,20 +211,16 @@ def _missing_query(dialect: str) -> tuple[sa.Select[Any], Encode] | None:
     else:
         return None
     joined = pairs.outerjoin(ledger, sa.and_(c.customer_id == key, c.company_id == company))
-    query = (
-        sa.select(company, sa.func.count())
-        .select_from(joined)
-        .where(c.customer_id.is_(None))
-        .group_by(company)
-    )
+    query = sa.select(company, key).select_from(joined).where(c.customer_id.is_(None))
     return query, sent
 
 
 def _source_pairs(
     conn: sa.Connection, source: sa.Table, companies: Sequence[int] | None
-) -> Iterator[list[tuple[int, str]]]:
-    """Yield the source's (company, key as text) pairs, a page at a time, read in one pass;
-    a key longer than a ledger row holds (KEY_MAX) is left out: runs never take it."""
+) -> Iterator[dict[tuple[int, str], Any]]:
+    """Yield the source's (company, key as text) pairs, a page at a time, read in one pass,
+    each with its key as the database holds it; a key longer than a ledger row holds
+    (KEY_MAX) is left out: runs never take it."""
     query = sa.select(source.c.company_id, source.c.id).where(
         source.c.id.is_not(None), source.c.company_id.is_not(None)
     )
@@ -185,8 +228,8 @@ def _source_pairs(
         query = query.where(source.c.company_id.in_(companies))
     result = conn.execution_options(stream_results=True, yield_per=PAIRS_PAGE).execute(query)
     for part in result.partitions(PAIRS_PAGE):
-        pairs = ((int(company), str(key)) for company, key in part)
-        page = list(dict.fromkeys(pair for pair in pairs if len(pair[1]) <= KEY_MAX))
+        page = {(int(company), str(key)): key for company, key in part}
+        page = {pair: key for pair, key in page.items() if len(pair[1]) <= KEY_MAX}
         if page:
             yield page
 

@@ -51,6 +51,12 @@ from rootfi_sync.rootfi.lookup import (
 from rootfi_sync.settings import ResendPolicy
 
 ACCEPTED_MARGIN = timedelta(seconds=2)  # the Date header is to the second
+POLL_FIRST = 0.25
+"""Seconds between the first and second GET of an async write's sync (the first waits until
+the sync may have ended: `following.SyncPace`, at least this); each wait is POLL_GROWTH times
+the one before, up to POLL_MAX."""
+POLL_GROWTH = 1.5
+POLL_MAX = 5.0
 
 
 class BatchIncomplete(errors.RootFiSyncError):
@@ -160,7 +166,7 @@ class Delivery:
     timing: Timing = field(default_factory=Timing)
     stop_splitting: Callable[[int, int], bool] = lambda _sent, _refused: False
     poll_timeout: float = 300.0
-    poll_interval: float = 0.25
+    poll_interval: float = POLL_FIRST
     match_fields: tuple[str, ...] = DEFAULT_MATCH_FIELDS
     resend: ResendPolicy = "after-settle"
     listing: SharedListing[Item] = field(default_factory=SharedListing)
@@ -337,7 +343,7 @@ class Delivery:
             if time.monotonic() > deadline:
                 return sync
             time.sleep(delay)
-            delay = min(delay * 1.5, 5.0)
+            delay = min(delay * POLL_GROWTH, POLL_MAX)
 
     def _collect(
         self, items: Sequence[Item], sync_id: str, *, since: datetime, ticket: Ticket

@@ -22,10 +22,9 @@ company the key does not reach.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from rootfi_sync import errors
-from rootfi_sync.ledger.due import Due
 from rootfi_sync.rootfi.client import RootFiClient
 
 COMPANIES_PAGE = 1000
@@ -44,8 +43,18 @@ NAMED_MAX = 20
 """Most failed companies a CompanyRunsFailed names (the table artifact lists them all)."""
 
 
+class Work(Protocol):
+    """A company's work for a run: a `Due`, or the `rootfi_sync.budget.Share` a tick took."""
+
+    @property
+    def company_id(self) -> int: ...
+
+    @property
+    def customers(self) -> int: ...
+
+
 def plan_groups(
-    due: Sequence[Due], max_companies: int, max_customers: int, spread: int = 1
+    due: Sequence[Work], max_companies: int, max_customers: int, spread: int = 1
 ) -> list[list[int]]:
     """Return the companies of each child run: large ones alone, the rest packed in order,
     into at least `spread` runs where there are that many small companies (so that runs in

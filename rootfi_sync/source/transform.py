@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -171,6 +171,18 @@ def _timestamp(field: str, value: Any) -> str | None:
         raise _rejected(
             field, "not_a_timestamp", value, "is out of range once converted to UTC"
         ) from None
+
+
+def moment_or_none(value: Any) -> datetime | None:
+    """Return a timestamp as the database holds it as an aware UTC datetime (naive means
+    UTC); None when it is NULL or no timestamp (`_moment` would refuse it)."""
+    if value is None:
+        return None
+    try:
+        moment = _moment("created_at", value)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (RowRejected, OverflowError):
+        return None
 
 
 def _moment(field: str, value: Any) -> datetime:

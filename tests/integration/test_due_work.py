@@ -21,26 +21,34 @@ from tests.integration.helpers import seed_source
 NOW = datetime.now(UTC)
 HOUR = timedelta(hours=1)
 
+MINUTE = timedelta(minutes=1)
+
 # company -> the ledger states of its customers (None: no ledger row, a new customer)
 COMPANIES: dict[int, list[dict[str, Any] | None]] = {
     1: [None, None, {"status": "SYNCED"}],  # two new
     2: [{"status": "SYNCED"}, {"status": "SYNCED"}],  # nothing due
-    3: [{"status": "RETRY", "next_attempt_at": NOW - HOUR}, {"status": "SYNCED"}],  # retry due
+    3: [{"status": "RETRY", "next_attempt_at": NOW - HOUR}, {"status": "SYNCED"}, None],  # both
     4: [{"status": "RETRY", "next_attempt_at": NOW + HOUR}],  # retry not yet due
-    5: [{"status": "IN_DOUBT", "next_attempt_at": NOW - HOUR}],  # a lookup (or poll) due
-    6: [{"status": "SENDING", "lease_expires_at": NOW - HOUR}],  # its run's lease ran out
+    5: [{"status": "IN_DOUBT", "next_attempt_at": NOW - 2 * HOUR}],  # a lookup (or poll) due
+    6: [{"status": "SENDING", "lease_expires_at": NOW - 3 * HOUR}],  # its run's lease ran out
     7: [{"status": "SENDING", "lease_expires_at": NOW + HOUR}],  # a run holds it
     8: [{"status": "FAILED"}],  # parked
     9: [None],  # new, but not asked for below
 }
 
 
+def created(company: int, index: int) -> datetime:
+    """When the source row `index` of `company` was created (naive UTC, as a source holds it):
+    a company's first rows are its oldest, company 1's older than company 9's."""
+    return (NOW - (10 - company) * MINUTE + index * timedelta(seconds=1)).replace(tzinfo=None)
+
+
 def seed(url: str, ledger_url: str | None) -> None:
     """Seed the source with COMPANIES' customers and the ledger with their states."""
     rows, states = [], []
     for company, customers in COMPANIES.items():
-        for state in customers:
-            row = make_customer() | {"company_id": company}
+        for index, state in enumerate(customers):
+            row = make_customer(created_at=created(company, index)) | {"company_id": company}
             rows.append(row)
             if state is not None:
                 states.append(state | {"company_id": company, "customer_id": str(row["id"])})
@@ -75,7 +83,19 @@ def due_now(url: str, ledger_url: str | None, companies: list[int] | None) -> li
             source.dispose()
 
 
-EXPECTED = [Due(1, new=2), Due(3, waiting=1), Due(5, waiting=1), Due(6, waiting=1)]
+def oldest(company: int, index: int = 0) -> datetime:
+    return created(company, index).replace(tzinfo=UTC)
+
+
+# Company 1: its oldest new row; 3: its retry, due before its new row was created; 5 and 6:
+# when their lookup fell due and their lease ran out.
+EXPECTED = [
+    Due(1, new=2, oldest=oldest(1)),
+    Due(3, new=1, waiting=1, oldest=NOW - HOUR),
+    Due(5, waiting=1, oldest=NOW - 2 * HOUR),
+    Due(6, waiting=1, oldest=NOW - 3 * HOUR),
+]
+NINE = Due(9, new=1, oldest=oldest(9))
 
 
 @pytest.mark.parametrize("apart", [False, True], ids=["ledger-beside", "ledger-apart"])
@@ -87,7 +107,7 @@ def test_due_work_names_companies_with_new_rows_or_ledger_rows_due_and_no_other(
     seed(url, ledger_url)
 
     assert due_now(url, ledger_url, [1, 2, 3, 4, 5, 6, 7, 8]) == EXPECTED
-    assert due_now(url, ledger_url, None) == [*EXPECTED, Due(9, new=1)]
+    assert due_now(url, ledger_url, None) == [*EXPECTED, NINE]
 
 
 @pytest.mark.postgres
@@ -96,7 +116,7 @@ def test_due_work_on_postgresql(pg_url: str, tmp_path: Path, apart: bool) -> Non
     ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}" if apart else None
     seed(pg_url, ledger_url)
 
-    assert due_now(pg_url, ledger_url, None) == [*EXPECTED, Due(9, new=1)]
+    assert due_now(pg_url, ledger_url, None) == [*EXPECTED, NINE]
 
 
 @pytest.mark.mariadb
@@ -106,7 +126,7 @@ def test_due_work_on_mariadb(mysql_url: str, tmp_path: Path, apart: bool) -> Non
     ledger_url = mysql_url if apart else None  # apart: pairs looked up by an IN list
     seed(url, ledger_url)
 
-    assert due_now(url, ledger_url, None) == [*EXPECTED, Due(9, new=1)]
+    assert due_now(url, ledger_url, None) == [*EXPECTED, NINE]
 
 
 @pytest.mark.parametrize("apart", [False, True], ids=["ledger-beside", "ledger-apart"])
@@ -173,3 +193,24 @@ def _compiled(conn: sa.Connection) -> str:
     query = _new_rows(source_for(settings), None)
     text = str(query.compile(conn, compile_kwargs={"literal_binds": True}))
     return text.replace(f"{LEDGER_SCHEMA}.", "")  # what the engine's schema map does
+
+
+@pytest.mark.parametrize("apart", [False, True], ids=["ledger-beside", "ledger-apart"])
+def test_a_created_at_that_is_no_timestamp_leaves_a_company_s_oldest_work_unknown(
+    tmp_path: Path, apart: bool
+) -> None:
+    url = f"sqlite:///{tmp_path / 'source.db'}"
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}" if apart else None
+    seed_source(url, [], source_company_column="tenant", ledger_database_url=ledger_url)
+    engine = make_engine(url)
+    with engine.begin() as conn:  # as another program may have written them (SQLite: text)
+        conn.exec_driver_sql(
+            "INSERT INTO customers (id, name, tenant, created_at) VALUES (?, 'x', ?, ?)",
+            [(1, 1, "not a time"), (2, 2, "not a time"), (3, 2, "2026-01-02 03:04:05")],
+        )
+    engine.dispose()
+
+    assert due_now(url, ledger_url, None) == [
+        Due(1, new=1, oldest=None),  # unknown: the fan-out takes it as waiting longest
+        Due(2, new=2, oldest=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+    ]

@@ -140,7 +140,7 @@ def test_looking_keys_up_in_another_database_finds_what_the_join_finds(
     """Every kind of ledger row, met by each way of finding what a run may take."""
     monkeypatch.setattr(pending, "SCAN_PAGE", 3)
     if not json_each:  # the IN list that MySQL/MariaDB ledgers are asked with
-        monkeypatch.setattr(pending, "_sqlite_has_json_each", lambda: False)
+        monkeypatch.setattr(pending, "sqlite_has_json_each", lambda: False)
     rows = [make_customer(id=n) for n in range(1, 11)]
     url, apart = f"sqlite:///{tmp_path / 'one.db'}", f"sqlite:///{tmp_path / 'apart.db'}"
     seed_source(url, rows)

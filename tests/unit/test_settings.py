@@ -226,3 +226,15 @@ def test_reads_the_match_fields_and_the_resend_policy() -> None:
 def test_refuses_an_unknown_resend_policy() -> None:
     with pytest.raises(SettingsError, match="ROOTFI_RESEND_IN_DOUBT"):
         load_settings(rootfi_resend_in_doubt="sometimes")
+
+
+def test_a_write_mode_counts_as_forced_only_when_rootfi_write_mode_was_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ROOTFI_WRITE_MODE", raising=False)
+    assert load_settings(_env_file=None).forced_write_mode is None
+    assert load_settings(_env_file=None).rootfi_write_mode == "single"  # a run of one company
+    monkeypatch.setenv("ROOTFI_WRITE_MODE", "single")
+    assert load_settings(_env_file=None).forced_write_mode == "single"
+    monkeypatch.delenv("ROOTFI_WRITE_MODE")
+    assert load_settings(_env_file=None, rootfi_write_mode="batch").forced_write_mode == "batch"
