@@ -6,23 +6,19 @@ FAILED or sent again."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from rootfi_sync.models import Address, CustomerPayload
 from rootfi_sync.outcomes import Outcome, Status
-from rootfi_sync.rootfi.client import RootFiClient
-from rootfi_sync.rootfi.decisions import Timing
-from rootfi_sync.rootfi.delivery import BatchIncomplete, Delivery, FreeBook
+from rootfi_sync.rootfi.delivery import BatchIncomplete
 from rootfi_sync.rootfi.lookup import Item
+from tests.unit.mock_delivery import mock_delivery
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 Store = Callable[[dict[str, Any]], dict[str, Any]]
@@ -98,23 +94,8 @@ def customer(n: int, domain: str = "x.org") -> Item:
     return Item(str(n), payload)
 
 
-@contextmanager
-def delivery(app: RootFi, **options: Any) -> Iterator[Delivery]:
-    transport = httpx.MockTransport(app)
-    with (
-        RootFiClient("http://127.0.0.1:1/v3", SecretStr("k"), transport=transport) as client,
-        ThreadPoolExecutor(1) as pool,
-    ):
-        yield Delivery(
-            client,
-            1089,
-            "batch",
-            pool,
-            book=FreeBook(clock=lambda: NOW),
-            timing=Timing(async_settle=900, sync_poll=60, skew=timedelta(0)),
-            poll_interval=0.0,
-            **options,
-        )
+def delivery(app: RootFi, **options: Any) -> Any:
+    return mock_delivery(app, NOW, **options)
 
 
 def outcomes_of(app: RootFi, items: list[Item], **options: Any) -> dict[str, Outcome]:

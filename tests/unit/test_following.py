@@ -8,24 +8,20 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from rootfi_sync.models import CustomerPayload
 from rootfi_sync.outcomes import Outcome, Status
-from rootfi_sync.rootfi.client import RootFiClient
-from rootfi_sync.rootfi.decisions import Timing
-from rootfi_sync.rootfi.delivery import BatchIncomplete, Delivery, FreeBook
+from rootfi_sync.rootfi.delivery import BatchIncomplete, Delivery
 from rootfi_sync.rootfi.following import SharedListing, SyncPace, sync_seconds
 from rootfi_sync.rootfi.lookup import Item
+from tests.unit.mock_delivery import mock_delivery
 from tests.waiting import wait_until
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -100,23 +96,8 @@ def customer(n: int, domain: str = "x.org", name: str | None = None) -> Item:
     return Item(str(n), payload)
 
 
-@contextmanager
-def delivery(app: RootFi, wait: float = 10.0, poll_interval: float = 0.0) -> Iterator[Delivery]:
-    transport = httpx.MockTransport(app)
-    with (
-        RootFiClient("http://127.0.0.1:1/v3", SecretStr("k"), transport=transport) as client,
-        ThreadPoolExecutor(1) as pool,
-    ):
-        yield Delivery(
-            client,
-            1089,
-            "batch",
-            pool,
-            book=FreeBook(clock=lambda: NOW),
-            timing=Timing(async_settle=900, sync_poll=60, skew=timedelta(0)),
-            poll_interval=poll_interval,
-            listing=SharedListing(wait),
-        )
+def delivery(app: RootFi, wait: float = 10.0, poll_interval: float = 0.0) -> Any:
+    return mock_delivery(app, NOW, poll_interval=poll_interval, listing=SharedListing(wait))
 
 
 def outcomes(sender: Delivery, items: list[Item]) -> list[Outcome]:

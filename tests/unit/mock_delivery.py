@@ -1,0 +1,39 @@
+"""A `Delivery` of company 1089 in batch mode against an in-process RootFi app (an httpx
+`MockTransport`), with no ledger behind it (`FreeBook`) and the clock stopped at `now`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from rootfi_sync.rootfi.client import RootFiClient
+from rootfi_sync.rootfi.decisions import Timing
+from rootfi_sync.rootfi.delivery import Delivery, FreeBook
+
+
+@contextmanager
+def mock_delivery(
+    app: Callable[[httpx.Request], httpx.Response], now: datetime, **options: Any
+) -> Iterator[Delivery]:
+    """Yield the delivery; `options` are more of `Delivery`'s fields (poll_interval 0 unless
+    given)."""
+    transport = httpx.MockTransport(app)
+    with (
+        RootFiClient("http://127.0.0.1:1/v3", SecretStr("k"), transport=transport) as client,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        yield Delivery(
+            client,
+            1089,
+            "batch",
+            pool,
+            book=FreeBook(clock=lambda: now),
+            timing=Timing(async_settle=900, sync_poll=60, skew=timedelta(0)),
+            **({"poll_interval": 0.0} | options),
+        )
