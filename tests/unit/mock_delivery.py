@@ -1,4 +1,4 @@
-"""A `Delivery` of company 1089 in batch mode against an in-process RootFi app (an httpx
+"""A `Delivery` of company 1089 (batch mode unless told) against an in-process RootFi app (an httpx
 `MockTransport`), with no ledger behind it (`FreeBook`) and the clock stopped at `now`."""
 
 from __future__ import annotations
@@ -19,21 +19,21 @@ from rootfi_sync.rootfi.delivery import Delivery, FreeBook
 
 @contextmanager
 def mock_delivery(
-    app: Callable[[httpx.Request], httpx.Response], now: datetime, **options: Any
+    app: Callable[[httpx.Request], httpx.Response],
+    now: datetime,
+    mode: str = "batch",
+    **options: Any,
 ) -> Iterator[Delivery]:
-    """Yield the delivery; `options` are more of `Delivery`'s fields (poll_interval 0 unless
-    given)."""
+    """Yield the delivery; `options` are `Delivery`'s other fields (no ledger, timings of a
+    settled write and no pause between polls unless given)."""
     transport = httpx.MockTransport(app)
     with (
         RootFiClient("http://127.0.0.1:1/v3", SecretStr("k"), transport=transport) as client,
         ThreadPoolExecutor(1) as pool,
     ):
-        yield Delivery(
-            client,
-            1089,
-            "batch",
-            pool,
-            book=FreeBook(clock=lambda: now),
-            timing=Timing(async_settle=900, sync_poll=60, skew=timedelta(0)),
-            **({"poll_interval": 0.0} | options),
-        )
+        defaults: dict[str, Any] = {
+            "book": FreeBook(clock=lambda: now),
+            "timing": Timing(async_settle=900, sync_poll=60, skew=timedelta(0)),
+            "poll_interval": 0.0,
+        }
+        yield Delivery(client, 1089, mode, pool, **(defaults | options))
