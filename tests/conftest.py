@@ -45,6 +45,21 @@ TESTS = Path(__file__).resolve().parent
 TIERS = ("unit", "sandbox", "integration", "e2e")
 FAST = ("unit", "sandbox")
 SERVERS = frozenset({"postgresql_server", "pg_url", "mariadb_server", "mysql_url", "server"})
+# The longest tests outside the e2e package's (about 20 s to 70 s each on 2 cores), longest
+# first: collected first, so under xdist they start while the e2e tests run on the other
+# worker, and the run does not end on one of them alone (pytest_collection_modifyitems).
+FIRST = (
+    "tests/integration/test_exactly_once_in_the_field.py::test_a_run_that_outlasts_its_lease",
+    "tests/integration/test_server_databases.py::test_two_runs_started_together",
+    "tests/integration/test_rate_limit.py::test_two_runs_together",
+    "tests/e2e/test_demo.py::",
+    "tests/integration/test_exactly_once.py::test_a_run_killed_midway",
+    "tests/integration/test_exactly_once.py::test_every_customer_lands_once",
+    "tests/integration/test_schemas.py::test_syncs_from_a_view",
+    "tests/integration/test_cli.py::test_the_demo_runs_on_settings",
+    "tests/integration/test_proof_of_creation.py::test_a_sync_that_answers_404",
+    "tests/integration/test_source_keys.py::test_syncs_every_customer_once_whatever",
+)
 # e2e modules that do not use the e2e package's Prefect server (`server`, `deployed`): under
 # xdist they need not wait for the worker that runs the others.
 E2E_WITHOUT_SERVER = frozenset({"tests/e2e/test_demo.py", "tests/e2e/test_packaging.py"})
@@ -73,6 +88,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     e2e modules that do not use it each go whole to any worker: one built wheel), and each
     sandbox module goes whole to one worker (its module-scoped sandbox, and the SDK's one
     conformance run, happen once).
+    Scopes of one test go in collection order, so the longest (FIRST) start first.
     (`--dist loadgroup` with xdist_group marks would say the same, but pytest 9.2 ignores
     the node ids xdist rewrites for it: pytest-xdist issue 1386.)"""
     if config.getvalue("dist") != "load":
@@ -89,8 +105,18 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return E2EOnOneWorker(config, log)
 
 
+def first_rank(item: pytest.Item) -> int:
+    """Where a test stands in FIRST (len(FIRST): not there)."""
+    for rank, prefix in enumerate(FIRST):
+        if item.nodeid.startswith(prefix):
+            return rank
+    return len(FIRST)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Refuse a fast-tier test (tests/unit, tests/sandbox) that needs a server."""
+    """Refuse a fast-tier test (tests/unit, tests/sandbox) that needs a server; put the
+    longest tests (FIRST) first, the others in their order."""
+    items.sort(key=first_rank)
     refused = []
     for item in items:
         names = set(getattr(item, "fixturenames", ())) & SERVERS

@@ -15,7 +15,7 @@ from prefect.client.orchestration import get_client
 from rootfi_sandbox import SandboxServer
 
 from tests.e2e.deployment import API_KEY, COMPANY, POOL, Deployed, worker_env
-from tests.e2e.prefect_server import REPO, PrefectServer, WebhookReceiver, run, trigger, work
+from tests.e2e.prefect_server import REPO, PrefectServer, WebhookReceiver, run, start, work
 from tests.factories import make_customer
 from tests.integration.helpers import seed_source
 
@@ -79,9 +79,9 @@ def test_setup_notify_alerts_fire_each_for_its_own_trouble(
     assert setup.stdout.count("created automation") == 5, setup.stdout
 
     for _ in range(2):  # one runs and fails (no such company), the other is cancelled
-        trigger(server, SCHEDULED, "company_id=999")
-    trigger(server, MANUAL, "limit=3")  # 1 of 3 customers invalid: a high failure share
-    trigger(server, MANUAL, f"customer_ids={json.dumps([r['id'] for r in refused])}")  # breaker
+        start(SCHEDULED, company_id=999)
+    start(MANUAL, limit=3)  # 1 of 3 customers invalid: a high failure share
+    start(MANUAL, customer_ids=[r["id"] for r in refused])  # the circuit breaker
     work(POOL, worker_env(server, sandbox, source_url), cwd=worker_home)
     notes = notes_within(hook, 5, timeout=90)
 

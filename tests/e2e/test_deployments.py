@@ -1,8 +1,9 @@
 """prefect.yaml and the docs' commands against a real Prefect server and process workers.
 
-The package's one `prefect server start` serves these tests (tests/e2e/conftest.py); each
-drives it with the commands docs/running-on-prefect.md gives (`prefect deploy`, `prefect
-deployment run`, `prefect worker start`) and reads the results back with Prefect's client.
+The package's one `prefect server start` serves these tests (tests/e2e/conftest.py); they
+drive it with the commands docs/running-on-prefect.md gives (`prefect deploy`, `prefect
+deployment run`, `prefect worker start`) and read the results back with Prefect's client
+(the two workers' test asks for its runs with the client: `prefect_server.start`).
 Deployments are made from a clone and run by workers started in another folder: the code a
 run imports comes from the git_clone pull step.
 """
@@ -32,6 +33,7 @@ from tests.e2e.prefect_server import (
     REPO,
     PrefectServer,
     run,
+    start,
     trigger,
     wait_for_runs,
     work,
@@ -243,9 +245,9 @@ def test_two_workers_share_a_fan_out_over_companies_and_send_every_customer_once
     seed_source(pg_url, rows, source_company_column="tenant")
     with sandbox_for(API_KEY, *companies) as sandbox:
         env = worker_env(server, sandbox, pg_url) | {"SOURCE_COMPANY_COLUMN": "tenant"}
-        fan_out = ("max_concurrent=3", "group_customers=40")  # a child run per company
-        parent_id, _ = trigger(server, "sync-all-companies/all-companies", *fan_out)
-        rival, _ = trigger(server, MANUAL, f"company_id={COMPANY}")  # races the fan-out's own
+        fan_out = {"max_concurrent": 3, "group_customers": 40}  # a child run per company
+        parent_id = start("sync-all-companies/all-companies", **fan_out)
+        rival = start(MANUAL, company_id=COMPANY)  # races the fan-out's own
         with workers(POOL, env, worker_home, count=2, limit=3) as logs:
             states = wait_for_runs([parent_id, rival], timeout=240)
         stored = {c: [r["email"] for r in sandbox.admin.customers(c)] for c in companies}

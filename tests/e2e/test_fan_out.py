@@ -15,7 +15,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun, StateType
 
 from tests.e2e.deployment import API_KEY, POOL, Deployed, worker_env
-from tests.e2e.prefect_server import PrefectServer, trigger, wait_for_runs, workers
+from tests.e2e.prefect_server import PrefectServer, start, wait_for_runs, workers
 from tests.factories import make_customer, sandbox_for
 from tests.integration.helpers import ledger_rows, seed_source
 
@@ -48,8 +48,7 @@ def test_each_group_is_a_child_run_an_unreachable_company_fails_the_parent_named
     with sandbox_for(API_KEY, *KNOWN) as sandbox:
         env = worker_env(server, sandbox, source_url) | {"SOURCE_COMPANY_COLUMN": "tenant"}
         # Ten new customers each, and groups of at most ten: each company runs alone.
-        params = ("max_concurrent=2", "group_customers=10")
-        parent_id, _ = trigger(server, "sync-all-companies/all-companies", *params)
+        parent_id = start("sync-all-companies/all-companies", max_concurrent=2, group_customers=10)
         with workers(POOL, env, worker_home, count=1, limit=4):
             states = wait_for_runs([parent_id], timeout=240)
         stored = Counter(c["email"] for c in sandbox.admin.customers())

@@ -29,7 +29,9 @@ from tests.waiting import leases_run_out, stored
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
-@pytest.mark.parametrize(("mode", "count"), [("single", 2000), ("batch", 600)])
+# At these rates 500 customers meet each fault dozens of times (some 75 500s, 50 429s, 50 lost
+# answers, 25 slow ones): the size is not the point (bench.fault_run runs 2,000 under faults).
+@pytest.mark.parametrize(("mode", "count"), [("single", 500), ("batch", 600)])
 def test_every_customer_lands_once_despite_errors_throttling_and_lost_answers(
     sqlite_url: str, sandbox: SandboxServer, configure: Any, mode: str, count: int
 ) -> None:
@@ -146,7 +148,9 @@ def test_the_circuit_breaker_stops_a_run_that_rootfi_keeps_refusing(
     }
 
 
-@pytest.mark.parametrize("kill_at", [1, 45, 170])
+# Killed with its first batch in flight, and deep in the run with batches recorded behind it
+# (a third point between the two, 45, took the same path).
+@pytest.mark.parametrize("kill_at", [1, 170])
 def test_a_run_killed_midway_is_finished_by_the_next_one_without_duplicates(
     sqlite_url: str, sandbox: SandboxServer, configure: Any, kill_at: int, tmp_path: Path
 ) -> None:
