@@ -17,8 +17,12 @@ $(UV):
 	$(PYTHON) -m venv .uv
 	.uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# --compile-bytecode: the environment's modules are compiled once, here (under a second when
+# nothing changed), not by every process that imports them where PYTHONDONTWRITEBYTECODE is
+# set, as on CI's machines: the tests start a hundred Python processes (Prefect servers,
+# workers, flows, the CLI), and each compiled Prefect anew (docs/testing.md).
 env: $(UV)
-	$(UV) sync --locked --quiet
+	$(UV) sync --locked --quiet --compile-bytecode
 
 demo: env
 	$(UV) run --no-sync rootfi-sync demo

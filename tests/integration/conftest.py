@@ -15,16 +15,47 @@ API_KEY = "sk-integration-secret-key"
 COMPANY = 1089
 
 
+def _quiet_server() -> dict[Any, bool]:
+    """What the test server need not do: store events, evaluate automations, stream events
+    out, and take every run's log lines (one test turns them back on: `logs_to_api`). Task
+    runs are still recorded. Measured on tests/integration/test_sync_flow.py and
+    test_ledger_time.py (SQLite, one process): 76.5 s of CPU against 80.5 s for the first
+    three, 71.7 s with the logs too; the server was the larger part of it. The e2e tests'
+    own server (tests/e2e) keeps everything on: alerts fire there."""
+    from prefect import settings
+
+    return {
+        settings.PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED: False,
+        settings.PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED: False,
+        settings.PREFECT_API_EVENTS_STREAM_OUT_ENABLED: False,
+        settings.PREFECT_LOGGING_TO_API_ENABLED: False,
+    }
+
+
+@pytest.fixture
+def logs_to_api() -> Iterator[None]:
+    """Run log lines reach the test server again (`_quiet_server` turns them off), in-process."""
+    from prefect.settings import PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
+
+    with temporary_settings(updates={PREFECT_LOGGING_TO_API_ENABLED: True}):
+        yield
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """One Prefect test server (SQLite-backed) for the whole session (for each xdist worker).
 
     It takes ~10 s of CPU to start; on 2 cores with every xdist worker (and maybe other
     people's) starting one at once that can be a minute or more, hence the patient timeout.
+    Its services that no integration test reads are off (`_quiet_server`).
     """
+    from prefect.settings import temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=180):
+    with (
+        temporary_settings(updates=_quiet_server()),
+        prefect_test_harness(server_startup_timeout=180),
+    ):
         yield
 
 

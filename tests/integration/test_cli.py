@@ -242,7 +242,7 @@ def test_retry_all_failed_sends_only_the_customers_it_re_drove_and_status_json_c
     assert all("refused.example" in f["last_error"] for f in status["latest_failures"])
 
 
-@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.usefixtures("prefect_server", "logs_to_api")
 def test_a_cli_run_s_logs_are_in_the_prefect_api_when_the_command_returns(
     sqlite_url: str, sandbox: SandboxServer, configure: Any
 ) -> None:
