@@ -26,7 +26,7 @@ from rootfi_sync.models import CustomerPayload
 from rootfi_sync.orchestration.prefect_setup import resolve_api_key
 from rootfi_sync.rootfi.decisions import fresh_send
 from rootfi_sync.rootfi.lookup import Item
-from rootfi_sync.run import open_run, writes_coming, writes_paused
+from rootfi_sync.run import open_run, orphans_may_wait, writes_coming, writes_paused
 from rootfi_sync.run.fanout import GROUP_ARTIFACT_KEY, group_row, raise_if_failed
 from rootfi_sync.run.report import RunSummary
 from rootfi_sync.run.window import BatchWindow
@@ -192,12 +192,7 @@ def _sync_batches(
     customer listing finds the records of several (`run.writes_coming`).
     """
     depth = 2 if settings.rootfi_write_mode == "single" else settings.rootfi_concurrency
-    total = count_pending(only)
-    if limit is not None:
-        total = min(total, limit)
-    progress = create_progress_artifact(0.0, description=f"Customers processed (of ~{total})")
-    assert isinstance(progress, UUID)  # called from sync code, Prefect returns the id itself
-    next_progress = time.monotonic() + PROGRESS_SECONDS
+    progress = Progress(only, limit)
     after: Any = None
     with BatchWindow(depth, partial(_count_batch, summary), writes_paused) as window:
         with writes_coming():  # an ended write waits a little for the next (one listing)
@@ -227,20 +222,58 @@ def _sync_batches(
                 if started is not None:
                     with summary.timed("load"):
                         window.add(*started)
-                if time.monotonic() >= next_progress:
-                    done = summary.picked + summary.skipped
-                    update_progress_artifact(progress, min(99.0, 100.0 * done / max(total, 1)))
-                    next_progress = time.monotonic() + PROGRESS_SECONDS
                 summary.check_breaker(settings.rootfi_max_refused_share)
+                if claimed.ended:  # asking again would find no row
+                    break
+                progress.tick(summary.picked + summary.skipped)
         with summary.timed("load"):
             window.drain()
-    update_progress_artifact(progress, 100.0)
+    progress.end()
     summary.check_breaker(settings.rootfi_max_refused_share)
+
+
+@dataclass(slots=True)
+class Progress:
+    """The run's progress artifact, made when a second page is claimed (a run of one page
+    ends before a bar could move: it costs the Prefect API nothing), then updated at most
+    every PROGRESS_SECONDS."""
+
+    only: list[int | str] | None
+    limit: int | None
+    artifact: UUID | None = None
+    total: int = 0
+    due: float = 0.0
+
+    def tick(self, done: int) -> None:
+        """Show `done` customers processed (the bar is made on the first call)."""
+        if self.artifact is None:
+            total = done + count_pending(self.only)  # what this run holds is not pending
+            self.total = total if self.limit is None else min(total, self.limit)
+            made = create_progress_artifact(
+                self._percent(done), description=f"Customers processed (of ~{self.total})"
+            )
+            assert isinstance(made, UUID)  # called from sync code, Prefect returns the id
+            self.artifact = made
+        elif time.monotonic() >= self.due:
+            update_progress_artifact(self.artifact, self._percent(done))
+        else:
+            return
+        self.due = time.monotonic() + PROGRESS_SECONDS
+
+    def end(self) -> None:
+        if self.artifact is not None:
+            update_progress_artifact(self.artifact, 100.0)
+
+    def _percent(self, done: int) -> float:
+        return min(99.0, 100.0 * done / max(self.total, 1))
 
 
 def _settle_orphans(settings: Settings, summary: RunSummary) -> None:
     """Look up and settle the customers in doubt whose source row was deleted, a page at a
-    time (`rootfi_sync.run.orphans`); count them in `summary`."""
+    time (`rootfi_sync.run.orphans`); count them in `summary`. No task runs when the ledger
+    has no waiting row the run may take (`orphans_may_wait`)."""
+    if not orphans_may_wait():
+        return
     after: str | None = None
     while True:
         settled = settle_orphans(
@@ -254,6 +287,8 @@ def _settle_orphans(settings: Settings, summary: RunSummary) -> None:
         summary.orphan_pages += 1
         after = settled.last_id
         summary.add_orphans(settled.written, settled.forgotten)
+        if settled.ended:
+            return
 
 
 def _start_batch(

@@ -16,11 +16,12 @@ from rootfi_sync.ledger import KEY_MAX, Candidate, Page
 @dataclass(slots=True)
 class Claimed:
     """One page: the candidates this run holds now; `seen` also counts those another run
-    held and the rows skipped for a key the ledger cannot hold."""
+    held and the rows skipped for a key the ledger cannot hold; `ended`: no page follows."""
 
     candidates: list[Candidate] = field(default_factory=list)
     seen: int = 0
     last_id: Any = None
+    ended: bool = False
 
 
 @task(name="claim-batch", cache_policy=NO_CACHE, task_run_name="claim-batch-{batch_no}")
@@ -36,10 +37,10 @@ def claim_batch(
     _warn_about_keys(page, ledger.source.c.id.name)
     seen = len(page.candidates) + page.invalid_keys
     if not lease:
-        return Claimed(page.candidates, seen=seen, last_id=page.last_id)
+        return Claimed(page.candidates, seen, page.last_id, page.ended)
     won = ledger.claim(page.candidates, timedelta(seconds=parts.leases.lease), now)
     parts.leases.hold(c.customer_id for c in won)
-    return Claimed(won, seen=seen, last_id=page.last_id)
+    return Claimed(won, seen, page.last_id, page.ended)
 
 
 def _warn_about_keys(page: Page, column: str) -> None:

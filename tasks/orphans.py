@@ -17,11 +17,13 @@ from rootfi_sync.run.orphans import Orphan, settle
 @dataclass(slots=True)
 class Settled:
     """One page of orphans: the outcomes written (where this run held the lease), how many
-    never-sent ones were dropped, and the customer id to go on after (None: no page left)."""
+    never-sent ones were dropped, the customer id to go on after (None: no page left), and
+    whether no page follows (`ended`)."""
 
     written: list[Outcome] = field(default_factory=list)
     forgotten: int = 0
     last_id: str | None = None
+    ended: bool = False
 
 
 @task(name="settle-orphans", cache_policy=NO_CACHE, task_run_name="settle-orphans-{page_no}")
@@ -37,7 +39,7 @@ def settle_orphans(
     forgotten = ledger.forget_unsent(page.unsent, now)
     won = ledger.claim(page.candidates, timedelta(seconds=parts.leases.lease), now)
     if not won:  # none in doubt, or another run holds them: nothing to look up
-        return Settled([], forgotten, page.last_id)
+        return Settled([], forgotten, page.last_id, page.ended)
     ids = [c.customer_id for c in won]
     parts.leases.hold(ids)
     try:
@@ -47,4 +49,4 @@ def settle_orphans(
         written = ledger.record_outcomes(outcomes, max_attempts=1, requeue=requeue, attempts={})
     finally:
         parts.leases.release(ids)
-    return Settled(written, forgotten, page.last_id)
+    return Settled(written, forgotten, page.last_id, page.ended)

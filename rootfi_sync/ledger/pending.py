@@ -42,12 +42,14 @@ KeyQuery = Callable[[list[str]], Mapping[str, Mapping[Any, Any]]]
 
 @dataclass(slots=True)
 class Scan:
-    """The keys a run may take (in key order), what the ledger knows of each, and the key
-    to go on after (None: the source has no key after where the scan started)."""
+    """The keys a run may take (in key order), what the ledger knows of each, the key to go
+    on after (None: the source has no key after where the scan started), and whether the
+    scan read the source to its end."""
 
     keys: list[Any] = field(default_factory=list)
     known: dict[str, Mapping[Any, Any]] = field(default_factory=dict)
     last_id: Any = None
+    ended: bool = False
 
 
 def scan(
@@ -71,6 +73,7 @@ def scan(
             page = page.where(key > after)
         ids = list(dict.fromkeys(conn.execute(page).scalars().all()))  # shared keys: once
         if not ids:
+            found.ended = True
             break
         pending = lookup([str(k) for k in ids])
         for value in ids:

@@ -66,6 +66,7 @@ class Page:
     invalid_keys: int = 0
     unknown_ids: list[Any] = field(default_factory=list)
     unsent: list[str] = field(default_factory=list)  # orphans nothing was sent for
+    ended: bool = False  # no row a run may take follows this page: asking again finds none
 
 
 class LedgerReader:
@@ -166,8 +167,8 @@ class LedgerReader:
         with self.engine.connect() as conn:
             keys, unknown = keys_asked(conn, src.c.id, only)
             query = self._pending(sa.select(src, *columns), now, keys)
-            rows = fetch_page(conn, query, src.c.id, after, limit)
-            page = Page(last_id=rows[-1]["id"] if rows else None)
+            rows, more = fetch_page(conn, query, src.c.id, after, limit)
+            page = Page(last_id=rows[-1]["id"] if rows else None, ended=not more)
             if after is None:
                 page.unknown_ids = unknown
                 page.invalid_keys = count_keyless(conn, src, self.company_id) if not only else 0
@@ -187,7 +188,7 @@ class LedgerReader:
             found = scan(conn, rows.with_only_columns(key), key, look, after=after, limit=limit)
             whole = rows.where(key.in_(found.keys)).order_by(key)
             taken = list(conn.execute(whole).mappings()) if found.keys else []
-            page = Page(last_id=found.last_id)
+            page = Page(last_id=found.last_id, ended=found.ended)
             if after is None:
                 page.unknown_ids = unknown
                 page.invalid_keys = 0 if only else count_keyless(conn, self.source, self.company_id)
@@ -214,6 +215,17 @@ class LedgerReader:
             Candidate(row, digest, attempts or 0, attempted_at, status=status or None)
         )
 
+    def any_waiting(self, now: datetime) -> bool:
+        """Whether the company has a ledger row a run may take now that is still waiting
+        (claimed, sending, in doubt or to retry): without one `orphans` has nothing to find.
+        One indexed EXISTS, for a run to skip the orphans pass."""
+        c = ledger.c
+        waiting = sa.select(c.customer_id).where(
+            c.company_id == self.company_id, c.status.in_(WAITING), eligible(now)
+        )
+        with self.engine.connect() as book:
+            return bool(book.execute(sa.select(waiting.exists())).scalar())
+
     def orphans(self, now: datetime, *, after: str | None = None, limit: int = 100) -> Page:
         """Return the next page (in customer id order after `after`) of the customers a run may
         take now whose source row is gone: those a request may have left for (`attempted_at`
@@ -236,7 +248,7 @@ class LedgerReader:
             query = query.where(c.customer_id > after)
         with self.engine.connect() as book:
             rows = book.execute(query).all()
-        page = Page(last_id=rows[-1].customer_id if rows else None)
+        page = Page(last_id=rows[-1].customer_id if rows else None, ended=len(rows) < limit)
         present = self._present([r.customer_id for r in rows])
         for r in rows:
             if r.customer_id in present:

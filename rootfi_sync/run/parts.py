@@ -87,6 +87,13 @@ def writes_paused() -> Iterator[None]:
         yield
 
 
+def orphans_may_wait() -> bool:
+    """Whether the run's company has a waiting ledger row a run may take now: without one,
+    the orphans pass (`tasks.orphans`) has nothing to find and need not run."""
+    ledger = current().ledger
+    return ledger.any_waiting(ledger.now())
+
+
 @contextmanager
 def current_run(parts: RunParts) -> Iterator[RunParts]:
     """Make `parts` this context's run (what `current()` returns) for the block."""

@@ -59,21 +59,24 @@ def rows_by_key(rows: Iterable[Row]) -> dict[str, list[Row]]:
 
 def fetch_page(
     conn: sa.Connection, query: sa.Select[Any], key: sa.ColumnElement[Any], after: Any, limit: int
-) -> list[sa.RowMapping]:
-    """Return the next keyset page of `query`, after key `after`, with all rows of its last key.
+) -> tuple[list[sa.RowMapping], bool]:
+    """Return the next keyset page of `query`, after key `after`, with all rows of its last
+    key, and whether rows may follow it (False: the query has no row after this page).
 
     LIMIT counts rows, so rows sharing the page's last key may go on past it; the next page
     starts after that key, so they are fetched now or never. One row more than the page
-    tells whether any do.
+    tells whether any do, and whether the query ends here.
     """
     ordered = query.order_by(key)
     page = ordered if after is None else ordered.where(key > after)
     rows = list(conn.execute(page.limit(limit + 1)).mappings())
-    if len(rows) <= limit or rows[limit]["id"] != rows[limit - 1]["id"]:
-        return rows[:limit]
+    if len(rows) <= limit:
+        return rows, False
+    if rows[limit]["id"] != rows[limit - 1]["id"]:
+        return rows[:limit], True
     last = rows[limit - 1]["id"]
     rest = conn.execute(ordered.where(key == last)).mappings()
-    return [row for row in rows[:limit] if row["id"] != last] + list(rest)
+    return [row for row in rows[:limit] if row["id"] != last] + list(rest), True
 
 
 def keys_asked(

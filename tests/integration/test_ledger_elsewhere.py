@@ -170,6 +170,9 @@ def test_looking_keys_up_in_another_database_finds_what_the_join_finds(
 
     for limit in (2, 100):
         assert pages(joined, now, limit) == pages(looked_up, now, limit) == [3, 5, 6, 8, 10]
+    for book in (joined, looked_up):  # one page holds them all: it says that none follows
+        assert book.candidates(now, limit=100).ended
+        assert not book.candidates(now, limit=2).ended
     assert joined.count_pending(now) == looked_up.count_pending(now) == 6
     for book in (joined, looked_up):  # ids asked for, as the command line gives them
         page = book.candidates(now, only=["3", 5, 7, 11, "C-1"])
@@ -196,7 +199,8 @@ def hash_of(url: str, settings: Settings, customer: int) -> str:
 
 
 def pages(book: Ledger, now: datetime, limit: int) -> list[int]:
-    """The ids of every candidate, page after page, as a run reads them."""
+    """The ids of every candidate, page after page, as a run reads them (to the page that
+    says it ended: the next would have been empty)."""
     found, after = [], None
     while True:
         page = book.candidates(now, after=after, limit=limit)
@@ -204,3 +208,6 @@ def pages(book: Ledger, now: datetime, limit: int) -> list[int]:
             return found
         found += [int(c.customer_id) for c in page.candidates]
         after = page.last_id
+        if page.ended:
+            assert book.candidates(now, after=after, limit=limit).last_id is None
+            return found
