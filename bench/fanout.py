@@ -193,15 +193,13 @@ def due_seconds() -> float:
 
 
 def measure(
-    children: Children, work: Path, n: int, k: int, synced: int, apart: bool
+    children: Children, work: Path, n: int, k: int, synced: int, url: str, ledger_url: str | None
 ) -> dict[str, Any]:
     from rootfi_sync.ledger.db import make_engine
     from rootfi_sync.ledger.tables import ledger
 
     _, base = start_sandbox(children, work, companies=range(1, n + 1))
     api = f"{base}/v3"
-    url = f"sqlite:///{work / f'source-{n}.db'}"
-    ledger_url = f"sqlite:///{work / f'ledger-{n}.db'}" if apart else None
     lucky = seed(url, ledger_url, n, synced, k)
     os.environ.update(
         SOURCE_DATABASE_URL=url,
@@ -232,8 +230,9 @@ def measure(
     return {
         "n": n,
         "new": k,
+        "db": sa.make_url(url).get_backend_name(),
         "synced_before": n * synced,
-        "ledger": "apart" if apart else "beside",
+        "ledger": "apart" if ledger_url else "beside",
         "due_query_s": due_s,
         "ticks": [first, second],
         "new_companies": lucky[:10],
@@ -363,9 +362,9 @@ def due_databases(
 
 def table(results: list[dict[str, Any]]) -> str:
     head = (
-        "| N companies | rows | K new | ledger | tick | requests (by kind) | child runs | wall s "
-        "| due query s | peak RSS MiB | requests / new customer | others' CPU | checks |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| db | N companies | rows | K new | ledger | tick | requests (by kind) | child runs "
+        "| wall s | due query s | peak RSS MiB | requests / new customer | others' CPU | checks |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in results:
@@ -373,7 +372,8 @@ def table(results: list[dict[str, Any]]) -> str:
             kinds = ", ".join(f"{v} {k}" for k, v in sorted(t["requests"].items())) or "none"
             per = f"{t['total_requests'] / r['new']:.2f}" if i == 1 and r["new"] else "-"
             lines.append(
-                f"| {r['n']:,} | {r['synced_before'] + r['new']:,} | {r['new'] if i == 1 else 0} "
+                f"| {r.get('db', 'sqlite')} | {r['n']:,} | {r['synced_before'] + r['new']:,} "
+                f"| {r['new'] if i == 1 else 0} "
                 f"| {r['ledger']} | {i} | {t['total_requests']} ({kinds}) | {t['child_runs']} "
                 f"| {t['wall_s']} | {r['due_query_s']} | {t['peak_rss_mib']} | {per} "
                 f"| {t['others_cpu']:.0%} | {'ok' if r['ok'] else 'FAILED'} |"
@@ -417,8 +417,10 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["PREFECT_HOME"] = str(work / "prefect-client")
             os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
             for n, k in zip(args.n, args.new, strict=True):
-                results.append(measure(children, work, n, k, args.synced, args.ledger_apart))
-                print(table(results[-1:]), flush=True)
+                with due_databases(work, args.db, n, args.ledger_apart) as urls:
+                    for url, ledger_url in urls:
+                        results.append(measure(children, work, n, k, args.synced, url, ledger_url))
+                        print(table(results[-1:]), flush=True)
         finally:
             children.stop_all()
     print(table(results))
