@@ -351,6 +351,7 @@ def tick_on_workers(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
+        FlowRunFilterId,
         FlowRunFilterParentFlowRunId,
     )
 
@@ -370,6 +371,9 @@ def tick_on_workers(
             flow_run_filter=FlowRunFilter(
                 parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])
             )
+        )
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[parent_id]))
         )
     kinds = sandbox_kinds(base) - before
     ended = parent.end_time or (parent.state.timestamp if parent.state else None)
@@ -392,6 +396,23 @@ def tick_on_workers(
         "parent_ran_s": _seconds(parent.start_time, ended),
         "child_started_after_s": starts,  # each child: from its creation to its start
         "child_ran_s": lasted,  # each child: from its start to its end
+        # A timeline from asking for the fan-out run: each child's creation, start and end,
+        # each of the fan-out's task runs' start and end (where its own seconds went).
+        "children_timeline_s": sorted(
+            (
+                [
+                    _seconds(asked, r.created),
+                    _seconds(asked, r.start_time),
+                    _seconds(asked, r.end_time),
+                ]
+                for r in runs
+            ),
+            key=lambda times: times[0] or 0.0,
+        ),
+        "task_runs_timeline_s": sorted(
+            ([_seconds(asked, t.start_time), _seconds(asked, t.end_time), t.name] for t in tasks),
+            key=lambda times: times[0] or 0.0,
+        ),
         "peak_rss_mib": round(rss.peak_kib / 1024, 1),
         "worker_peak_rss_mib": round(max(rss.own_kib.get(p, 0) for p in roots) / 1024, 1),
         "run_peak_rss_mib": round(
