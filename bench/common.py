@@ -36,13 +36,13 @@ class Children:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(
-        self, argv: Sequence[str], *, env: Mapping[str, str], log: Path
+        self, argv: Sequence[str], *, env: Mapping[str, str], log: Path, cwd: Path = ROOT
     ) -> subprocess.Popen[bytes]:
         with open(log, "ab") as out:
             proc = subprocess.Popen(
                 list(argv),
                 env=dict(env),
-                cwd=ROOT,
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -1,6 +1,7 @@
 """A fan-out tick over many companies on one key: what it costs in API requests and runs.
 
     python -m bench.fanout [--n 100 1000 10000] [--new 5 10 50] [--synced 10] [--ledger-apart]
+        [--db sqlite postgres] [--workers 2]
     python -m bench.fanout --due-only --n 10000 --new 50 --synced 100 [--ledger-apart]
         [--db sqlite postgres] [--due-against OLD_DUE.py]
 
@@ -8,39 +9,56 @@ For each N (with the K of the same position in --new): a sandbox in a subprocess
 reaches companies 1..N (no latency, no rate limit), one `prefect server start` for the whole
 invocation, and a SQLite source with a company column holding `--synced` customers per
 company that the ledger already has SYNCED (inserted untimed), plus K new customers, one in
-each of K companies spread over the N. Then, in this process, `sync_all_companies` with
-`deployment=None` (its groups are subflows here), twice:
+each of K companies spread over the N. Then two ticks:
 
 * tick 1: the K new customers are due;
 * tick 2: nothing is due.
 
-Reported per tick: API requests by kind (counted in this process, on every request the
-project's httpx clients send to the sandbox), child runs (distinct flow runs in the fan-out's
-rows), wall seconds, the due query's own seconds (`find_due`, timed apart on the same data),
-peak RSS of this process during the tick (VmHWM, reset before it), requests per new
-customer, and the share of the machine's CPU other people's processes took meanwhile.
-Checks: every new customer stored once, every ledger row SYNCED. Prints a Markdown table and
-writes the records to bench/out/<time>-fanout.json. With --due-only: no sandbox, no Prefect,
-no tick; the due query alone on the seeded data (best of three), e.g. on 1,000,000 rows, on
-SQLite and/or a PostgreSQL server started as the test suite starts it (`tests.postgres`);
-with --due-against, also the `due_work` of another copy of `rootfi_sync/ledger/due.py` (e.g.
-`git show <commit>:rootfi_sync/ledger/due.py > /tmp/due_old.py`), timed on the same data,
-the two runs interleaved.
+By default each tick is `sync_all_companies` with `deployment=None` in this process (its
+groups are subflows here). With `--workers COUNT` it is what a deployment does: once per
+invocation, `rootfi-sync setup`'s work pool and Secret block (the sandbox's key) and `prefect
+deploy` of all-companies and manual-sync from a clone of a snapshot of the working tree (the
+e2e tests' `snapshot_repository`; every run clones it again in its pull step); per N, COUNT
+`prefect worker start --pool rootfi-sync --limit 3` in a folder of their own, with the
+source, the sandbox and no key in their environment (new runs looked for every 2 s, logs at
+WARNING); each tick is a run of all-companies (max_concurrent 4) whose groups are runs of
+manual-sync, all taken by those workers, each in a process of its own.
+
+Reported per tick: API requests by kind (in this process: counted on every request the
+project's httpx clients send to the sandbox; with workers: counted by the sandbox, its
+`GET /_sandbox/state` before and after, by its own kinds), child runs (distinct flow runs in
+the fan-out's rows; with workers, those of its table artifact), wall seconds (with workers:
+from asking for the run to the end time the server gives it), the due query's own seconds
+(`find_due`, timed apart on the same data), peak RSS (of this process during the tick, VmHWM
+reset before it; with workers, the peak of the summed RSS of the workers and every process
+under them, sampled every 0.2 s, and in the JSON each one's own peak), requests per new
+customer, and the share of the machine's CPU other people's processes took meanwhile; with
+workers the JSON also has each child run's seconds from creation to start and from start to
+end. Checks: every new customer stored once, every ledger row SYNCED (with workers: and both
+fan-out runs Completed). Prints a Markdown table (its "where": in-process or COUNT process
+workers) and writes the records to bench/out/<time>-fanout.json. With --due-only: no
+sandbox, no Prefect, no tick; the due query alone on the seeded data (best of three), e.g. on
+1,000,000 rows, on SQLite and/or a PostgreSQL server started as the test suite starts it
+(`tests.postgres`); with --due-against, also the `due_work` of another copy of
+`rootfi_sync/ledger/due.py` (e.g. `git show <commit>:rootfi_sync/ledger/due.py >
+/tmp/due_old.py`), timed on the same data, the two runs interleaved.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,6 +73,7 @@ from bench.common import (
     clean_env,
     start_prefect,
     start_sandbox,
+    wait_until,
     write_record,
 )
 
@@ -182,6 +201,247 @@ def tick(count: RequestCount, api: str, children: Children) -> dict[str, Any]:
     }
 
 
+WORKER_LIMIT = 3  # runs at a time on each worker, as tests/e2e's two workers take them
+POOL, BRANCH = "rootfi-sync", "bench"  # prefect.yaml's pool; the snapshot's branch
+FAN_OUT, FAN_OUT_ARTIFACT = "sync-all-companies/all-companies", "rootfi-sync-all-companies"
+
+
+def prefect_cli() -> str:
+    return str(Path(sys.executable).with_name("prefect"))
+
+
+def deploy(work: Path) -> None:
+    """As docs/running-on-prefect.md has it done: `rootfi-sync setup`'s work pool and Secret
+    block (the sandbox's key; no rate limit), then `prefect deploy` of all-companies and
+    manual-sync from a fresh clone of a snapshot of this working tree (a local git
+    repository, tests.e2e's), which every run's pull step clones again."""
+    from pydantic import SecretStr
+
+    from rootfi_sync.orchestration.prefect_setup import setup_prefect
+    from tests.e2e.prefect_server import run, snapshot_repository
+
+    setup_prefect(work_pool=POOL, api_key=SecretStr(API_KEY), rate_limit_per_minute=0)
+    origin, clone = work / "origin", work / "deployer"
+    origin.mkdir()
+    snapshot_repository(origin, BRANCH)
+    subprocess.run(["git", "clone", "-q", f"file://{origin}", str(clone)], check=True)
+    env = clean_env() | {
+        "PREFECT_API_URL": os.environ["PREFECT_API_URL"],
+        "PREFECT_HOME": os.environ["PREFECT_HOME"],
+        "ROOTFI_SYNC_REPOSITORY": f"file://{origin}",
+        "ROOTFI_SYNC_BRANCH": BRANCH,
+    }
+    argv = [prefect_cli(), "--no-prompt", "deploy", "--name", "all-companies"]
+    done = run([*argv, "--name", "manual-sync"], env, cwd=clone, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"prefect deploy failed:\n{done.stdout}\n{done.stderr}")
+
+
+def start_workers(
+    children: Children, work: Path, count: int, env: dict[str, str], tag: str
+) -> list[subprocess.Popen[bytes]]:
+    """`count` `prefect worker start --pool rootfi-sync --limit 3` in a folder of their own
+    (neither this repository nor the deployer's clone), once the pool lists them all."""
+    from prefect.client.orchestration import get_client
+
+    home = work / "workers"
+    home.mkdir(exist_ok=True)
+    names = [f"{tag}-w{i}" for i in range(1, count + 1)]
+    argv = [prefect_cli(), "worker", "start", "--pool", POOL, "--limit", str(WORKER_LIMIT)]
+    procs = [
+        children.start([*argv, "--name", name], env=env, log=home / f"{name}.log", cwd=home)
+        for name in names
+    ]
+
+    def online() -> bool:
+        for proc, name in zip(procs, names, strict=True):
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker {name} exited; see {home / name}.log")
+        with get_client(sync_client=True) as client:
+            listed = {w.name for w in client.read_workers_for_work_pool(POOL)}
+        return set(names) <= listed
+
+    wait_until(online, 180, "workers")
+    return procs
+
+
+def worker_env(api: str, url: str, ledger_url: str | None, work: Path) -> dict[str, str]:
+    """A worker's settings: the Prefect API, the source, RootFi, but no key (the Secret block
+    has it); new runs looked for every 2 s (10 by default), as tests/e2e's workers do; logs at
+    WARNING, as the in-process tick's."""
+    env = clean_env() | {
+        "PREFECT_API_URL": os.environ["PREFECT_API_URL"],
+        "PREFECT_HOME": str(work / "prefect-workers"),
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "SOURCE_DATABASE_URL": url,
+        "SOURCE_COMPANY_COLUMN": TENANT,
+        "ROOTFI_BASE_URL": api,
+        "ROOTFI_RATE_LIMIT_PER_MINUTE": "0",
+    }
+    return env | ({"LEDGER_DATABASE_URL": ledger_url} if ledger_url else {})
+
+
+class TreeRss:
+    """The peak of the summed RSS of some processes and all their descendants (the workers
+    and their runs' processes), sampled every 0.2 s, and each process's own peak (VmHWM)."""
+
+    def __init__(self, roots: list[int]) -> None:
+        self.roots = roots
+        self.peak_kib = 0
+        self.own_kib: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeRss:
+        for pid in self.roots:  # their peaks from here on (Linux: clear_refs 5)
+            with suppress(OSError):
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.sample()
+
+    def sample(self) -> None:
+        kids: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with suppress(OSError, ValueError, IndexError):
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(stat.parent.name))
+        tree, todo = set(self.roots), list(self.roots)
+        while todo:
+            found = kids.get(todo.pop(), [])
+            tree.update(found)
+            todo.extend(found)
+        total = 0
+        for pid in tree:
+            with suppress(OSError):
+                status = Path(f"/proc/{pid}/status").read_text()
+                rss, hwm = (re.search(rf"{f}:\s+(\d+)", status) for f in ("VmRSS", "VmHWM"))
+                total += int(rss.group(1)) if rss else 0
+                if hwm:
+                    self.own_kib[pid] = max(self.own_kib.get(pid, 0), int(hwm.group(1)))
+        self.peak_kib = max(self.peak_kib, total)
+
+
+def sandbox_kinds(base: str) -> Counter[str]:
+    """The sandbox's requests under /v3 so far, by its kind (create, companies...)."""
+    state = httpx.get(f"{base}/_sandbox/state", timeout=30).json()
+    return Counter(state["requests"]["by_kind"])
+
+
+def _seconds(since: datetime | None, until: datetime | None) -> float | None:
+    return round((until - since).total_seconds(), 2) if since and until else None
+
+
+def tick_on_workers(
+    base: str, workers: list[subprocess.Popen[bytes]], children: Children
+) -> dict[str, Any]:
+    """One fan-out tick as a run of the all-companies deployment (max_concurrent 4) on the
+    workers: its requests (counted at the sandbox), child runs, wall seconds from asking for
+    the run to its end state, the peak summed RSS of the workers and their runs' processes,
+    and the share of the machine's CPU other people's processes took meanwhile."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterParentFlowRunId,
+    )
+
+    from tests.e2e.prefect_server import start
+
+    before = sandbox_kinds(base)
+    others = OthersCpu(children, lambda: {w.pid for w in workers})
+    with TreeRss([w.pid for w in workers]) as rss, get_client(sync_client=True) as client:
+        asked = datetime.now(UTC)
+        parent_id = start(FAN_OUT, max_concurrent=4)
+        deadline = time.monotonic() + 900
+        while not (parent := client.read_flow_run(parent_id)).state or not parent.state.is_final():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the fan-out run {parent_id} not final after 900 s")
+            time.sleep(1.0)  # the wall is the server's end time: no need to ask it more often
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])
+            )
+        )
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[parent_id]))
+        )
+    kinds = sandbox_kinds(base) - before
+    ended = parent.end_time or (parent.state.timestamp if parent.state else None)
+    wall = _seconds(asked, ended) or 0.0
+    rows = [r | {"synced": r.get("synced", 0)} for r in _artifact_rows(parent_id)]
+    starts = sorted(s for r in runs if (s := _seconds(r.created, r.start_time)) is not None)
+    lasted = sorted(s for r in runs if (s := _seconds(r.start_time, r.end_time)) is not None)
+    roots = {w.pid for w in workers}
+    return {
+        "state": parent.state.type.value if parent.state else "UNKNOWN",
+        "requests": dict(kinds),
+        "total_requests": sum(kinds.values()),
+        "companies_run": len(rows),
+        "child_runs": len({r["flow_run_id"] for r in rows if r.get("flow_run_id")}),
+        "child_runs_on_server": len(runs),
+        "child_states": dict(Counter(r.state.type.value for r in runs if r.state)),
+        "synced": sum(r["synced"] for r in rows),
+        "wall_s": round(wall, 2),
+        "parent_started_after_s": _seconds(asked, parent.start_time),
+        "parent_ran_s": _seconds(parent.start_time, ended),
+        "child_started_after_s": starts,  # each child: from its creation to its start
+        "child_ran_s": lasted,  # each child: from its start to its end
+        # A timeline from asking for the fan-out run: each child's creation, start and end,
+        # each of the fan-out's task runs' start and end (where its own seconds went).
+        "children_timeline_s": sorted(
+            (
+                [
+                    _seconds(asked, r.created),
+                    _seconds(asked, r.start_time),
+                    _seconds(asked, r.end_time),
+                ]
+                for r in runs
+            ),
+            key=lambda times: times[0] or 0.0,
+        ),
+        "task_runs_timeline_s": sorted(
+            ([_seconds(asked, t.start_time), _seconds(asked, t.end_time), t.name] for t in tasks),
+            key=lambda times: times[0] or 0.0,
+        ),
+        "peak_rss_mib": round(rss.peak_kib / 1024, 1),
+        "worker_peak_rss_mib": round(max(rss.own_kib.get(p, 0) for p in roots) / 1024, 1),
+        "run_peak_rss_mib": round(
+            max((v for p, v in rss.own_kib.items() if p not in roots), default=0) / 1024, 1
+        ),
+        "others_cpu": round(others.share(), 2),
+    }
+
+
+def _artifact_rows(flow_run_id: Any) -> list[dict[str, Any]]:
+    """The rows of the fan-out run's table artifact (each company's end)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[FAN_OUT_ARTIFACT])),
+        )
+    data = found[0].data if found else []
+    rows = json.loads(data) if isinstance(data, str) else data
+    return list(rows) if isinstance(rows, list) else []
+
+
 def due_seconds() -> float:
     """The due query alone, as the fan-out runs it (its task's function)."""
     from rootfi_sync.settings import load_settings
@@ -193,8 +453,17 @@ def due_seconds() -> float:
 
 
 def measure(
-    children: Children, work: Path, n: int, k: int, synced: int, url: str, ledger_url: str | None
+    children: Children,
+    work: Path,
+    n: int,
+    k: int,
+    synced: int,
+    url: str,
+    ledger_url: str | None,
+    workers: int = 0,
 ) -> dict[str, Any]:
+    """Seed, then two ticks: in this process, or with `workers` as runs of the deployments on
+    that many process workers (started for this sandbox, stopped after)."""
     from rootfi_sync.ledger.db import make_engine
     from rootfi_sync.ledger.tables import ledger
 
@@ -213,8 +482,18 @@ def measure(
     else:
         os.environ.pop("LEDGER_DATABASE_URL", None)
     due_s = due_seconds()
-    count = RequestCount()
-    first, second = tick(count, api, children), tick(count, api, children)
+    if workers:
+        env = worker_env(api, url, ledger_url, work)
+        fleet = start_workers(children, work, workers, env, f"n{n}-{time.monotonic_ns()}")
+        try:
+            first = tick_on_workers(base, fleet, children)
+            second = tick_on_workers(base, fleet, children)
+        finally:
+            for worker in fleet:
+                children.stop(worker)
+    else:
+        count = RequestCount()
+        first, second = tick(count, api, children), tick(count, api, children)
     stored = httpx.get(api.removesuffix("/v3") + "/_sandbox/customers", timeout=30).json()["data"]
     engine = make_engine(ledger_url or url)
     with engine.connect() as conn:
@@ -226,10 +505,12 @@ def measure(
         len(stored) == k
         and max(emails.values(), default=1) == 1
         and states == {"SYNCED": n * synced + k}
+        and (not workers or all(t["state"] == "COMPLETED" for t in (first, second)))
     )
     return {
         "n": n,
         "new": k,
+        "where": f"{workers} process workers" if workers else "in-process",
         "db": sa.make_url(url).get_backend_name(),
         "synced_before": n * synced,
         "ledger": "apart" if ledger_url else "beside",
@@ -362,9 +643,10 @@ def due_databases(
 
 def table(results: list[dict[str, Any]]) -> str:
     head = (
-        "| db | N companies | rows | K new | ledger | tick | requests (by kind) | child runs "
-        "| wall s | due query s | peak RSS MiB | requests / new customer | others' CPU | checks |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| where | db | N companies | rows | K new | ledger | tick | requests (by kind) "
+        "| child runs | wall s | due query s | peak RSS MiB | requests / new customer "
+        "| others' CPU | checks |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in results:
@@ -372,7 +654,8 @@ def table(results: list[dict[str, Any]]) -> str:
             kinds = ", ".join(f"{v} {k}" for k, v in sorted(t["requests"].items())) or "none"
             per = f"{t['total_requests'] / r['new']:.2f}" if i == 1 and r["new"] else "-"
             lines.append(
-                f"| {r.get('db', 'sqlite')} | {r['n']:,} | {r['synced_before'] + r['new']:,} "
+                f"| {r.get('where', 'in-process')} | {r.get('db', 'sqlite')} | {r['n']:,} "
+                f"| {r['synced_before'] + r['new']:,} "
                 f"| {r['new'] if i == 1 else 0} "
                 f"| {r['ledger']} | {i} | {t['total_requests']} ({kinds}) | {t['child_runs']} "
                 f"| {t['wall_s']} | {r['due_query_s']} | {t['peak_rss_mib']} | {per} "
@@ -390,6 +673,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--due-only", action="store_true", help="time the due query alone")
     parser.add_argument("--db", nargs="+", choices=["sqlite", "postgres"], default=["sqlite"])
     parser.add_argument("--due-against", help="another rootfi_sync/ledger/due.py to time too")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="COUNT",
+        help="the ticks as runs of the deployments on COUNT process workers (0: in this process)",
+    )
     args = parser.parse_args(argv)
     if len(args.new) != len(args.n):
         parser.error("--new needs one K per N")
@@ -416,10 +706,16 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["PREFECT_API_URL"] = start_prefect(children, work)
             os.environ["PREFECT_HOME"] = str(work / "prefect-client")
             os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+            if args.workers:
+                deploy(work)
             for n, k in zip(args.n, args.new, strict=True):
                 with due_databases(work, args.db, n, args.ledger_apart) as urls:
                     for url, ledger_url in urls:
-                        results.append(measure(children, work, n, k, args.synced, url, ledger_url))
+                        results.append(
+                            measure(
+                                children, work, n, k, args.synced, url, ledger_url, args.workers
+                            )
+                        )
                         print(table(results[-1:]), flush=True)
         finally:
             children.stop_all()
