@@ -219,12 +219,15 @@ class LedgerReader:
         """Whether the company has a ledger row a run may take now that is still waiting
         (claimed, sending, in doubt or to retry): without one `orphans` has nothing to find.
         One indexed EXISTS, for a run to skip the orphans pass."""
-        c = ledger.c
-        waiting = sa.select(c.customer_id).where(
-            c.company_id == self.company_id, c.status.in_(WAITING), eligible(now)
-        )
+        waiting = sa.select(ledger.c.customer_id).where(*self._waiting(now))
         with self.engine.connect() as book:
             return bool(book.execute(sa.select(waiting.exists())).scalar())
+
+    def _waiting(self, now: datetime) -> tuple[sa.ColumnElement[bool], ...]:
+        """The company's ledger rows still waiting that a run may take now (through its
+        (company, status) index): what `orphans` pages through."""
+        c = ledger.c
+        return (c.company_id == self.company_id, c.status.in_(WAITING), eligible(now))
 
     def orphans(self, now: datetime, *, after: str | None = None, limit: int = 100) -> Page:
         """Return the next page (in customer id order after `after`) of the customers a run may
@@ -240,7 +243,7 @@ class LedgerReader:
             sa.select(
                 c.customer_id, c.status, c.attempts, c.attempted_at, c.doubt_since, c.source_hash
             )
-            .where(c.company_id == self.company_id, c.status.in_(WAITING), eligible(now))
+            .where(*self._waiting(now))
             .order_by(c.customer_id)
             .limit(limit)
         )
