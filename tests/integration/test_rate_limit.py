@@ -23,6 +23,7 @@ from tests.integration.helpers import (
     counts_of,
     seed_source,
     start_flow_process,
+    wait_for_claim_owners,
 )
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -50,7 +51,14 @@ def test_two_runs_together_stay_within_one_budget_and_are_never_throttled(
     )
     setup_prefect(work_pool="rootfi-sync-test", api_key=None, rate_limit_per_minute=BUDGET)
 
+    # A flow process can take many seconds to start on a busy machine, and the first one alone
+    # sends 400 customers in 20 s: slow RootFi down until both runs have claimed customers.
+    limited_sandbox.admin.set_faults(latency_seconds=1.0)
     runs = [start_flow_process({}, tmp_path) for _ in range(2)]
+    try:
+        wait_for_claim_owners(sqlite_url, owners=2, runs=runs)
+    finally:
+        limited_sandbox.admin.set_faults(latency_seconds=0.0)
     results = [run.communicate(timeout=300) for run in runs]
 
     assert [run.returncode for run in runs] == [0, 0], [e.decode()[-3000:] for _, e in results]
