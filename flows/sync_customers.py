@@ -9,7 +9,7 @@ from functools import partial
 from typing import Annotated, Any, Literal, TypeVar, cast
 from uuid import UUID
 
-from prefect import State, flow, get_run_logger, runtime
+from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import (
     create_progress_artifact,
     create_table_artifact,
@@ -31,7 +31,7 @@ from rootfi_sync.run.fanout import GROUP_ARTIFACT_KEY, group_row, raise_if_faile
 from rootfi_sync.run.report import RunSummary
 from rootfi_sync.run.window import BatchWindow
 from rootfi_sync.settings import Settings, load_settings
-from tasks.extract import claim_batch, count_pending
+from tasks.extract import Claimed, claim_batch, count_pending
 from tasks.load import SendRequest, check_access, send_batch
 from tasks.orphans import settle_orphans
 from tasks.report import publish_report
@@ -201,13 +201,8 @@ def _sync_batches(
                 if limit is not None:
                     size = min(size, limit - summary.picked)
                 with summary.timed("extract"):
-                    claim = claim_batch(
-                        summary.batches + 1,
-                        after=after,
-                        limit=size,
-                        only=only,
-                        lease=not dry_run,
-                        return_state=True,
+                    claim = claim_batch.submit(
+                        summary.batches + 1, after=after, limit=size, only=only, lease=not dry_run
                     )
                     claimed = claim.result()
                 if claimed.last_id is None:  # no row left (a page of parked rows still counts)
@@ -294,7 +289,7 @@ def _settle_orphans(settings: Settings, summary: RunSummary) -> None:
 def _start_batch(
     settings: Settings,
     summary: RunSummary,
-    claim: State[Any],
+    claim: PrefectFuture[Claimed],
     claimed: list[Candidate],
     *,
     dry_run: bool,
@@ -304,12 +299,17 @@ def _start_batch(
 
     Each task waits for the one before (`wait_for`), so the UI draws claim → build →
     intent → send → record; the rows and payloads themselves are handed over as they are.
+    Each waits on the task before's future, not its state: Prefect walks a state's result
+    (a hundred rows) to find dependencies, twice a task, which took two fifths of the flow's
+    thread in single mode (bench/RESULTS.md).
     """
     if not claimed:
         return None
     batch_no = summary.batches
     with summary.timed("transform"):
-        built = build_batch(as_is(claimed), batch_no=batch_no, wait_for=[claim], return_state=True)
+        built = build_batch.submit(
+            as_is(claimed), batch_no=batch_no, wait_for=[claim], return_state=False
+        )
         transformed = built.result()
     rejects = [
         Outcome(str(cid), Status.FAILED, error=f"invalid row: {r.message}")
@@ -328,7 +328,9 @@ def _start_batch(
         return None
     attempts = {c.customer_id: c.attempts + 1 for c in claimed}
     with summary.timed("write_back"):
-        intent = record_intent(as_is(items), batch_no=batch_no, wait_for=[built], return_state=True)
+        intent = record_intent.submit(
+            as_is(items), batch_no=batch_no, wait_for=[built], return_state=False
+        )
         sendable = intent.result()
     summary.lease_lost += len(items) - len(sendable)
     send = None
@@ -388,7 +390,7 @@ def _submit(
     items: list[Item],
     batch_no: int,
     refresh: bool,
-    intent: State[Any],
+    intent: PrefectFuture[list[Item]],
 ) -> PrefectFuture[list[Outcome]]:
     """Start the batch's send task (with its retries; `refresh`: never answered from the send
     cache) and return its future."""
