@@ -340,11 +340,11 @@ def _start_batch(
         known = any(c.status is not None for c in claimed)
         send = _submit(settings, summary.company_id, sendable, batch_no, known, intent)
     recorded = record_outcomes.submit(
-        allow_failure(send) if send is not None else None,
+        as_is(send),
         batch=as_is(ToRecord(batch_no, sendable, rejects, attempts)),
         max_attempts=settings.rootfi_max_attempts,
         requeue_seconds=settings.rootfi_requeue_delay_seconds,
-        wait_for=[intent],
+        wait_for=[intent] if send is None else [intent, allow_failure(send)],
         return_state=False,
     )
     return recorded, Batch(batch_no, attempts)

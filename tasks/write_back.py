@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 
 from rootfi_sync import run
 from rootfi_sync.ledger import Outcome
@@ -53,7 +54,7 @@ class Recorded:
     name="record-outcomes", cache_policy=NO_CACHE, task_run_name="record-outcomes-{batch.batch_no}"
 )
 def record_outcomes(
-    sent: list[Outcome] | BaseException | None,
+    send: PrefectFuture[list[Outcome]] | None,
     *,
     batch: ToRecord,
     max_attempts: int,
@@ -61,10 +62,14 @@ def record_outcomes(
 ) -> Recorded:
     """Write the batch's outcomes where this run still holds the lease; return what was written.
 
-    `sent` is what the send task ended with (its outcomes, or what it raised once its retries
-    ran out: handed in through `allow_failure`), or None when nothing was sent.
+    `send` is the send task's future, or None when nothing was sent. What it ended with (its
+    outcomes, or what it raised once its retries ran out) is read here: the caller hands the
+    future in quoted and waits for it through `allow_failure`, since Prefect would otherwise
+    walk the hundred outcomes it resolves a parameter to (a quarter of single mode's task
+    threads, bench/RESULTS.md).
     """
     started = time.perf_counter()
+    sent = None if send is None else send.result(raise_on_failure=False)
     outcomes, stop = outcomes_of_send(batch.items, sent)
     parts = run.current()
     written = parts.ledger.record_outcomes(
