@@ -10,6 +10,7 @@ import pytest
 from rootfi_sandbox import SandboxServer
 
 from tests.factories import sandbox_for
+from tests.servers import free_port
 
 API_KEY = "sk-integration-secret-key"
 COMPANY = 1089
@@ -17,11 +18,13 @@ COMPANY = 1089
 
 def _quiet_server() -> dict[Any, bool]:
     """What the test server need not do: store events, evaluate automations, stream events
-    out, and take every run's log lines (one test turns them back on: `logs_to_api`). Task
-    runs are still recorded. Measured on tests/integration/test_sync_flow.py and
-    test_ledger_time.py (SQLite, one process): 76.5 s of CPU against 80.5 s for the first
-    three, 71.7 s with the logs too; the server was the larger part of it. The e2e tests'
-    own server (tests/e2e) keeps everything on: alerts fire there."""
+    out, take every run's log lines (one test turns them back on: `logs_to_api`), and record
+    task runs (the tests that read them run against `task_runs_recorded`'s server). Measured
+    on tests/integration/test_sync_flow.py and test_ledger_time.py (SQLite, one process): 76.5 s
+    of CPU against 80.5 s for the first three, 71.7 s with the logs too; on test_ledger_time,
+    test_exactly_once and test_dirty_rows, 117.8 s against 150.8 s without the task runs.
+    The server was the larger part of it. The e2e tests' own server (tests/e2e) keeps
+    everything on: alerts fire there."""
     from prefect import settings
 
     return {
@@ -29,6 +32,7 @@ def _quiet_server() -> dict[Any, bool]:
         settings.PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED: False,
         settings.PREFECT_API_EVENTS_STREAM_OUT_ENABLED: False,
         settings.PREFECT_LOGGING_TO_API_ENABLED: False,
+        settings.PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED: False,
     }
 
 
@@ -57,6 +61,52 @@ def prefect_server() -> Iterator[None]:
         prefect_test_harness(server_startup_timeout=180),
     ):
         yield
+
+
+@pytest.fixture(scope="session")
+def _task_run_server(
+    prefect_server: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A second Prefect test server, which records task runs, started by the first test of
+    the session (of the xdist worker) that reads them; its API URL."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import (
+        PREFECT_SERVER_DATABASE_CONNECTION_URL,
+        PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED,
+        temporary_settings,
+    )
+
+    database = tmp_path_factory.mktemp("task-run-server") / "prefect.db"
+    server = SubprocessASGIServer(port=free_port())
+    with temporary_settings(
+        updates={
+            PREFECT_SERVER_DATABASE_CONNECTION_URL: f"sqlite+aiosqlite:///{database}",
+            PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED: True,
+        }
+    ):
+        server.start(timeout=180)
+    try:
+        yield server.api_url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def task_runs_recorded(_task_run_server: str) -> Iterator[None]:
+    """The test's flows run against a Prefect server that records their task runs (the
+    session's does not: `_quiet_server`). Task runs reach a server as events, so the events
+    go there too."""
+    from prefect.events.clients import PrefectEventsClient
+    from prefect.events.worker import EventsWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: _task_run_server}):
+        EventsWorker.set_client_override(PrefectEventsClient, api_url=_task_run_server)
+        try:
+            yield
+        finally:
+            EventsWorker.drain_all()
+            EventsWorker.set_client_override(None)
 
 
 @pytest.fixture

@@ -262,6 +262,7 @@ def progress_bars(flow_run_id: Any) -> list[Any]:
     return [a for a in artifacts if a.type == "progress"]
 
 
+@pytest.mark.usefixtures("task_runs_recorded")
 def test_a_run_of_one_page_runs_its_batch_s_steps_and_its_report_and_nothing_more(
     sqlite_url: str, sandbox: SandboxServer, configure: Any
 ) -> None:
@@ -281,6 +282,7 @@ def test_a_run_of_one_page_runs_its_batch_s_steps_and_its_report_and_nothing_mor
     assert progress_bars(flow_run_id) == []
 
 
+@pytest.mark.usefixtures("task_runs_recorded")
 def test_the_ui_draws_each_batch_as_claim_build_intent_send_record(
     sqlite_url: str, sandbox: SandboxServer, configure: Any
 ) -> None:
