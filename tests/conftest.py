@@ -60,9 +60,16 @@ FIRST = (
     "tests/integration/test_proof_of_creation.py::test_a_sync_that_answers_404",
     "tests/integration/test_source_keys.py::test_syncs_every_customer_once_whatever",
 )
-# e2e modules that do not use the e2e package's Prefect server (`server`, `deployed`): under
-# xdist they need not wait for the worker that runs the others.
-E2E_WITHOUT_SERVER = frozenset({"tests/e2e/test_demo.py", "tests/e2e/test_packaging.py"})
+# Modules that go whole to one xdist worker of their own choosing: the e2e modules that do not
+# use the e2e package's Prefect server (`server`, `deployed`: they need not wait for the worker
+# that runs the others), and test_task_runs (its task-recording Prefect server starts once).
+WHOLE = frozenset(
+    {
+        "tests/e2e/test_demo.py",
+        "tests/e2e/test_packaging.py",
+        "tests/integration/test_task_runs.py",
+    }
+)
 
 
 def tier_of(item: pytest.Item) -> str | None:
@@ -87,7 +94,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     e2e tier goes whole to one worker, so its package's real Prefect server starts once (the
     e2e modules that do not use it each go whole to any worker: one built wheel), and each
     sandbox module goes whole to one worker (its module-scoped sandbox, and the SDK's one
-    conformance run, happen once).
+    conformance run, happen once), as does test_task_runs (its task-recording server).
     Scopes of one test go in collection order, so the longest (FIRST) start first.
     (`--dist loadgroup` with xdist_group marks would say the same, but pytest 9.2 ignores
     the node ids xdist rewrites for it: pytest-xdist issue 1386.)"""
@@ -98,8 +105,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     class E2EOnOneWorker(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::")[0]
-            if module in E2E_WITHOUT_SERVER or nodeid.startswith("tests/sandbox/"):
-                return module  # one worker per module: its module-scoped sandbox starts once
+            if module in WHOLE or nodeid.startswith("tests/sandbox/"):
+                return module  # one worker per module: its own server or sandbox starts once
             return "tests/e2e" if nodeid.startswith("tests/e2e/") else nodeid
 
     return E2EOnOneWorker(config, log)
