@@ -1,23 +1,30 @@
-"""What the suite's throwaway database servers share (tests/postgres.py, tests/mariadb.py).
+"""What the suite's throwaway servers share (tests/postgres.py, tests/mariadb.py, Prefect's).
 
 Where a server's files go, a free port, the tail of its log, and the per-test database
 janitor: `throwaway_database` creates a database, yields its URL and then terminates the
-connections still using it and drops it, the same way on PostgreSQL and on MariaDB. The
+connections still using it and drops it, the same way on PostgreSQL and on MariaDB; and
+`migrated_prefect_database`, which Prefect's test servers start on. The
 benchmarks (bench/) use the same janitor and `tests.postgres.PostgresServer`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import socket
+import sqlite3
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
@@ -45,6 +52,32 @@ def scratch_parent(override: str) -> str:
         if os.access(shm, os.W_OK | os.X_OK) and st.f_bavail * st.f_frsize >= MIN_TMPFS_FREE:
             return shm
     return tempfile.gettempdir()
+
+
+def migrated_prefect_database(tmp_path_factory: pytest.TempPathFactory, target: Path) -> None:
+    """Make `target` a Prefect database already migrated, for a Prefect server to start on.
+
+    A Prefect server migrates an empty database as it starts: 10 s of its 20 s of CPU, and
+    `make test` starts five. The first xdist worker to ask migrates one for the session
+    (`prefect server database upgrade`, under a lock); each server's is a copy of it.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    template = shared / "prefect-migrated.db"
+    with (shared / "prefect-migrated.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not template.exists():
+            making = shared / "prefect-migrating.db"
+            url = f"sqlite+aiosqlite:///{making}"
+            subprocess.run(
+                [sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
+                env=os.environ | {"PREFECT_SERVER_DATABASE_CONNECTION_URL": url},
+                check=True,
+                capture_output=True,
+            )
+            making.rename(template)
+    with closing(sqlite3.connect(template)) as source, closing(sqlite3.connect(target)) as copy:
+        source.backup(copy)
 
 
 def free_port() -> int:

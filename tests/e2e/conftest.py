@@ -28,6 +28,7 @@ from tests.e2e.prefect_server import (
     snapshot_repository,
 )
 from tests.factories import sandbox_for
+from tests.servers import migrated_prefect_database
 
 
 @pytest.fixture(scope="package")
@@ -35,6 +36,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """A real `prefect server start` (SQLite, own PREFECT_HOME) for the e2e tests."""
     home = tmp_path_factory.mktemp("prefect-server") / "home"
     home.mkdir()
+    migrated_prefect_database(tmp_path_factory, home / "prefect.db")  # its default database
     with prefect_server(home) as started, temporary_settings({PREFECT_API_URL: started.api_url}):
         yield started
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from rootfi_sandbox import SandboxServer
 
 from tests.factories import sandbox_for
-from tests.servers import free_port
+from tests.servers import free_port, migrated_prefect_database
 
 API_KEY = "sk-integration-secret-key"
 COMPANY = 1089
@@ -45,20 +46,36 @@ def logs_to_api() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def _test_server(database: Path, settings: dict[Any, Any]) -> Iterator[str]:
+    """Run Prefect's API (as its test harness does: a uvicorn subprocess) on `database`, with
+    these settings; yield its URL. It takes a minute or more to start on 2 cores with every
+    xdist worker (and maybe other people's) starting one at once: a patient timeout."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
+
+    server = SubprocessASGIServer(port=free_port())
+    url = f"sqlite+aiosqlite:///{database}"
+    with temporary_settings(updates=settings | {PREFECT_SERVER_DATABASE_CONNECTION_URL: url}):
+        server.start(timeout=180)
+    try:
+        yield server.api_url
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
-def prefect_server() -> Iterator[None]:
-    """One Prefect test server (SQLite-backed) for the whole session (for each xdist worker).
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One Prefect test server (SQLite-backed) for the whole session (for each xdist worker),
+    its services that no integration test reads off (`_quiet_server`)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    It takes ~10 s of CPU to start; on 2 cores with every xdist worker (and maybe other
-    people's) starting one at once that can be a minute or more, hence the patient timeout.
-    Its services that no integration test reads are off (`_quiet_server`).
-    """
-    from prefect.settings import temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
+    database = tmp_path_factory.mktemp("prefect-server") / "prefect.db"
+    migrated_prefect_database(tmp_path_factory, database)
     with (
         temporary_settings(updates=_quiet_server()),
-        prefect_test_harness(server_startup_timeout=180),
+        _test_server(database, {}) as api_url,
+        temporary_settings(updates={PREFECT_API_URL: api_url}),
     ):
         yield
 
@@ -69,26 +86,13 @@ def _task_run_server(
 ) -> Iterator[str]:
     """A second Prefect test server, which records task runs, started by the first test of
     the session (of the xdist worker) that reads them; its API URL."""
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import (
-        PREFECT_SERVER_DATABASE_CONNECTION_URL,
-        PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED,
-        temporary_settings,
-    )
+    from prefect.settings import PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED
 
     database = tmp_path_factory.mktemp("task-run-server") / "prefect.db"
-    server = SubprocessASGIServer(port=free_port())
-    with temporary_settings(
-        updates={
-            PREFECT_SERVER_DATABASE_CONNECTION_URL: f"sqlite+aiosqlite:///{database}",
-            PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED: True,
-        }
-    ):
-        server.start(timeout=180)
-    try:
-        yield server.api_url
-    finally:
-        server.stop()
+    migrated_prefect_database(tmp_path_factory, database)
+    recording = {PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED: True}
+    with _test_server(database, recording) as api_url:
+        yield api_url
 
 
 @pytest.fixture
