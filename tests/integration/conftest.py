@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,71 +45,52 @@ def logs_to_api() -> Iterator[None]:
         yield
 
 
-@contextmanager
-def _test_server(database: Path, settings: dict[Any, Any]) -> Iterator[str]:
-    """Run Prefect's API (as its test harness does: a uvicorn subprocess) on `database`, with
-    these settings; yield its URL. It takes a minute or more to start on 2 cores with every
-    xdist worker (and maybe other people's) starting one at once: a patient timeout."""
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One Prefect test server (Prefect's test harness, SQLite-backed) for the whole session
+    (for each xdist worker), its services that no integration test reads off (`_quiet_server`),
+    on a database migrated once for the session (`migrated_prefect_database`: the harness makes
+    its database in a fresh `mkdtemp()`, which is handed this one's folder)."""
+    from prefect.settings import temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
 
-    server = SubprocessASGIServer(port=free_port())
-    url = f"sqlite+aiosqlite:///{database}"
-    with temporary_settings(updates=settings | {PREFECT_SERVER_DATABASE_CONNECTION_URL: url}):
+    folder = tmp_path_factory.mktemp("prefect-server")
+    migrated_prefect_database(tmp_path_factory, folder / "prefect-test.db")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("prefect.testing.utilities.mkdtemp", lambda: str(folder))
+        with (
+            temporary_settings(updates=_quiet_server()),
+            prefect_test_harness(server_startup_timeout=180),
+        ):
+            yield
+
+
+@pytest.fixture(scope="session")
+def task_run_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second Prefect test server, which records task runs (the session's does not:
+    `_quiet_server`), for the tests that read them; its API URL. Flows reach it from a process
+    of their own (`start_flow_process`): switching this process's Prefect settings to it and
+    back would leave Prefect's background threads on whichever they started with."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import (
+        PREFECT_SERVER_DATABASE_CONNECTION_URL,
+        PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED,
+        temporary_settings,
+    )
+
+    database = tmp_path_factory.mktemp("task-run-server") / "prefect.db"
+    migrated_prefect_database(tmp_path_factory, database)
+    server = SubprocessASGIServer(port=free_port())  # as Prefect's test harness starts one
+    recording = {
+        PREFECT_SERVER_DATABASE_CONNECTION_URL: f"sqlite+aiosqlite:///{database}",
+        PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED: True,
+    }
+    with temporary_settings(updates=recording):
         server.start(timeout=180)
     try:
         yield server.api_url
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """One Prefect test server (SQLite-backed) for the whole session (for each xdist worker),
-    its services that no integration test reads off (`_quiet_server`)."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    database = tmp_path_factory.mktemp("prefect-server") / "prefect.db"
-    migrated_prefect_database(tmp_path_factory, database)
-    with (
-        temporary_settings(updates=_quiet_server()),
-        _test_server(database, {}) as api_url,
-        temporary_settings(updates={PREFECT_API_URL: api_url}),
-    ):
-        yield
-
-
-@pytest.fixture(scope="session")
-def _task_run_server(
-    prefect_server: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """A second Prefect test server, which records task runs, started by the first test of
-    the session (of the xdist worker) that reads them; its API URL."""
-    from prefect.settings import PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED
-
-    database = tmp_path_factory.mktemp("task-run-server") / "prefect.db"
-    migrated_prefect_database(tmp_path_factory, database)
-    recording = {PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED: True}
-    with _test_server(database, recording) as api_url:
-        yield api_url
-
-
-@pytest.fixture
-def task_runs_recorded(_task_run_server: str) -> Iterator[None]:
-    """The test's flows run against a Prefect server that records their task runs (the
-    session's does not: `_quiet_server`). Task runs reach a server as events, so the events
-    go there too."""
-    from prefect.events.clients import PrefectEventsClient
-    from prefect.events.worker import EventsWorker
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: _task_run_server}):
-        EventsWorker.set_client_override(PrefectEventsClient, api_url=_task_run_server)
-        try:
-            yield
-        finally:
-            EventsWorker.drain_all()
-            EventsWorker.set_client_override(None)
 
 
 @pytest.fixture

@@ -162,23 +162,26 @@ REPORT_COUNTS = (
 )
 
 
-def start_flow_process(env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    """Run the flow in a new process against the current Prefect API.
+def start_flow_process(
+    env: dict[str, str], cwd: Path, code: str = REPORT_COUNTS
+) -> subprocess.Popen[bytes]:
+    """Run the flow in a new process against the current Prefect API (or `env`'s
+    PREFECT_API_URL).
 
-    It prints the run's counts as JSON on the last line of stdout (see `counts_of`). It runs
-    in `cwd` (not the repository, whose `.env` must not leak in) with the repository on
-    PYTHONPATH.
+    It prints the run's counts as JSON on the last line of stdout (see `counts_of`), or what
+    `code` prints. It runs in `cwd` (not the repository, whose `.env` must not leak in) with the
+    repository on PYTHONPATH.
     """
     from prefect.settings import PREFECT_API_URL
 
     full = {
         **os.environ,
-        **env,
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        **env,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     return subprocess.Popen(
-        [sys.executable, "-c", REPORT_COUNTS],
+        [sys.executable, "-c", code],
         cwd=cwd,
         env=full,
         stdout=subprocess.PIPE,

@@ -1,36 +1,47 @@
 """What the Prefect UI shows of a run: its task runs, the edges between them, its progress
-bar. These tests read task runs, which the session's test server does not record
-(`_quiet_server`): they run against `task_runs_recorded`'s server, all on one xdist worker
-(tests/conftest.py), so that server starts once."""
+bar. The session's test server records no task runs (`_quiet_server`): these flows run in a
+process of their own against `task_run_server`, which does. The module goes whole to one
+xdist worker (tests/conftest.py), so that server starts once."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+from pathlib import Path
 from typing import Any
 
-import pytest
-from prefect import get_client
+from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from rootfi_sandbox import SandboxServer
 
-from flows.sync_customers import sync_customers
 from tests.factories import make_customer
-from tests.integration.helpers import seed_source
-
-pytestmark = pytest.mark.usefixtures("prefect_server", "task_runs_recorded")
-
+from tests.integration.helpers import seed_source, start_flow_process
 
 STEPS = ("claim-batch", "build-payloads", "record-intent", "send-batch", "record-outcomes")
+RUN = (
+    "import json; from flows.sync_customers import sync_customers; "
+    "state = sync_customers(return_state=True); "
+    "print(json.dumps([str(state.state_details.flow_run_id), state.result()], default=str))"
+)
 
 
-def task_runs(flow_run_id: Any, wanted: set[str]) -> dict[str, Any]:
+def run_flow(api_url: str, cwd: Path) -> tuple[str, dict[str, Any]]:
+    """Run sync-customers in a process of its own against `api_url`; its flow run id and counts."""
+    process = start_flow_process({"PREFECT_API_URL": api_url}, cwd, code=RUN)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err.decode()[-3000:]
+    flow_run_id, counts = json.loads(out.decode().strip().splitlines()[-1])
+    return flow_run_id, counts
+
+
+def task_runs(api_url: str, flow_run_id: str, wanted: set[str]) -> dict[str, Any]:
     """The flow run's task runs by name (without the suffix Prefect gives a task run not
     named by the task), once the server has those `wanted` (they reach it as events)."""
 
     async def read() -> dict[str, Any]:
         flow_runs = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        async with get_client() as client:
+        async with PrefectClient(api_url) as client:
             for _ in range(300):
                 runs = await client.read_task_runs(flow_run_filter=flow_runs)
                 named = {re.sub(r"-[0-9a-f]{3}$", "", r.name): r for r in runs}
@@ -42,8 +53,8 @@ def task_runs(flow_run_id: Any, wanted: set[str]) -> dict[str, Any]:
     return asyncio.run(read())
 
 
-def progress_bars(flow_run_id: Any) -> list[Any]:
-    with get_client(sync_client=True) as client:
+def progress_bars(api_url: str, flow_run_id: str) -> list[Any]:
+    with SyncPrefectClient(api_url) as client:
         artifacts = client.read_artifacts(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
         )
@@ -51,7 +62,7 @@ def progress_bars(flow_run_id: Any) -> list[Any]:
 
 
 def test_a_run_of_one_page_runs_its_batch_s_steps_and_its_report_and_nothing_more(
-    sqlite_url: str, sandbox: SandboxServer, configure: Any
+    sqlite_url: str, sandbox: SandboxServer, configure: Any, task_run_server: str, tmp_path: Path
 ) -> None:
     # Before 2026-12-03 every run also counted what was pending (a task and a progress
     # artifact), claimed a second, empty page and looked for orphans (two more task runs):
@@ -60,29 +71,29 @@ def test_a_run_of_one_page_runs_its_batch_s_steps_and_its_report_and_nothing_mor
     seed_source(sqlite_url, [make_customer() for _ in range(3)])
     configure(sqlite_url, rootfi_batch_size=5)
 
-    state = sync_customers(return_state=True)  # type: ignore[call-overload]
+    flow_run_id, counts = run_flow(task_run_server, tmp_path)
 
-    assert state.is_completed() and state.result()["synced"] == 3
-    flow_run_id = state.state_details.flow_run_id
+    assert counts["synced"] == 3
     every = {f"{step}-1" for step in STEPS} | {"check-access", "publish-report"}
-    assert set(task_runs(flow_run_id, every)) == every
-    assert progress_bars(flow_run_id) == []
+    assert set(task_runs(task_run_server, flow_run_id, every)) == every
+    assert progress_bars(task_run_server, flow_run_id) == []
 
 
 def test_the_ui_draws_each_batch_as_claim_build_intent_send_record(
-    sqlite_url: str, sandbox: SandboxServer, configure: Any
+    sqlite_url: str, sandbox: SandboxServer, configure: Any, task_run_server: str, tmp_path: Path
 ) -> None:
     """Each task run names the one before it among its inputs (what the UI draws as edges)."""
     seed_source(sqlite_url, [make_customer() for _ in range(4)])
     configure(sqlite_url, rootfi_batch_size=2)
 
-    state = sync_customers(return_state=True)  # type: ignore[call-overload]
+    flow_run_id, counts = run_flow(task_run_server, tmp_path)
 
+    assert counts["synced"] == 4
     wanted = {f"{step}-{batch}" for step in STEPS for batch in (1, 2)} | {"publish-report"}
-    runs = task_runs(state.state_details.flow_run_id, wanted)
+    runs = task_runs(task_run_server, flow_run_id, wanted)
     # The second page was the last (no third claim), and there was a second: a progress bar.
     assert "claim-batch-3" not in runs and "count-pending" in runs
-    assert len(progress_bars(state.state_details.flow_run_id)) == 1
+    assert len(progress_bars(task_run_server, flow_run_id)) == 1
 
     def upstream(name: str) -> set[str]:
         ids = {i.id for inputs in runs[name].task_inputs.values() for i in inputs}
