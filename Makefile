@@ -7,8 +7,8 @@ PYTHON ?= python3
 UV := .uv/bin/uv
 # pytest-xdist workers for `make test`; each starts its own PostgreSQL, MariaDB and Prefect
 # test server. Four on 2 cores: many tests wait (on RootFi's latency, a lease, a second
-# process), and the other workers run meanwhile (526 s against 556 s with three, 626 s with
-# two; docs/testing.md).
+# process), and the other workers run meanwhile (526 s against 556 s with three, on the same
+# code; docs/testing.md).
 TEST_WORKERS ?= 4
 # More pytest arguments for `make test` and `make test-fast`, e.g. PYTEST_ARGS='-k doctor -x'.
 PYTEST_ARGS ?=

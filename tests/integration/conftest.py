@@ -19,7 +19,7 @@ COMPANY = 1089
 def _quiet_server() -> dict[Any, bool]:
     """What the test server need not do: store events, evaluate automations, stream events
     out, take every run's log lines (one test turns them back on: `logs_to_api`), and record
-    task runs (the tests that read them run against `task_runs_recorded`'s server). Measured
+    task runs (the tests that read them run against `task_run_server`). Measured
     on tests/integration/test_sync_flow.py and test_ledger_time.py (SQLite, one process): 76.5 s
     of CPU against 80.5 s for the first three, 71.7 s with the logs too; on test_ledger_time,
     test_exactly_once and test_dirty_rows, 117.8 s against 150.8 s without the task runs.

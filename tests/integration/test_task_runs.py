@@ -26,13 +26,16 @@ RUN = (
 )
 
 
-def run_flow(api_url: str, cwd: Path) -> tuple[str, dict[str, Any]]:
-    """Run sync-customers in a process of its own against `api_url`; its flow run id and counts."""
+def synced_run(api_url: str, cwd: Path, sqlite_url: str, customers: int) -> str:
+    """Seed `customers` new customers, run sync-customers on them in a process of its own
+    against `api_url`, check it synced them all; return its flow run id."""
+    seed_source(sqlite_url, [make_customer() for _ in range(customers)])
     process = start_flow_process({"PREFECT_API_URL": api_url}, cwd, code=RUN)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err.decode()[-3000:]
     flow_run_id, counts = json.loads(out.decode().strip().splitlines()[-1])
-    return flow_run_id, counts
+    assert counts["synced"] == customers, counts
+    return str(flow_run_id)
 
 
 def task_runs(api_url: str, flow_run_id: str, wanted: set[str]) -> dict[str, Any]:
@@ -68,12 +71,10 @@ def test_a_run_of_one_page_runs_its_batch_s_steps_and_its_report_and_nothing_mor
     # artifact), claimed a second, empty page and looked for orphans (two more task runs):
     # in a fan-out over many small companies that was a third of each company's Prefect API
     # load.
-    seed_source(sqlite_url, [make_customer() for _ in range(3)])
     configure(sqlite_url, rootfi_batch_size=5)
 
-    flow_run_id, counts = run_flow(task_run_server, tmp_path)
+    flow_run_id = synced_run(task_run_server, tmp_path, sqlite_url, customers=3)
 
-    assert counts["synced"] == 3
     every = {f"{step}-1" for step in STEPS} | {"check-access", "publish-report"}
     assert set(task_runs(task_run_server, flow_run_id, every)) == every
     assert progress_bars(task_run_server, flow_run_id) == []
@@ -83,12 +84,10 @@ def test_the_ui_draws_each_batch_as_claim_build_intent_send_record(
     sqlite_url: str, sandbox: SandboxServer, configure: Any, task_run_server: str, tmp_path: Path
 ) -> None:
     """Each task run names the one before it among its inputs (what the UI draws as edges)."""
-    seed_source(sqlite_url, [make_customer() for _ in range(4)])
     configure(sqlite_url, rootfi_batch_size=2)
 
-    flow_run_id, counts = run_flow(task_run_server, tmp_path)
+    flow_run_id = synced_run(task_run_server, tmp_path, sqlite_url, customers=4)
 
-    assert counts["synced"] == 4
     wanted = {f"{step}-{batch}" for step in STEPS for batch in (1, 2)} | {"publish-report"}
     runs = task_runs(task_run_server, flow_run_id, wanted)
     # The second page was the last (no third claim), and there was a second: a progress bar.
