@@ -66,6 +66,18 @@ class Children:
             self.stop(proc)
 
 
+def session_cpu_seconds(session: int) -> float:
+    """CPU seconds (user and system) used so far by the live processes of a session (a child
+    started by `Children` leads one: its pid)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == session:
+                ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -232,10 +244,13 @@ def write_record(name: str, result: Mapping[str, Any], out: Path = OUT) -> Path:
 
 
 def run_flow(out: Path) -> int:
-    """Run `sync_customers` once; write its state, counts and peak RSS to `out`."""
+    """Run `sync_customers` once; write its state, counts, peak RSS and CPU seconds (over the
+    flow's call: not the imports before it) to `out`."""
     from flows.sync_customers import sync_customers
 
+    started = time.process_time()
     state = sync_customers(return_state=True)
+    cpu = time.process_time() - started
     result = state.result(raise_on_failure=False)
     counts = result if isinstance(result, dict) else None
     # Peak RSS since exec; not ru_maxrss, which keeps the forking parent's.
@@ -244,6 +259,7 @@ def run_flow(out: Path) -> int:
         "state": state.type.value,
         "counts": counts,
         "vmhwm_kib": int(hwm.group(1)) if hwm else 0,
+        "cpu_seconds": cpu,
         "error": None if counts else repr(result)[:2000],
     }
     out.write_text(json.dumps(record, default=str))

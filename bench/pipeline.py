@@ -18,8 +18,11 @@ SQLite file or a fresh PostgreSQL database; untimed), then:
   fresh sandbox, ROOTFI_RATE_LIMIT_PER_MINUTE=0 and the same concurrency, batch size, mode.
 
 Both rates are N / seconds (the flow's own `duration_seconds`). Peak RSS is the flow
-process's VmHWM. API requests: every request the sandbox answered, by kind
-(create, sync, sync_jobs, list_customers, companies) and per 100 customers of the source.
+process's VmHWM. CPU: milliseconds per customer that the flow process (over its flow call), the
+Prefect server and the pipeline's sandbox used while the flow ran: on a small machine the three
+share its cores, and the rate follows their sum more closely than any one of them. API
+requests: every request the sandbox answered, by kind (create, sync, sync_jobs,
+list_customers, companies) and per 100 customers of the source.
 Checks: every customer settled in the ledger, the SYNCED rows' rootfi_ids
 are the sandbox's customers one for one, no email stored twice. "others" is the share of
 the machine's CPU other people's processes took during the run. Prints a Markdown table and
@@ -52,6 +55,7 @@ from bench.common import (
     clean_env,
     ledger_rows,
     seed_source,
+    session_cpu_seconds,
     start_prefect,
     start_sandbox,
     write_record,
@@ -115,6 +119,7 @@ class Bench:
         self.work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         stack.callback(self.children.stop_all)  # before the directory goes
         self.prefect = start_prefect(self.children, self.work)
+        self.prefect_proc = self.children.procs[-1]
         self.pg: Any = None
         if "postgres" in args.db:
             from tests.postgres import PostgresServer, find_pg_ctl
@@ -125,6 +130,10 @@ class Bench:
             self.pg = PostgresServer(pg_ctl)
             stack.callback(self.pg.cleanup)
             self.pg.start()
+
+    def _servers(self, sandbox: Any) -> dict[str, Any]:
+        """The servers a flow keeps busy besides itself, by name (their CPU is reported)."""
+        return {"prefect": self.prefect_proc, "sandbox": sandbox}
 
     def _postmaster(self) -> set[int]:
         pid_file = Path(self.pg.executor.datadir) / "postmaster.pid" if self.pg else None
@@ -174,6 +183,7 @@ class Bench:
             "ROOTFI_CONCURRENCY": str(args.concurrency),
         }
         argv = [sys.executable, "-m", "bench.common", str(work / "flow.json")]
+        cpu = {name: session_cpu_seconds(p.pid) for name, p in self._servers(sandbox).items()}
         proc = self.children.start(argv, env=env, log=work / "flow.log")
         others = OthersCpu(self.children, self._postmaster)
         deadline = time.monotonic() + 120 + n / 50  # 50 customers a second at the least
@@ -181,6 +191,8 @@ class Bench:
             time.sleep(1.0)
             others.sample()
         result: dict[str, Any] = {"others": others.share()}
+        for name, p in self._servers(sandbox).items():
+            cpu[name] = session_cpu_seconds(p.pid) - cpu[name]
         self.children.stop(proc)
         with SandboxAdmin(base, timeout=300) as admin:
             stored, asked = admin.customers(COMPANY_ID), admin.state()["requests"]
@@ -203,6 +215,7 @@ class Bench:
             "requests": asked["total"],
             "requests_by_kind": asked.get("by_kind", {}),
             "peak_rss_mib": flow.get("vmhwm_kib", 0) / 1024,
+            "cpu_seconds": cpu | {"flow": flow.get("cpu_seconds")},
             "ledger": dict(statuses),
             "checks": "ok" if ok else f"FAILED (ledger {dict(statuses)}, {len(stored)} stored)",
             "log_tail": None if ok else (work / "flow.log").read_text()[-3000:],
@@ -221,6 +234,14 @@ def per_100(row: dict[str, Any]) -> float:
     return 100.0 * row["requests"] / row["n"]
 
 
+def cpu_per_customer(row: dict[str, Any]) -> str:
+    """CPU milliseconds per customer of the source while the flow ran: the flow process's
+    (its flow call), the Prefect server's and the sandbox's, e.g. `3.1, 4.2, 1.0`."""
+    cpu = row.get("cpu_seconds") or {}
+    parts = (cpu.get(k) for k in ("flow", "prefect", "sandbox"))
+    return ", ".join("-" if v is None else f"{1000 * v / row['n']:.1f}" for v in parts)
+
+
 def by_kind(row: dict[str, Any]) -> str:
     """The requests by kind, e.g. `create 20, sync 22, list_customers 20`: those asked only."""
     kinds = row.get("requests_by_kind") or {}
@@ -234,7 +255,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| db | mode | batch | N | pipeline c/s | ceiling c/s | ratio | flow s | "
         "peak RSS MiB | RSS / smallest N's | extract s | transform s | load (wait) s | "
-        "write_back s | API requests | per 100 customers | by kind | others' CPU | checks |"
+        "write_back s | CPU ms per customer: flow, Prefect server, sandbox | API requests | "
+        "per 100 customers | by kind | others' CPU | checks |"
     )
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
@@ -255,6 +277,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             _f(r["peak_rss_mib"]),
             _f(r["peak_rss_mib"] / first["peak_rss_mib"], 2) if first is not r else "-",
             *(_f(r["phases"].get(p), 1) for p in PHASES),
+            cpu_per_customer(r),
             _f(r["requests"]),
             _f(per_100(r), 2),
             by_kind(r),
