@@ -119,7 +119,7 @@ class Bench:
         self.work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         stack.callback(self.children.stop_all)  # before the directory goes
         self.prefect = start_prefect(self.children, self.work)
-        self.prefect_proc = self.children.procs[-1]
+        self.prefect_proc = self.children.procs[-1]  # start_prefect's: the child it started
         self.pg: Any = None
         if "postgres" in args.db:
             from tests.postgres import PostgresServer, find_pg_ctl
