@@ -138,16 +138,29 @@ def start_sandbox(
     return proc, found[0]
 
 
-def start_prefect(children: Children, work: Path) -> str:
-    """`prefect server start` on a free port with a PREFECT_HOME of its own; its API URL."""
+RECORDS_NOTHING = {
+    f"PREFECT_SERVER_SERVICES_{service}_ENABLED": "false"
+    for service in ("TASK_RUN_RECORDER", "EVENT_PERSISTER", "TRIGGERS")
+}
+"""A Prefect server that records no task run, stores no event and evaluates no trigger: a
+probe of what recording costs, never a setup to run flows on (`bench.pipeline --probe`)."""
+
+
+def start_prefect(children: Children, work: Path, settings: Mapping[str, str] | None = None) -> str:
+    """`prefect server start` on a free port with a PREFECT_HOME of its own (and `settings`);
+    its API URL."""
     from tests.servers import free_port
 
     port = free_port()
-    env = clean_env() | {
-        "PREFECT_HOME": str(work / "prefect-server"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-    }
+    env = (
+        clean_env()
+        | {
+            "PREFECT_HOME": str(work / "prefect-server"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_ENABLED": "false",
+        }
+        | dict(settings or {})
+    )
     argv = [str(Path(sys.executable).with_name("prefect")), "server", "start", "--port", str(port)]
     children.start(argv, env=env, log=work / "prefect-server.log")
     api = f"http://127.0.0.1:{port}/api"
@@ -248,6 +261,8 @@ def run_flow(out: Path) -> int:
     flow's call: not the imports before it) to `out`."""
     from flows.sync_customers import sync_customers
 
+    if "no-vouch" in os.environ.get("BENCH_PROBES", "").split(","):
+        _vouch_without_the_ledger()
     started = time.process_time()
     state = sync_customers(return_state=True)
     cpu = time.process_time() - started
@@ -264,6 +279,19 @@ def run_flow(out: Path) -> int:
     }
     out.write_text(json.dumps(record, default=str))
     return 0 if state.is_completed() else 1
+
+
+def _vouch_without_the_ledger() -> None:
+    """A probe, never the product: each lease is vouched for with no ledger read, by this
+    process's clock (what the read before each POST costs; `bench.pipeline --probe no-vouch`)."""
+    from datetime import UTC, datetime
+
+    from rootfi_sync.run.parts import RunBook
+
+    def vouch(self: RunBook, customer_ids: Sequence[str]) -> tuple[set[str], datetime]:
+        return set(customer_ids), datetime.now(UTC)
+
+    RunBook.vouch = vouch  # type: ignore[method-assign]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,7 @@
     python -m bench.pipeline [--n 2000 20000] [--db sqlite postgres] [--mode single batch]
                              [--latency 0.01] [--concurrency 8] [--batch-size 100]
                              [--bad-share 0.05] [--no-ceiling]
+                             [--probe no-vouch prefect-records-nothing]
 
 One `prefect server start` per invocation, and one PostgreSQL server if asked for (the test
 suite's `tests.postgres.PostgresServer`: fsync, synchronous commit and full-page writes off,
@@ -50,6 +51,7 @@ from rootfi_sandbox.adminclient import SandboxAdmin
 from bench.common import (
     API_KEY,
     COMPANY_ID,
+    RECORDS_NOTHING,
     Children,
     OthersCpu,
     clean_env,
@@ -118,7 +120,8 @@ class Bench:
         self.args, self.children = args, Children()
         self.work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         stack.callback(self.children.stop_all)  # before the directory goes
-        self.prefect = start_prefect(self.children, self.work)
+        quiet = "prefect-records-nothing" in args.probe
+        self.prefect = start_prefect(self.children, self.work, RECORDS_NOTHING if quiet else None)
         self.prefect_proc = self.children.procs[-1]  # start_prefect's: the child it started
         self.pg: Any = None
         if "postgres" in args.db:
@@ -153,6 +156,7 @@ class Bench:
     def run(self, db: str, mode: str, n: int) -> dict[str, Any]:
         args = self.args
         row: dict[str, Any] = {"db": db, "mode": mode, "batch_size": args.batch_size, "n": n}
+        row["probes"] = list(args.probe)
         with ExitStack() as stack:
             url = self.source(stack, db, n)
             seed_source(url, n, bad_share=args.bad_share)
@@ -181,6 +185,7 @@ class Bench:
             "ROOTFI_BATCH_SIZE": str(args.batch_size),
             "ROOTFI_RATE_LIMIT_PER_MINUTE": "0",
             "ROOTFI_CONCURRENCY": str(args.concurrency),
+            "BENCH_PROBES": ",".join(args.probe),
         }
         argv = [sys.executable, "-m", "bench.common", str(work / "flow.json")]
         cpu = {name: session_cpu_seconds(p.pid) for name, p in self._servers(sandbox).items()}
@@ -267,7 +272,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         others = max(r["others"], r.get("ceiling_others", 0))
         cells = [
             r["db"],
-            r["mode"],
+            r["mode"] + "".join(f" (probe: {p})" for p in r.get("probes", ())),
             r["batch_size"],
             f"{r['n']:,}",
             _f(r["pipeline"]),
@@ -304,6 +309,15 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.05,
         help="share of bad rows (one in five of them refused by the platform, not by us)",
+    )
+    parser.add_argument(
+        "--probe",
+        nargs="*",
+        default=[],
+        choices=["no-vouch", "prefect-records-nothing"],
+        help="measure what a part costs by taking it out (never a setup to run): no ledger "
+        "read before each POST; a Prefect server that records no task run, stores no event "
+        "and evaluates no trigger. Named in the table's mode column",
     )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the children on the way out
