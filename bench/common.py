@@ -146,9 +146,11 @@ RECORDS_NOTHING = {
 probe of what recording costs, never a setup to run flows on (`bench.pipeline --probe`)."""
 
 
-def start_prefect(children: Children, work: Path, settings: Mapping[str, str] | None = None) -> str:
-    """`prefect server start` on a free port with a PREFECT_HOME of its own (and `settings`);
-    its API URL."""
+def start_prefect(
+    children: Children, work: Path, settings: Mapping[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`prefect server start` on a free port with a PREFECT_HOME of its own (and `settings`):
+    its process and its API URL."""
     from tests.servers import free_port
 
     port = free_port()
@@ -162,10 +164,10 @@ def start_prefect(children: Children, work: Path, settings: Mapping[str, str] | 
         | dict(settings or {})
     )
     argv = [str(Path(sys.executable).with_name("prefect")), "server", "start", "--port", str(port)]
-    children.start(argv, env=env, log=work / "prefect-server.log")
+    proc = children.start(argv, env=env, log=work / "prefect-server.log")
     api = f"http://127.0.0.1:{port}/api"
     wait_until(lambda: _answers(f"{api}/health"), 120, "prefect server")
-    return api
+    return proc, api
 
 
 def seed_source(url: str, n: int, *, bad_share: float = 0.05) -> None:
@@ -284,12 +286,13 @@ def run_flow(out: Path) -> int:
 def _vouch_without_the_ledger() -> None:
     """A probe, never the product: each lease is vouched for with no ledger read, by this
     process's clock (what the read before each POST costs; `bench.pipeline --probe no-vouch`)."""
-    from datetime import UTC, datetime
+    from datetime import datetime
 
+    from rootfi_sync.ledger.statements import utcnow
     from rootfi_sync.run.parts import RunBook
 
     def vouch(self: RunBook, customer_ids: Sequence[str]) -> tuple[set[str], datetime]:
-        return set(customer_ids), datetime.now(UTC)
+        return set(customer_ids), utcnow()
 
     RunBook.vouch = vouch  # type: ignore[method-assign]
 

@@ -703,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.update(clean_env())
             for name in [k for k in os.environ if k.startswith(("PREFECT_", "ROOTFI_"))]:
                 del os.environ[name]
-            os.environ["PREFECT_API_URL"] = start_prefect(children, work)
+            os.environ["PREFECT_API_URL"] = start_prefect(children, work)[1]
             os.environ["PREFECT_HOME"] = str(work / "prefect-client")
             os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
             if args.workers:

@@ -121,8 +121,9 @@ class Bench:
         self.work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         stack.callback(self.children.stop_all)  # before the directory goes
         quiet = "prefect-records-nothing" in args.probe
-        self.prefect = start_prefect(self.children, self.work, RECORDS_NOTHING if quiet else None)
-        self.prefect_proc = self.children.procs[-1]  # start_prefect's: the child it started
+        self.prefect_proc, self.prefect = start_prefect(
+            self.children, self.work, RECORDS_NOTHING if quiet else None
+        )
         self.pg: Any = None
         if "postgres" in args.db:
             from tests.postgres import PostgresServer, find_pg_ctl

@@ -36,7 +36,7 @@ from bench.common import (
 
 
 def measure(args: argparse.Namespace, work: Path, children: Children) -> dict[str, Any]:
-    api = start_prefect(children, work)
+    _, api = start_prefect(children, work)
     os.environ["PREFECT_API_URL"] = api
     from rootfi_sync.orchestration.prefect_setup import setup_prefect
 
